@@ -1,0 +1,90 @@
+# modkv — build, run and test.
+#
+#   make run     build and start one member on localhost:2379
+#   make test    install missing deps, build, run the integration tests
+#
+# Everything is built with the release profile so `build`, `run` and `test`
+# share one build. Set CARGO_TARGET_DIR to keep the build outside the clone.
+
+SHELL := /bin/bash
+
+CARGO_TARGET_DIR ?= target
+export CARGO_TARGET_DIR
+export DEBIAN_FRONTEND := noninteractive
+
+TARGET     := $(CARGO_TARGET_DIR)
+MODKV      := $(TARGET)/release/modkv
+PLUGIN_DIR := $(TARGET)/plugins
+
+CARGO      ?= cargo
+# Extra arguments: `make run RUN_ARGS=--log-level=debug`,
+# `make test TEST_ARGS='-- --include-ignored'`.
+RUN_ARGS   ?=
+TEST_ARGS  ?=
+
+# What each target needs: clang for RocksDB's bindings, etcd 3.4 for the tests' side-by-side checks.
+BUILD_PACKAGES := clang libclang-dev
+TEST_PACKAGES  := etcd-server etcd-client
+WASM_TARGET  := wasm32-wasip2
+SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all build run test plugins deps deps-build deps-test deps-wasm apt-install fmt clean
+
+all: build
+
+## build: release binary at $(CARGO_TARGET_DIR)/release/modkv
+build: deps-build
+	$(CARGO) build --release -p modkv --bin modkv
+
+## run: build, then start a single member (data in ./default.modkv)
+run: build
+	@if [ -d "$(PLUGIN_DIR)" ]; then \
+		set -x; exec "$(MODKV)" --data-dir default.modkv --plugin-dir "$(PLUGIN_DIR)" $(RUN_ARGS); \
+	else \
+		set -x; exec "$(MODKV)" --data-dir default.modkv $(RUN_ARGS); \
+	fi
+
+## test: integration tests (tests/), against the built binary and real etcd
+test: deps-test build
+	MODKV_BIN="$(abspath $(MODKV))" $(CARGO) test --release -p modkv-tests $(TEST_ARGS)
+
+## plugins: placeholder until plugins/ has content; creates the plugin dir
+plugins: deps-wasm
+	mkdir -p "$(PLUGIN_DIR)"
+
+## deps: everything below (each target also installs just what it needs)
+deps: deps-build deps-test deps-wasm
+
+deps-build:
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(BUILD_PACKAGES)"
+
+deps-test:
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(TEST_PACKAGES)"
+
+## apt-install: install the Debian PACKAGES that are missing (idempotent; no apt-get update otherwise)
+apt-install:
+	@missing=""; \
+	for p in $(PACKAGES); do \
+		dpkg -s "$$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		command -v apt-get >/dev/null 2>&1 || { echo "deps: missing$$missing and no apt-get" >&2; exit 1; }; \
+		echo "deps: installing$$missing"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+
+deps-wasm:
+	@if ! command -v rustup >/dev/null 2>&1; then \
+		echo "deps: rustup not found; cannot add the $(WASM_TARGET) target" >&2; exit 1; \
+	elif ! rustup target list --installed | grep -qx '$(WASM_TARGET)'; then \
+		rustup target add $(WASM_TARGET); \
+	fi
+
+## fmt: format the workspace
+fmt:
+	$(CARGO) fmt --all
+
+## clean: remove build outputs (not data dirs such as ./default.modkv)
+clean:
+	$(CARGO) clean

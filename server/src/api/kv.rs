@@ -1,0 +1,39 @@
+//! The KV service (`etcdserverpb.KV`).
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::proto::etcdserverpb::kv_server::Kv;
+use crate::proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use crate::server::EtcdServer;
+
+pub struct KvService {
+    pub server: Arc<EtcdServer>,
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        Ok(Response::new(self.server.range(req.into_inner()).await?))
+    }
+
+    async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        Ok(Response::new(self.server.put(req.into_inner()).await?))
+    }
+
+    async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+        Ok(Response::new(self.server.delete_range(req.into_inner()).await?))
+    }
+
+    async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        Ok(Response::new(self.server.txn(req.into_inner()).await?))
+    }
+
+    async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+        Ok(Response::new(self.server.compact(req.into_inner()).await?))
+    }
+}

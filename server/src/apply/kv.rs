@@ -1,0 +1,142 @@
+//! Range, Put and DeleteRange with etcd's semantics, over any [`ReadView`] / [`WriteTxn`].
+
+use crate::error::{Error, Result};
+use crate::mvcc::{KeyRange, KvStore, RangeOptions, RangeResult, WriteTxn};
+use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
+use crate::proto::etcdserverpb::{
+    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
+};
+use crate::proto::mvccpb::KeyValue;
+
+/// Something ranges can be read from: the store itself, or a write transaction (which sees its own writes).
+pub trait ReadView {
+    fn range(&self, kr: &KeyRange, opts: RangeOptions) -> Result<RangeResult>;
+    /// The revision reads see.
+    fn rev(&self) -> i64;
+    /// The oldest revision still readable.
+    fn compact_rev(&self) -> i64;
+}
+
+impl ReadView for KvStore {
+    fn range(&self, kr: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
+        KvStore::range(self, kr, opts)
+    }
+    fn rev(&self) -> i64 {
+        self.current_rev()
+    }
+    fn compact_rev(&self) -> i64 {
+        KvStore::compact_rev(self)
+    }
+}
+
+impl ReadView for WriteTxn<'_> {
+    fn range(&self, kr: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
+        WriteTxn::range(self, kr, opts)
+    }
+    fn rev(&self) -> i64 {
+        self.read_rev()
+    }
+    fn compact_rev(&self) -> i64 {
+        self.store_compact_rev()
+    }
+}
+
+pub fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader { revision, ..Default::default() })
+}
+
+/// etcd's Range: filters by mod/create revision, sorts, applies the limit and reports `more`.
+pub fn range(view: &impl ReadView, r: &RangeRequest) -> Result<RangeResponse> {
+    let filtered =
+        r.min_mod_revision != 0 || r.max_mod_revision != 0 || r.min_create_revision != 0 || r.max_create_revision != 0;
+    // etcd 3.4 accepts unknown sort values: an unknown order sorts nothing, an unknown target sorts by key.
+    let order = SortOrder::try_from(r.sort_order).ok();
+    let target = SortTarget::try_from(r.sort_target).unwrap_or(SortTarget::Key);
+    let mut limit = if r.sort_order != 0 || filtered { 0 } else { r.limit.max(0) as usize };
+    if limit > 0 {
+        // One more than asked, to learn whether there are more.
+        limit += 1;
+    }
+    let opts = RangeOptions { limit, rev: r.revision, count_only: r.count_only };
+    let mut rr = view.range(&KeyRange::new(&r.key, &r.range_end), opts)?;
+    rr.kvs.retain(|kv| {
+        (r.max_mod_revision == 0 || kv.mod_revision <= r.max_mod_revision)
+            && (r.min_mod_revision == 0 || kv.mod_revision >= r.min_mod_revision)
+            && (r.max_create_revision == 0 || kv.create_revision <= r.max_create_revision)
+            && (r.min_create_revision == 0 || kv.create_revision >= r.min_create_revision)
+    });
+    let order =
+        if target != SortTarget::Key && order == Some(SortOrder::None) { Some(SortOrder::Ascend) } else { order };
+    if matches!(order, Some(SortOrder::Ascend | SortOrder::Descend)) {
+        let key = |kv: &KeyValue| -> (i64, Vec<u8>) {
+            match target {
+                SortTarget::Key => (0, kv.key.clone()),
+                SortTarget::Version => (kv.version, vec![]),
+                SortTarget::Create => (kv.create_revision, vec![]),
+                SortTarget::Mod => (kv.mod_revision, vec![]),
+                SortTarget::Value => (0, kv.value.clone()),
+            }
+        };
+        rr.kvs.sort_by_key(key);
+        if order == Some(SortOrder::Descend) {
+            rr.kvs.reverse();
+        }
+    }
+    let mut more = false;
+    if r.limit > 0 && rr.kvs.len() > r.limit as usize {
+        rr.kvs.truncate(r.limit as usize);
+        more = true;
+    }
+    if r.keys_only {
+        for kv in &mut rr.kvs {
+            kv.value.clear();
+        }
+    }
+    Ok(RangeResponse { header: header(rr.rev), kvs: rr.kvs, more, count: rr.count as i64 })
+}
+
+fn get_one(view: &impl ReadView, key: &[u8]) -> Result<Option<KeyValue>> {
+    Ok(view.range(&KeyRange::single(key), RangeOptions::default())?.kvs.into_iter().next())
+}
+
+/// Checks what a put needs from the current state (the previous key for `ignore_value` /
+/// `ignore_lease`, and the lease) without changing anything.
+pub fn check_put(view: &impl ReadView, p: &PutRequest) -> Result<()> {
+    if (p.ignore_value || p.ignore_lease) && get_one(view, &p.key)?.is_none() {
+        return Err(Error::KeyNotFound);
+    }
+    check_lease(p.lease)
+}
+
+/// Leases are not granted yet by this server, so any lease a put names is unknown.
+pub fn check_lease(lease: i64) -> Result<()> {
+    if lease != 0 {
+        return Err(Error::LeaseNotFound);
+    }
+    Ok(())
+}
+
+pub fn put(txn: &mut WriteTxn<'_>, p: &PutRequest) -> Result<PutResponse> {
+    let prev = if p.ignore_value || p.ignore_lease || p.prev_kv { get_one(txn, &p.key)? } else { None };
+    if (p.ignore_value || p.ignore_lease) && prev.is_none() {
+        return Err(Error::KeyNotFound);
+    }
+    let value = match (&prev, p.ignore_value) {
+        (Some(prev), true) => prev.value.clone(),
+        _ => p.value.clone(),
+    };
+    let lease = match (&prev, p.ignore_lease) {
+        (Some(prev), true) => prev.lease,
+        _ => p.lease,
+    };
+    check_lease(lease)?;
+    txn.put(&p.key, value, lease);
+    Ok(PutResponse { header: header(txn.read_rev()), prev_kv: if p.prev_kv { prev } else { None } })
+}
+
+pub fn delete_range(txn: &mut WriteTxn<'_>, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+    let kr = KeyRange::new(&d.key, &d.range_end);
+    let prev_kvs = if d.prev_kv { txn.range(&kr, RangeOptions::default())?.kvs } else { vec![] };
+    let deleted = txn.delete_range(&kr);
+    Ok(DeleteRangeResponse { header: header(txn.read_rev()), deleted, prev_kvs })
+}

@@ -1,0 +1,141 @@
+//! The apply layer: turns committed raft entries into changes of the key space, in log order, and hands
+//! each result to the request waiting for it.
+//!
+//! ```text
+//!   raft task ──committed entries──▶ Applier (own thread) ──▶ kv (mvcc) ──▶ one WriteBatch
+//!                                         │                               + applied index
+//!                                         └──▶ Wait::trigger(request id, result)
+//! ```
+//!
+//! Applying is deterministic: every member applies the same entries to the same state and gets the same
+//! revisions. The applied index is written in the same batch as the changes it covers, so after a crash
+//! the entries after it are applied again exactly once.
+
+pub mod kv;
+pub mod txn;
+
+use std::sync::Arc;
+
+use prost::Message;
+use raft::eraftpb::{Entry, EntryType};
+use tokio::sync::{mpsc, watch};
+
+use crate::error::{Error, Result};
+use crate::mvcc::KvStore;
+use crate::proto::etcdserverpb::{CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse};
+use crate::proto::modkvpb::InternalRaftRequest;
+use crate::server::wait::Wait;
+use crate::storage::{meta, Backend, Cf, WriteBatch};
+
+/// What applying one request produced.
+#[derive(Debug, Clone)]
+pub enum Applied {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+}
+
+pub type ApplyResult = Result<Applied>;
+
+pub struct Applier {
+    kv: Arc<KvStore>,
+    wait: Arc<Wait>,
+    applied_index: u64,
+    applied_tx: watch::Sender<u64>,
+    fatal: mpsc::UnboundedSender<String>,
+}
+
+/// The applied index stored in `backend` (0 on a new member).
+pub fn stored_applied_index(backend: &dyn Backend) -> Result<u64> {
+    Ok(backend.get(Cf::Meta, meta::APPLIED_INDEX)?.and_then(|b| meta::decode_u64(&b)).unwrap_or(0))
+}
+
+impl Applier {
+    pub fn new(
+        kv: Arc<KvStore>,
+        wait: Arc<Wait>,
+        applied_index: u64,
+        applied_tx: watch::Sender<u64>,
+        fatal: mpsc::UnboundedSender<String>,
+    ) -> Applier {
+        Applier { kv, wait, applied_index, applied_tx, fatal }
+    }
+
+    /// Applies batches of committed entries until the sender is dropped.
+    pub fn spawn(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Vec<Entry>>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new().name("apply".into()).spawn(move || {
+            while let Some(mut entries) = rx.blocking_recv() {
+                // Everything committed meanwhile goes into the same batch.
+                while let Ok(more) = rx.try_recv() {
+                    entries.extend(more);
+                }
+                if let Err(e) = self.apply(entries) {
+                    let _ = self.fatal.send(format!("apply failed: {e}"));
+                    return;
+                }
+            }
+        })
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let mut results = Vec::new();
+        for e in entries {
+            if e.index <= self.applied_index {
+                continue;
+            }
+            if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
+                match InternalRaftRequest::decode(&e.data[..]) {
+                    Ok(req) => {
+                        let id = req.header.as_ref().map(|h| h.id).unwrap_or(req.id);
+                        let r = self.apply_request(&req, &mut batch);
+                        if let Err(Error::Internal(msg)) = &r {
+                            return Err(Error::Internal(msg.clone()));
+                        }
+                        results.push((id, r));
+                    }
+                    Err(err) => tracing::error!(index = e.index, %err, "skipping undecodable raft entry"),
+                }
+            }
+            self.applied_index = e.index;
+            batch.put(Cf::Meta, meta::APPLIED_INDEX, meta::encode_u64(e.index));
+        }
+        self.kv.commit(batch, false)?;
+        self.applied_tx.send_replace(self.applied_index);
+        for (id, r) in results {
+            self.wait.trigger(id, r);
+        }
+        Ok(())
+    }
+
+    fn apply_request(&self, req: &InternalRaftRequest, batch: &mut WriteBatch) -> ApplyResult {
+        if let Some(p) = &req.put {
+            let mut w = self.kv.write(batch);
+            let r = kv::put(&mut w, p);
+            w.end();
+            return r.map(Applied::Put);
+        }
+        if let Some(d) = &req.delete_range {
+            let mut w = self.kv.write(batch);
+            let r = kv::delete_range(&mut w, d);
+            w.end();
+            return r.map(Applied::DeleteRange);
+        }
+        if let Some(t) = &req.txn {
+            // Checks run before the first change, so a failing txn changes nothing.
+            let mut w = self.kv.write(batch);
+            let r = txn::txn(&mut w, t);
+            w.end();
+            return r.map(Applied::Txn);
+        }
+        if let Some(c) = &req.compaction {
+            self.kv.compact(c.revision, batch)?;
+            return Ok(Applied::Compaction(CompactionResponse { header: kv::header(self.kv.current_rev()) }));
+        }
+        Err(Error::Internal("unknown request in raft entry".into()))
+    }
+}

@@ -1,0 +1,195 @@
+//! The clap declaration of every flag.
+//!
+//! All values are kept as raw strings here; [`super::resolve`] turns them into a typed
+//! [`Config`](super::Config) so that a value coming from a flag, an environment variable or
+//! the config file is parsed and validated by the same code and reported the same way.
+//!
+//! Each flag's `env` attribute is the single source of the `MODKV_*` variable names (the
+//! layering code reads them back with `Arg::get_env`); a test checks they all follow the
+//! `MODKV_<FLAG_IN_UPPER_SNAKE>` rule.
+
+use clap::Parser;
+
+pub(super) const ABOUT: &str = "An etcd-3.4-compatible, raft-replicated key-value server";
+
+pub(super) const LONG_ABOUT: &str = "\
+An etcd-3.4-compatible, raft-replicated key-value server.
+
+Flags keep etcd's names, meanings and defaults.
+
+Every flag --foo-bar can also be set with the environment variable MODKV_FOO_BAR, or with \
+the key `foo-bar` in the TOML file named by --config-file (e.g. `name = \"n1\"`, \
+`heartbeat-interval = 100`, `listen-client-urls = [\"http://127.0.0.1:2379\"]`).
+
+Precedence, highest first:
+  1. command-line flag
+  2. MODKV_* environment variable
+  3. config file (--config-file / MODKV_CONFIG_FILE)
+  4. built-in default
+
+URL lists are comma-separated (a TOML array is accepted in the config file).";
+
+const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (etcd API 3.4)");
+
+/// Raw (string-valued) command line.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "modkv",
+    version,
+    long_version = LONG_VERSION,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    args_override_self = true,
+    allow_negative_numbers = true
+)]
+pub(super) struct Cli {
+    /// Human-readable name for this member.
+    #[arg(long, env = "MODKV_NAME", value_name = "NAME", default_value = "default")]
+    pub name: String,
+
+    /// Path to the data directory [default: <name>.modkv].
+    #[arg(long, env = "MODKV_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<String>,
+
+    /// Comma-separated URLs to listen on for client traffic.
+    #[arg(long, env = "MODKV_LISTEN_CLIENT_URLS", value_name = "URLS", default_value = "http://localhost:2379")]
+    pub listen_client_urls: String,
+
+    /// Comma-separated client URLs of this member, advertised to the rest of the cluster
+    /// and to clients.
+    #[arg(long, env = "MODKV_ADVERTISE_CLIENT_URLS", value_name = "URLS", default_value = "http://localhost:2379")]
+    pub advertise_client_urls: String,
+
+    /// Comma-separated URLs to listen on for peer (raft) traffic.
+    #[arg(long, env = "MODKV_LISTEN_PEER_URLS", value_name = "URLS", default_value = "http://localhost:2380")]
+    pub listen_peer_urls: String,
+
+    /// Comma-separated peer URLs of this member, advertised to the rest of the cluster.
+    #[arg(
+        long,
+        env = "MODKV_INITIAL_ADVERTISE_PEER_URLS",
+        value_name = "URLS",
+        default_value = "http://localhost:2380"
+    )]
+    pub initial_advertise_peer_urls: String,
+
+    /// Initial cluster configuration for bootstrapping, as comma-separated name=peer-url
+    /// entries (a name may appear several times).
+    ///
+    /// When not given and --name is not "default", it becomes
+    /// <name>=<each --initial-advertise-peer-urls>, as in etcd.
+    #[arg(
+        long,
+        env = "MODKV_INITIAL_CLUSTER",
+        value_name = "NAME=URL,...",
+        default_value = "default=http://localhost:2380"
+    )]
+    pub initial_cluster: String,
+
+    /// Initial cluster state: "new" or "existing".
+    #[arg(long, env = "MODKV_INITIAL_CLUSTER_STATE", value_name = "STATE", default_value = "new")]
+    pub initial_cluster_state: String,
+
+    /// Initial cluster token, used to tell clusters apart during bootstrap.
+    #[arg(long, env = "MODKV_INITIAL_CLUSTER_TOKEN", value_name = "TOKEN", default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+
+    /// Comma-separated URLs to serve /metrics and /health on (empty: none).
+    #[arg(long, env = "MODKV_LISTEN_METRICS_URLS", value_name = "URLS", default_value = "")]
+    pub listen_metrics_urls: String,
+
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, env = "MODKV_HEARTBEAT_INTERVAL", value_name = "MS", default_value = "100")]
+    pub heartbeat_interval: String,
+
+    /// Time (in milliseconds) for an election to timeout; at least 5 × --heartbeat-interval.
+    #[arg(long, env = "MODKV_ELECTION_TIMEOUT", value_name = "MS", default_value = "1000")]
+    pub election_timeout: String,
+
+    /// Number of committed transactions to trigger a snapshot to disk (0: the default).
+    #[arg(long, env = "MODKV_SNAPSHOT_COUNT", value_name = "N", default_value = "100000")]
+    pub snapshot_count: String,
+
+    /// Raise alarms when the backend size exceeds the given quota (0: the default, 2 GiB).
+    #[arg(long, env = "MODKV_QUOTA_BACKEND_BYTES", value_name = "BYTES", default_value = "0")]
+    pub quota_backend_bytes: String,
+
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, env = "MODKV_MAX_REQUEST_BYTES", value_name = "BYTES", default_value = "1572864")]
+    pub max_request_bytes: String,
+
+    /// Maximum number of operations permitted in a transaction.
+    #[arg(long, env = "MODKV_MAX_TXN_OPS", value_name = "N", default_value = "128")]
+    pub max_txn_ops: String,
+
+    /// Interpret --auto-compaction-retention as "periodic" (a duration) or "revision"
+    /// (a number of revisions).
+    #[arg(long, env = "MODKV_AUTO_COMPACTION_MODE", value_name = "MODE", default_value = "periodic")]
+    pub auto_compaction_mode: String,
+
+    /// Auto compaction retention; "0" disables auto compaction.
+    ///
+    /// Periodic mode takes a duration such as "1h", "30m", "5s", "1h30m", or a bare number
+    /// meaning hours; revision mode takes a number of revisions.
+    #[arg(long, env = "MODKV_AUTO_COMPACTION_RETENTION", value_name = "RETENTION", default_value = "0")]
+    pub auto_compaction_retention: String,
+
+    /// Log level: debug, info, warn or error.
+    #[arg(long, env = "MODKV_LOG_LEVEL", value_name = "LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Directory to load WebAssembly plugins from (none when unset).
+    #[arg(long, env = "MODKV_PLUGIN_DIR", value_name = "DIR")]
+    pub plugin_dir: Option<String>,
+
+    /// TOML config file whose keys are the flag names without the leading dashes.
+    ///
+    /// Flags and MODKV_* environment variables override values from the file.
+    #[arg(long, env = "MODKV_CONFIG_FILE", value_name = "PATH")]
+    pub config_file: Option<String>,
+}
+
+/// Keys whose config-file value may be a TOML array of strings.
+pub(super) const LIST_KEYS: &[&str] = &[
+    "listen-client-urls",
+    "advertise-client-urls",
+    "listen-peer-urls",
+    "initial-advertise-peer-urls",
+    "initial-cluster",
+    "listen-metrics-urls",
+];
+
+/// Arg ids that are not configuration values (and so are not config-file keys).
+pub(super) const NOT_LAYERED: &[&str] = &["help", "version", "config_file"];
+
+impl Cli {
+    /// Overwrite the raw value of the arg with clap id `id` (the field name).
+    ///
+    /// Returns false for an id that is not a layered configuration value.
+    pub(super) fn set(&mut self, id: &str, value: String) -> bool {
+        match id {
+            "name" => self.name = value,
+            "data_dir" => self.data_dir = Some(value),
+            "listen_client_urls" => self.listen_client_urls = value,
+            "advertise_client_urls" => self.advertise_client_urls = value,
+            "listen_peer_urls" => self.listen_peer_urls = value,
+            "initial_advertise_peer_urls" => self.initial_advertise_peer_urls = value,
+            "initial_cluster" => self.initial_cluster = value,
+            "initial_cluster_state" => self.initial_cluster_state = value,
+            "initial_cluster_token" => self.initial_cluster_token = value,
+            "listen_metrics_urls" => self.listen_metrics_urls = value,
+            "heartbeat_interval" => self.heartbeat_interval = value,
+            "election_timeout" => self.election_timeout = value,
+            "snapshot_count" => self.snapshot_count = value,
+            "quota_backend_bytes" => self.quota_backend_bytes = value,
+            "max_request_bytes" => self.max_request_bytes = value,
+            "max_txn_ops" => self.max_txn_ops = value,
+            "auto_compaction_mode" => self.auto_compaction_mode = value,
+            "auto_compaction_retention" => self.auto_compaction_retention = value,
+            "log_level" => self.log_level = value,
+            "plugin_dir" => self.plugin_dir = Some(value),
+            _ => return false,
+        }
+        true
+    }
+}

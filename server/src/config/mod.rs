@@ -1,0 +1,367 @@
+//! Server configuration: command line, `MODKV_*` environment variables and a TOML config file.
+//!
+//! The flags keep etcd 3.4's names, meanings and defaults (`--name`, `--data-dir`,
+//! `--listen-client-urls`, `--initial-cluster`, `--heartbeat-interval`, ...), plus
+//! `--plugin-dir` and `--config-file`. `modkv --help` lists them all.
+//!
+//! # Where a value comes from
+//!
+//! Every flag `--foo-bar` can be given three ways. Precedence, highest first:
+//!
+//! 1. the command-line flag `--foo-bar`;
+//! 2. the environment variable `MODKV_FOO_BAR` (an empty variable counts as unset);
+//! 3. the key `foo-bar` in the TOML file named by `--config-file` (or `MODKV_CONFIG_FILE`);
+//! 4. the built-in default.
+//!
+//! This is implemented on top of clap: the command line is parsed once (with clap's own
+//! environment lookup switched off), and for every argument whose
+//! [`ArgMatches::value_source`](clap::ArgMatches::value_source) is not the command line the
+//! value is taken from the environment, else from the config file, else the default stays.
+//! The environment lookup is injectable ([`Config::from_args_and_env`]) so tests need not
+//! touch the process environment. All values, whatever their source, then go through the same
+//! parsing and validation.
+//!
+//! # Config file
+//!
+//! A flat TOML table whose keys are the flag names without dashes:
+//!
+//! ```toml
+//! name = "n1"
+//! listen-client-urls = "http://127.0.0.1:2379"          # or ["http://127.0.0.1:2379"]
+//! initial-cluster = "n1=http://127.0.0.1:2380,n2=http://127.0.0.1:12380"
+//! heartbeat-interval = 100                              # or "100"
+//! ```
+//!
+//! Numeric keys take an integer or a string, URL lists a comma-separated string or an array
+//! of strings. Unknown keys are an error. See `examples/modkv.toml`.
+//!
+//! # Derived defaults (as in etcd)
+//!
+//! * `--data-dir` defaults to `<name>.modkv`, using the final `--name`.
+//! * `--initial-cluster`, when given by none of the three sources and `--name` is not
+//!   `default`, becomes `<name>=<url>` for each `--initial-advertise-peer-urls` URL.
+//! * `--quota-backend-bytes 0` means 2 GiB; `--snapshot-count 0` means 100000.
+//! * `--auto-compaction-retention 0` (the default) turns auto compaction off.
+
+mod cli;
+mod error;
+mod file;
+mod parse;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
+use url::Url;
+
+pub use error::ConfigError;
+pub use parse::url_string;
+
+use cli::Cli;
+use parse::UrlUse;
+
+/// Default for `--quota-backend-bytes` (used when it is 0): 2 GiB, as in etcd.
+pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// etcd warns when the backend quota exceeds this (8 GiB).
+pub const MAX_QUOTA_BACKEND_BYTES: u64 = 8 * 1024 * 1024 * 1024;
+/// Default for `--snapshot-count` (used when it is 0).
+pub const DEFAULT_SNAPSHOT_COUNT: u64 = 100_000;
+/// Largest accepted `--election-timeout`, in milliseconds (etcd's limit).
+pub const MAX_ELECTION_TIMEOUT_MS: u64 = 50_000;
+/// Prefix of the environment variables that mirror the flags.
+pub const ENV_PREFIX: &str = "MODKV_";
+
+/// `--initial-cluster-state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClusterState {
+    /// Bootstrap a new cluster from `--initial-cluster`.
+    New,
+    /// Join a cluster that already exists (this member was added with `member add`).
+    Existing,
+}
+
+impl std::fmt::Display for ClusterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClusterState::New => "new",
+            ClusterState::Existing => "existing",
+        })
+    }
+}
+
+/// `--auto-compaction-mode` and `--auto-compaction-retention`, combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AutoCompaction {
+    /// Retention 0: no automatic compaction.
+    Off,
+    /// Keep this much history (periodic mode).
+    Periodic(Duration),
+    /// Keep this many revisions (revision mode).
+    Revision(u64),
+}
+
+/// The fully resolved and validated server configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client_urls: Vec<Url>,
+    pub advertise_client_urls: Vec<Url>,
+    pub listen_peer_urls: Vec<Url>,
+    pub initial_advertise_peer_urls: Vec<Url>,
+    /// In the given order; a name may appear several times (one entry per peer URL).
+    pub initial_cluster: Vec<(String, Url)>,
+    pub initial_cluster_state: ClusterState,
+    pub initial_cluster_token: String,
+    pub listen_metrics_urls: Vec<Url>,
+    pub heartbeat_interval: Duration,
+    pub election_timeout: Duration,
+    pub snapshot_count: u64,
+    /// Already resolved: a flag value of 0 becomes [`DEFAULT_QUOTA_BACKEND_BYTES`].
+    pub quota_backend_bytes: u64,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+    pub auto_compaction: AutoCompaction,
+    /// One of `debug`, `info`, `warn`, `error` (lower-cased).
+    pub log_level: String,
+    pub plugin_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Parse from an argv iterator (the first item is the program name), reading `MODKV_*`
+    /// variables from the process environment.
+    ///
+    /// `--help` and `--version` come back as [`ConfigError::Clap`]; call
+    /// [`ConfigError::exit`] to print them and exit with status 0.
+    pub fn from_args<I, T>(args: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Self::from_args_and_env(args, |name| std::env::var_os(name))
+    }
+
+    /// Like [`Config::from_args`], but environment variables are looked up with `env`
+    /// (e.g. a map in tests).
+    pub fn from_args_and_env<I, T, F>(args: I, env: F) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+        F: Fn(&str) -> Option<OsString>,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let full = Cli::command();
+        // Parse without clap's own env lookup; the layering below does it via `env`.
+        let matches = match full.clone().mut_args(|arg| arg.env(None::<&'static str>)).try_get_matches_from(&args) {
+            Ok(matches) => matches,
+            Err(err) => return Err(ConfigError::Clap(with_env_in_help(&full, &args, err))),
+        };
+        let mut raw = Cli::from_arg_matches(&matches)?;
+        let env_value = |var: &str| -> Result<Option<String>, ConfigError> {
+            match env(var) {
+                None => Ok(None),
+                Some(v) if v.is_empty() => Ok(None),
+                Some(v) => v.into_string().map(Some).map_err(|_| ConfigError::EnvNotUnicode { var: var.to_owned() }),
+            }
+        };
+
+        let from_cli = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+        let config_file =
+            if from_cli("config_file") { raw.config_file.clone() } else { env_value(&env_name(&full, "config_file"))? }
+                .filter(|path| !path.is_empty());
+
+        let layered: Vec<(&str, &str)> = full
+            .get_arguments()
+            .filter(|arg| !cli::NOT_LAYERED.contains(&arg.get_id().as_str()))
+            .map(|arg| {
+                let long = arg.get_long().expect("every config arg has a long name");
+                (arg.get_id().as_str(), long)
+            })
+            .collect();
+        let mut file_values = match &config_file {
+            Some(path) => {
+                let keys: Vec<&str> = layered.iter().map(|(_, long)| *long).collect();
+                file::load(Path::new(path), &keys)?
+            }
+            None => Default::default(),
+        };
+
+        // Flag > environment > file > default, decided per argument.
+        let mut given: HashSet<&str> = HashSet::new();
+        for &(id, long) in &layered {
+            if from_cli(id) {
+                given.insert(id);
+            } else if let Some(value) = env_value(&env_name(&full, id))? {
+                raw.set(id, value);
+                given.insert(id);
+            } else if let Some(value) = file_values.remove(long) {
+                raw.set(id, value);
+                given.insert(id);
+            }
+        }
+
+        resolve(raw, given.contains("initial_cluster"))
+    }
+
+    /// The configuration as if no flags, environment variables or config file were given.
+    pub fn default_for_tests() -> Config {
+        Self::from_args_and_env(["modkv"], |_| None).expect("the built-in defaults are valid")
+    }
+
+    /// The peer URLs listed for member `name` in `--initial-cluster`, in order.
+    pub fn peer_urls_of(&self, name: &str) -> Vec<Url> {
+        self.initial_cluster.iter().filter(|(member, _)| member == name).map(|(_, url)| url.clone()).collect()
+    }
+}
+
+/// The `MODKV_*` variable clap declares for arg `id`.
+fn env_name(cmd: &clap::Command, id: &str) -> String {
+    cmd.get_arguments()
+        .find(|arg| arg.get_id() == id)
+        .and_then(|arg| arg.get_env())
+        .and_then(|name| name.to_str())
+        .expect("every config arg declares its MODKV_* variable")
+        .to_owned()
+}
+
+/// `--help` from the env-less parse would not list the `MODKV_*` variables; render it (and
+/// `--version`) with the full command instead. Other errors are returned unchanged.
+fn with_env_in_help(full: &clap::Command, args: &[OsString], err: clap::Error) -> clap::Error {
+    use clap::error::ErrorKind;
+    if !matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        return err;
+    }
+    match full.clone().try_get_matches_from(args) {
+        Err(help) if help.kind() == err.kind() => help,
+        _ => err,
+    }
+}
+
+/// Turn the layered raw strings into a checked [`Config`].
+fn resolve(raw: Cli, initial_cluster_given: bool) -> Result<Config, ConfigError> {
+    let name = raw.name;
+    if name.is_empty() {
+        return Err(ConfigError::InvalidValue {
+            flag: "--name",
+            value: name,
+            expected: "a non-empty member name".to_owned(),
+        });
+    }
+    let data_dir = raw
+        .data_dir
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(format!("{name}.modkv")));
+
+    let listen_client_urls = parse::non_empty_url_list("--listen-client-urls", &raw.listen_client_urls, UrlUse::Bind)?;
+    let advertise_client_urls =
+        parse::non_empty_url_list("--advertise-client-urls", &raw.advertise_client_urls, UrlUse::Advertise)?;
+    let listen_peer_urls = parse::non_empty_url_list("--listen-peer-urls", &raw.listen_peer_urls, UrlUse::Bind)?;
+    let initial_advertise_peer_urls = parse::non_empty_url_list(
+        "--initial-advertise-peer-urls",
+        &raw.initial_advertise_peer_urls,
+        UrlUse::Advertise,
+    )?;
+    let listen_metrics_urls = parse::url_list("--listen-metrics-urls", &raw.listen_metrics_urls, UrlUse::Bind)?;
+
+    let initial_cluster = if !initial_cluster_given && name != "default" {
+        initial_advertise_peer_urls.iter().map(|url| (name.clone(), url.clone())).collect()
+    } else {
+        parse::initial_cluster(&raw.initial_cluster)?
+    };
+    let initial_cluster_state = parse::cluster_state(&raw.initial_cluster_state)?;
+    check_local_member(&name, &initial_cluster, &initial_advertise_peer_urls)?;
+
+    let heartbeat_ms: u64 = parse::positive("--heartbeat-interval", &raw.heartbeat_interval, "milliseconds")?;
+    let election_ms: u64 = parse::positive("--election-timeout", &raw.election_timeout, "milliseconds")?;
+    if election_ms < heartbeat_ms.saturating_mul(5) {
+        return Err(ConfigError::ElectionTimeoutTooShort { election_ms, heartbeat_ms });
+    }
+    if election_ms > MAX_ELECTION_TIMEOUT_MS {
+        return Err(ConfigError::ElectionTimeoutTooLong { election_ms, max_ms: MAX_ELECTION_TIMEOUT_MS });
+    }
+
+    let snapshot_count = match parse::number("--snapshot-count", &raw.snapshot_count, "entries")? {
+        0 => DEFAULT_SNAPSHOT_COUNT,
+        n => n,
+    };
+    let quota_backend_bytes = match parse::number("--quota-backend-bytes", &raw.quota_backend_bytes, "bytes")? {
+        0 => DEFAULT_QUOTA_BACKEND_BYTES,
+        n => n,
+    };
+    if quota_backend_bytes > MAX_QUOTA_BACKEND_BYTES {
+        tracing::warn!(
+            quota_backend_bytes,
+            max = MAX_QUOTA_BACKEND_BYTES,
+            "--quota-backend-bytes exceeds the maximum recommended quota"
+        );
+    }
+    let max_request_bytes = parse::positive("--max-request-bytes", &raw.max_request_bytes, "bytes")?;
+    let max_txn_ops = parse::positive("--max-txn-ops", &raw.max_txn_ops, "operations")?;
+    let auto_compaction = parse::auto_compaction(&raw.auto_compaction_mode, &raw.auto_compaction_retention)?;
+    let log_level = parse::log_level(&raw.log_level)?;
+    let plugin_dir = raw.plugin_dir.filter(|dir| !dir.is_empty()).map(PathBuf::from);
+
+    Ok(Config {
+        name,
+        data_dir,
+        listen_client_urls,
+        advertise_client_urls,
+        listen_peer_urls,
+        initial_advertise_peer_urls,
+        initial_cluster,
+        initial_cluster_state,
+        initial_cluster_token: raw.initial_cluster_token,
+        listen_metrics_urls,
+        heartbeat_interval: Duration::from_millis(heartbeat_ms),
+        election_timeout: Duration::from_millis(election_ms),
+        snapshot_count,
+        quota_backend_bytes,
+        max_request_bytes,
+        max_txn_ops,
+        auto_compaction,
+        log_level,
+        plugin_dir,
+    })
+}
+
+/// etcd's bootstrap checks: this member is in `--initial-cluster`, and its entries there are
+/// exactly `--initial-advertise-peer-urls` (compared as sets of normalised URLs).
+fn check_local_member(
+    name: &str,
+    initial_cluster: &[(String, Url)],
+    advertise_peer_urls: &[Url],
+) -> Result<(), ConfigError> {
+    let mut listed: Vec<&Url> =
+        initial_cluster.iter().filter(|(member, _)| member == name).map(|(_, url)| url).collect();
+    if listed.is_empty() {
+        return Err(ConfigError::LocalNameMissing {
+            name: name.to_owned(),
+            initial_cluster: initial_cluster
+                .iter()
+                .map(|(member, url)| format!("{member}={}", url_string(url)))
+                .collect::<Vec<_>>()
+                .join(","),
+        });
+    }
+    let mut advertised: Vec<&Url> = advertise_peer_urls.iter().collect();
+    let cluster_entries = listed.iter().map(|url| format!("{name}={}", url_string(url))).collect::<Vec<_>>().join(",");
+    listed.sort();
+    listed.dedup();
+    advertised.sort();
+    advertised.dedup();
+    if listed != advertised {
+        return Err(ConfigError::AdvertiseMismatch {
+            name: name.to_owned(),
+            cluster_entries,
+            advertised: parse::join_urls(advertise_peer_urls),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,400 @@
+//! Starting and stopping a member, as etcd's `embed.StartEtcd` does.
+//!
+//! ```text
+//!   Listeners::bind(cfg)                      bind every peer, client and metrics URL first, so a port in
+//!        │                                    use fails before anything is touched on disk
+//!   start(cfg, listeners)
+//!        ├─ 1. open the data dir and storage  (RocksDB; mvcc index rebuilt; applied index read)
+//!        ├─ 2. load or bootstrap membership   (member / cluster ids from peer URLs + token)
+//!        ├─ 3. create the server, start raft and apply
+//!        ├─ 4. serve peers
+//!        ├─ 5. serve clients                  (gRPC on every --listen-client-urls)
+//!        └─ 6. serve metrics                  (--listen-metrics-urls)
+//!   Etcd::ready()   resolves once a linearizable read succeeds: a leader is known and caught up
+//!   Etcd::err()     the single error channel every listener, raft and apply report to
+//!   Etcd::close()   stops in the order written in `close`
+//! ```
+//!
+//! The library takes already-bound listeners and a shutdown future, so tests can bind port 0.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use url::Url;
+
+use crate::apply::{self, Applier};
+use crate::config::{ClusterState, Config};
+use crate::mvcc::KvStore;
+use crate::raft::log::RaftLog;
+use crate::raft::{NodeConfig, RaftNode};
+use crate::server::membership::{self, Cluster};
+use crate::server::wait::Wait;
+use crate::server::{EtcdServer, ServerConfig};
+use crate::storage::{Backend, RocksDb, WriteBatch};
+
+/// How long in-flight client requests get to finish when the member stops.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+/// Marks a data dir as modkv's (and its layout version).
+const MARKER_FILE: &str = "modkv.version";
+const MARKER: &str = "modkv data dir v1\n";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error("--{flag} {url}: {reason}")]
+    BadUrl { flag: &'static str, url: String, reason: String },
+    #[error("listen tcp {addr} (--{flag}): {source}")]
+    Listen { flag: &'static str, addr: String, source: std::io::Error },
+    #[error("data dir {}: {reason}", path.display())]
+    DataDir { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Cluster(String),
+    #[error("{0}")]
+    Server(String),
+}
+
+impl From<crate::error::Error> for EmbedError {
+    fn from(e: crate::error::Error) -> EmbedError {
+        EmbedError::Server(e.to_string())
+    }
+}
+
+/// The sockets a member serves on, bound before it starts.
+pub struct Listeners {
+    pub client: Vec<std::net::TcpListener>,
+    pub peer: Vec<std::net::TcpListener>,
+    pub metrics: Vec<std::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every `--listen-*-urls` URL of `cfg`.
+    pub fn bind(cfg: &Config) -> Result<Listeners, EmbedError> {
+        Ok(Listeners {
+            peer: bind_all("listen-peer-urls", &cfg.listen_peer_urls)?,
+            client: bind_all("listen-client-urls", &cfg.listen_client_urls)?,
+            metrics: bind_all("listen-metrics-urls", &cfg.listen_metrics_urls)?,
+        })
+    }
+}
+
+fn bind_all(flag: &'static str, urls: &[Url]) -> Result<Vec<std::net::TcpListener>, EmbedError> {
+    urls.iter()
+        .map(|u| {
+            let bad = |reason: &str| EmbedError::BadUrl { flag, url: u.to_string(), reason: reason.into() };
+            let host = u.host_str().ok_or_else(|| bad("no host"))?;
+            let port = u.port_or_known_default().ok_or_else(|| bad("no port"))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let addr = format!("{host}:{port}");
+            let l = std::net::TcpListener::bind((host, port)).map_err(|source| EmbedError::Listen {
+                flag,
+                addr,
+                source,
+            })?;
+            l.set_nonblocking(true).map_err(|source| EmbedError::Listen {
+                flag,
+                addr: format!("{host}:{port}"),
+                source,
+            })?;
+            Ok(l)
+        })
+        .collect()
+}
+
+/// A running member.
+pub struct Etcd {
+    pub server: Arc<EtcdServer>,
+    pub client_addrs: Vec<SocketAddr>,
+    errors: mpsc::UnboundedReceiver<String>,
+    stop_serving: watch::Sender<bool>,
+    serving: Vec<JoinHandle<()>>,
+    raft_stop: Option<oneshot::Sender<()>>,
+    raft_thread: Option<std::thread::JoinHandle<()>>,
+    apply_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Opens the data dir (creating it), refusing one that is not modkv's or not writable.
+fn prepare_data_dir(dir: &Path) -> Result<PathBuf, EmbedError> {
+    let fail = |reason: String| EmbedError::DataDir { path: dir.to_path_buf(), reason };
+    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create it: {e}")))?;
+    let marker = dir.join(MARKER_FILE);
+    match std::fs::read_to_string(&marker) {
+        Ok(m) if m == MARKER => {}
+        Ok(_) => return Err(fail(format!("{MARKER_FILE} does not name a data dir layout this modkv knows"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let entries: Vec<String> = std::fs::read_dir(dir)
+                .map_err(|e| fail(format!("cannot read it: {e}")))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            if !entries.is_empty() {
+                return Err(fail(format!(
+                    "not a modkv data dir (it holds {}, and no {MARKER_FILE}); refusing to use it",
+                    entries.join(", ")
+                )));
+            }
+            std::fs::write(&marker, MARKER).map_err(|e| fail(format!("not writable: {e}")))?;
+        }
+        Err(e) => return Err(fail(format!("cannot read {MARKER_FILE}: {e}"))),
+    }
+    let probe = dir.join(".write-check");
+    std::fs::write(&probe, b"").map_err(|e| fail(format!("not writable: {e}")))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(dir.join("db"))
+}
+
+/// Loads the cluster from the data dir, or bootstraps it from `--initial-cluster` on a new member.
+fn load_cluster(cfg: &Config, backend: &dyn Backend) -> Result<Arc<Cluster>, EmbedError> {
+    let cluster = match Cluster::load(backend)? {
+        Some(c) => {
+            tracing::info!("restarting member from its data dir; --initial-cluster* flags are ignored");
+            c
+        }
+        None => {
+            if cfg.initial_cluster_state == ClusterState::Existing {
+                return Err(EmbedError::Cluster(
+                    "--initial-cluster-state existing: joining a running cluster is not supported yet (single-member clusters only)".into(),
+                ));
+            }
+            let mut initial: Vec<(String, Vec<String>)> = Vec::new();
+            for (name, url) in &cfg.initial_cluster {
+                let u = membership::url_string(url);
+                match initial.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, urls)) => urls.push(u),
+                    None => initial.push((name.clone(), vec![u])),
+                }
+            }
+            if initial.len() > 1 {
+                return Err(EmbedError::Cluster(format!(
+                    "--initial-cluster names {} members; only single-member clusters are supported yet",
+                    initial.len()
+                )));
+            }
+            let c = Cluster::bootstrap(&cfg.name, &initial, &cfg.initial_cluster_token).ok_or_else(|| {
+                EmbedError::Cluster(format!(
+                    "couldn't find local name {:?} in the initial cluster configuration",
+                    cfg.name
+                ))
+            })?;
+            let mut batch = WriteBatch::default();
+            c.save(&mut batch);
+            backend.write(batch, true).map_err(crate::error::Error::from)?;
+            c
+        }
+    };
+    let me = cluster.member_id;
+    cluster.set_client_urls(me, cfg.advertise_client_urls.iter().map(membership::url_string).collect());
+    Ok(Arc::new(cluster))
+}
+
+/// Starts a member on already-bound listeners.
+pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedError> {
+    tracing::info!(name = %cfg.name, data_dir = %cfg.data_dir.display(), version = env!("CARGO_PKG_VERSION"), "starting modkv");
+
+    // 1. Storage.
+    let db_path = prepare_data_dir(&cfg.data_dir)?;
+    let backend: Arc<dyn Backend> = Arc::new(RocksDb::open(&db_path).map_err(|e| EmbedError::DataDir {
+        path: cfg.data_dir.clone(),
+        reason: format!("cannot open storage: {e}"),
+    })?);
+    let kv = Arc::new(KvStore::open(backend.clone())?);
+    let applied_index = apply::stored_applied_index(&*backend)?;
+    tracing::info!(revision = kv.current_rev(), applied_index, "opened storage");
+
+    // 2. Membership.
+    let cluster = load_cluster(cfg, &*backend)?;
+    tracing::info!(
+        member_id = format_args!("{:x}", cluster.member_id),
+        cluster_id = format_args!("{:x}", cluster.cluster_id),
+        "member identity"
+    );
+
+    // 3. Raft, apply and the server.
+    let (fatal_tx, errors) = mpsc::unbounded_channel();
+    let wait = Arc::new(Wait::default());
+    let (applied_tx, applied_rx) = watch::channel(applied_index);
+    let (apply_tx, apply_rx) = mpsc::unbounded_channel();
+    let log = RaftLog::open(backend.clone()).map_err(crate::error::Error::from)?;
+    let heartbeat = cfg.heartbeat_interval.max(Duration::from_millis(1));
+    let node_cfg = NodeConfig {
+        id: cluster.member_id,
+        voters: cluster.voter_ids(),
+        tick: heartbeat,
+        election_ticks: ((cfg.election_timeout.as_millis() / heartbeat.as_millis()) as usize).max(2),
+        snapshot_count: cfg.snapshot_count,
+    };
+    let (node, raft) =
+        RaftNode::new(node_cfg, log, backend.clone(), wait.clone(), applied_index, applied_rx.clone(), apply_tx)?;
+    let apply_thread = Applier::new(kv.clone(), wait.clone(), applied_index, applied_tx, fatal_tx.clone())
+        .spawn(apply_rx)
+        .map_err(|e| EmbedError::Server(format!("cannot start apply thread: {e}")))?;
+    let (raft_stop, raft_stop_rx) = oneshot::channel();
+    let raft_thread = node
+        .spawn(raft_stop_rx, fatal_tx.clone())
+        .map_err(|e| EmbedError::Server(format!("cannot start raft thread: {e}")))?;
+    tracing::info!("started raft node");
+    let server_cfg = ServerConfig {
+        max_request_bytes: cfg.max_request_bytes,
+        max_txn_ops: cfg.max_txn_ops,
+        request_timeout: Duration::from_secs(5) + 2 * cfg.election_timeout,
+    };
+    let server = Arc::new(EtcdServer::new(server_cfg, kv, backend, cluster, raft, wait, applied_rx));
+
+    let (stop_serving, stop_rx) = watch::channel(false);
+    let mut serving = Vec::new();
+
+    // 4. Peers. A single member has no peer traffic yet; the listener is held so the port stays ours
+    //    and peers get a clean refusal instead of a foreign service.
+    for l in listeners.peer {
+        let addr = l.local_addr().ok();
+        tracing::info!(?addr, "peer listener bound (peer transport arrives with multi-member clusters)");
+        serving.push(tokio::spawn(hold_listener(l, stop_rx.clone())));
+    }
+
+    // 5. Clients.
+    let mut client_addrs = Vec::new();
+    for l in listeners.client {
+        let addr = l.local_addr().map_err(|e| EmbedError::Server(e.to_string()))?;
+        client_addrs.push(addr);
+        let routes = crate::api::grpc_routes(server.clone(), cfg.max_request_bytes);
+        serving.push(tokio::spawn(serve_grpc(l, routes, stop_rx.clone(), fatal_tx.clone())));
+        tracing::info!(%addr, "serving client traffic (gRPC)");
+    }
+
+    // 6. Metrics: the endpoint arrives with the HTTP surface; the listener is held meanwhile.
+    for l in listeners.metrics {
+        serving.push(tokio::spawn(hold_listener(l, stop_rx.clone())));
+    }
+
+    Ok(Etcd {
+        server,
+        client_addrs,
+        errors,
+        stop_serving,
+        serving,
+        raft_stop: Some(raft_stop),
+        raft_thread: Some(raft_thread),
+        apply_thread: Some(apply_thread),
+    })
+}
+
+async fn hold_listener(l: std::net::TcpListener, mut stop: watch::Receiver<bool>) {
+    let Ok(l) = tokio::net::TcpListener::from_std(l) else { return };
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            conn = l.accept() => drop(conn),
+        }
+    }
+}
+
+async fn serve_grpc(
+    l: std::net::TcpListener,
+    routes: tonic::service::Routes,
+    mut stop: watch::Receiver<bool>,
+    errors: mpsc::UnboundedSender<String>,
+) {
+    let l = match tokio::net::TcpListener::from_std(l) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = errors.send(format!("client listener: {e}"));
+            return;
+        }
+    };
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(l).map(|s| {
+        s.map(|s| {
+            let _ = s.set_nodelay(true);
+            crate::api::authority::FixAuthority::new(s)
+        })
+    });
+    let shutdown = async move {
+        let _ = stop.changed().await;
+    };
+    if let Err(e) =
+        tonic::transport::Server::builder().add_routes(routes).serve_with_incoming_shutdown(incoming, shutdown).await
+    {
+        let _ = errors.send(format!("client listener: {e}"));
+    }
+}
+
+impl Etcd {
+    /// Resolves once the member can serve linearizable requests.
+    pub async fn ready(&self) {
+        wait_ready(&self.server).await
+    }
+
+    /// The next fatal error from a listener, raft or apply.
+    pub async fn err(&mut self) -> Option<String> {
+        self.errors.recv().await
+    }
+
+    /// Stops the member, in this order:
+    /// 1. stop accepting client connections and let in-flight requests finish (up to `DRAIN_DEADLINE`);
+    /// 2. stop the raft node (nothing new is committed);
+    /// 3. let apply finish the entries already committed, then stop it;
+    /// 4. flush storage.
+    pub async fn close(mut self) {
+        tracing::info!("stopping: draining client connections");
+        let _ = self.stop_serving.send(true);
+        let drain = futures::future::join_all(self.serving.iter_mut());
+        if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
+            tracing::warn!("client connections still open after {DRAIN_DEADLINE:?}; closing them");
+            for t in &self.serving {
+                t.abort();
+            }
+        }
+        tracing::info!("stopping: raft node");
+        if let Some(stop) = self.raft_stop.take() {
+            let _ = stop.send(());
+        }
+        join_thread(self.raft_thread.take()).await;
+        tracing::info!("stopping: apply");
+        join_thread(self.apply_thread.take()).await;
+        tracing::info!("stopping: flushing storage");
+        if let Err(e) = self.server.backend.flush() {
+            tracing::error!(%e, "flushing storage failed");
+        }
+        tracing::info!("stopped");
+    }
+}
+
+async fn wait_ready(server: &EtcdServer) {
+    while server.linearizable_read().await.is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn join_thread(t: Option<std::thread::JoinHandle<()>>) {
+    if let Some(t) = t {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+}
+
+/// Starts a member, reports readiness, and runs until `shutdown` resolves or a component fails.
+pub async fn run(
+    cfg: &Config,
+    listeners: Listeners,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), EmbedError> {
+    let mut etcd = start(cfg, listeners).await?;
+    let server = etcd.server.clone();
+    let ready = async move { wait_ready(&server).await };
+    tokio::pin!(shutdown);
+    tokio::pin!(ready);
+    let mut is_ready = false;
+    let result = loop {
+        tokio::select! {
+            _ = &mut ready, if !is_ready => {
+                is_ready = true;
+                tracing::info!(addrs = ?etcd.client_addrs, "ready to serve client requests");
+            }
+            _ = &mut shutdown => break Ok(()),
+            e = etcd.err() => break Err(EmbedError::Server(e.unwrap_or_else(|| "stopped".into()))),
+        }
+    };
+    etcd.close().await;
+    result
+}

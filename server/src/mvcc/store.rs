@@ -1,0 +1,453 @@
+//! [`KvStore`]: the index plus the backend, with read and write transactions.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use prost::Message;
+
+use super::key_index::KeyIndex;
+use super::revision::Revision;
+use crate::error::{Error, Result};
+use crate::proto::mvccpb::KeyValue;
+use crate::storage::{meta, Backend, Cf, WriteBatch};
+
+/// Which keys a request addresses, from etcd's `key` / `range_end` pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRange {
+    pub key: Vec<u8>,
+    /// `None`: the single key. `Some(empty)`: every key `>= key` (range_end `"\0"`). Otherwise `[key, end)`.
+    pub end: Option<Vec<u8>>,
+}
+
+impl KeyRange {
+    pub fn new(key: &[u8], range_end: &[u8]) -> KeyRange {
+        let end = match range_end {
+            [] => None,
+            [0] => Some(Vec::new()),
+            e => Some(e.to_vec()),
+        };
+        KeyRange { key: key.to_vec(), end }
+    }
+
+    pub fn single(key: &[u8]) -> KeyRange {
+        KeyRange { key: key.to_vec(), end: None }
+    }
+
+    pub fn contains(&self, k: &[u8]) -> bool {
+        match &self.end {
+            None => k == self.key.as_slice(),
+            Some(e) if e.is_empty() => k >= self.key.as_slice(),
+            Some(e) => k >= self.key.as_slice() && k < e.as_slice(),
+        }
+    }
+
+    /// Whether two ranges share a key.
+    pub fn overlaps(&self, other: &KeyRange) -> bool {
+        let end_of = |r: &KeyRange| -> Option<Vec<u8>> {
+            match &r.end {
+                None => {
+                    let mut e = r.key.clone();
+                    e.push(0);
+                    Some(e)
+                }
+                Some(e) if e.is_empty() => None,
+                Some(e) => Some(e.clone()),
+            }
+        };
+        let (a_end, b_end) = (end_of(self), end_of(other));
+        let a_before_b_end = b_end.as_ref().is_none_or(|e| &self.key < e);
+        let b_before_a_end = a_end.as_ref().is_none_or(|e| &other.key < e);
+        a_before_b_end && b_before_a_end
+    }
+
+    fn bounds(&self) -> Option<KeyBounds<'_>> {
+        let start = Bound::Included(self.key.as_slice());
+        match &self.end {
+            None => Some((start, Bound::Included(self.key.as_slice()))),
+            Some(e) if e.is_empty() => Some((start, Bound::Unbounded)),
+            Some(e) if e.as_slice() <= self.key.as_slice() => None,
+            Some(e) => Some((start, Bound::Excluded(e.as_slice()))),
+        }
+    }
+}
+
+/// Bounds of a [`KeyRange`] over the index's ordered keys.
+type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RangeOptions {
+    /// At most this many key-values (0: no limit). `count` still counts them all.
+    pub limit: usize,
+    /// Read as of this revision (0 or less: the current one).
+    pub rev: i64,
+    /// Only count; return no key-values.
+    pub count_only: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RangeResult {
+    pub kvs: Vec<KeyValue>,
+    /// The store's revision at the time of the read (not the revision asked for).
+    pub rev: i64,
+    /// Number of keys in the range, regardless of the limit.
+    pub count: usize,
+}
+
+struct State {
+    index: BTreeMap<Vec<u8>, KeyIndex>,
+    current_rev: i64,
+    compact_rev: i64,
+    /// Encoded values of changes already in the index whose batch is not yet written to the backend.
+    pending: HashMap<Revision, Vec<u8>>,
+}
+
+pub struct KvStore {
+    backend: Arc<dyn Backend>,
+    state: RwLock<State>,
+}
+
+fn read_i64(backend: &dyn Backend, key: &[u8]) -> Result<Option<i64>> {
+    Ok(backend.get(Cf::Meta, key)?.and_then(|b| meta::decode_u64(&b)).map(|v| v as i64))
+}
+
+impl KvStore {
+    /// Opens the key space kept in `backend`, rebuilding the in-memory index from it.
+    pub fn open(backend: Arc<dyn Backend>) -> Result<KvStore> {
+        let mut index: BTreeMap<Vec<u8>, KeyIndex> = BTreeMap::new();
+        let mut max_rev = 1;
+        let mut bad = None;
+        backend.scan(Cf::Kv, &[], None, &mut |k, v| {
+            let Some((rev, tombstone)) = Revision::from_bytes(k) else {
+                bad = Some(format!("bad revision key {k:?}"));
+                return false;
+            };
+            let kv = match KeyValue::decode(v) {
+                Ok(kv) => kv,
+                Err(e) => {
+                    bad = Some(format!("bad value at revision {}: {e}", rev.main));
+                    return false;
+                }
+            };
+            let ki = index.entry(kv.key).or_default();
+            if tombstone {
+                ki.tombstone(rev);
+            } else {
+                ki.put(rev);
+            }
+            max_rev = max_rev.max(rev.main);
+            true
+        })?;
+        if let Some(b) = bad {
+            return Err(crate::storage::StorageError::Corrupt(b).into());
+        }
+        let current_rev = read_i64(&*backend, meta::CURRENT_REV)?.unwrap_or(1).max(max_rev);
+        let compact_rev = read_i64(&*backend, meta::COMPACT_REV)?.unwrap_or(-1);
+        if compact_rev > 0 {
+            let mut keep = HashSet::new();
+            index.retain(|_, ki| {
+                ki.compact(compact_rev, &mut keep);
+                !ki.is_empty()
+            });
+        }
+        let state = State { index, current_rev, compact_rev, pending: HashMap::new() };
+        Ok(KvStore { backend, state: RwLock::new(state) })
+    }
+
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn current_rev(&self) -> i64 {
+        self.read_state().current_rev
+    }
+
+    pub fn compact_rev(&self) -> i64 {
+        self.read_state().compact_rev
+    }
+
+    /// Reads keys as of `opts.rev`.
+    pub fn range(&self, kr: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
+        let st = self.read_state();
+        let cur = st.current_rev;
+        self.range_in(&st, kr, opts, cur)
+    }
+
+    fn range_in(&self, st: &State, kr: &KeyRange, opts: RangeOptions, cur: i64) -> Result<RangeResult> {
+        let rev = if opts.rev <= 0 { cur } else { opts.rev };
+        if rev > cur {
+            return Err(Error::FutureRev);
+        }
+        if rev < st.compact_rev {
+            return Err(Error::Compacted);
+        }
+        let mut revs = Vec::new();
+        if let Some(bounds) = kr.bounds() {
+            for (_, ki) in st.index.range::<[u8], _>(bounds) {
+                if let Some(at) = ki.get(rev) {
+                    revs.push(at.modified);
+                }
+            }
+        }
+        let count = revs.len();
+        if opts.count_only {
+            return Ok(RangeResult { kvs: vec![], rev: cur, count });
+        }
+        if opts.limit > 0 && revs.len() > opts.limit {
+            revs.truncate(opts.limit);
+        }
+        let kvs = self.values(st, &revs)?;
+        Ok(RangeResult { kvs, rev: cur, count })
+    }
+
+    /// The stored key-values of live (non-tombstone) revisions.
+    fn values(&self, st: &State, revs: &[Revision]) -> Result<Vec<KeyValue>> {
+        let mut out = vec![None; revs.len()];
+        let mut missing = Vec::new();
+        for (i, r) in revs.iter().enumerate() {
+            match st.pending.get(r) {
+                Some(enc) => out[i] = Some(decode(enc)?),
+                None => missing.push(i),
+            }
+        }
+        if !missing.is_empty() {
+            let keys: Vec<Vec<u8>> = missing.iter().map(|&i| revs[i].to_bytes(false)).collect();
+            for (i, v) in missing.into_iter().zip(self.backend.multi_get(Cf::Kv, &keys)?) {
+                let v =
+                    v.ok_or_else(|| Error::Internal(format!("mvcc: revision {:?} missing from storage", revs[i])))?;
+                out[i] = Some(decode(&v)?);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Starts the write transaction that makes the next revision. Only the apply layer writes.
+    pub fn write<'a>(&'a self, batch: &'a mut WriteBatch) -> WriteTxn<'a> {
+        let main = self.read_state().current_rev + 1;
+        WriteTxn { store: self, batch, main, sub: 0 }
+    }
+
+    /// Writes a batch of applied changes to the backend; their values stop being held in memory.
+    pub fn commit(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        if !batch.is_empty() {
+            self.backend.write(batch, sync)?;
+        }
+        self.write_state().pending.clear();
+        Ok(())
+    }
+
+    /// Compacts history before `rev`. The caller's batch (earlier applied changes) is committed first.
+    pub fn compact(&self, rev: i64, batch: &mut WriteBatch) -> Result<()> {
+        {
+            let st = self.read_state();
+            if rev <= st.compact_rev {
+                return Err(Error::Compacted);
+            }
+            if rev > st.current_rev {
+                return Err(Error::FutureRev);
+            }
+        }
+        self.commit(std::mem::take(batch), false)?;
+        let mut keep = HashSet::new();
+        {
+            let mut st = self.write_state();
+            st.index.retain(|_, ki| {
+                ki.compact(rev, &mut keep);
+                !ki.is_empty()
+            });
+            st.compact_rev = rev;
+        }
+        let end = Revision::new(rev + 1, 0).to_bytes(false);
+        let mut doomed = Vec::new();
+        self.backend.scan(Cf::Kv, &[], Some(&end), &mut |k, _| {
+            if let Some((r, _)) = Revision::from_bytes(k) {
+                if !keep.contains(&r) {
+                    doomed.push(k.to_vec());
+                }
+            }
+            true
+        })?;
+        for k in doomed {
+            batch.delete(Cf::Kv, k);
+        }
+        batch.put(Cf::Meta, meta::COMPACT_REV, meta::encode_u64(rev as u64));
+        Ok(())
+    }
+}
+
+fn decode(b: &[u8]) -> Result<KeyValue> {
+    KeyValue::decode(b).map_err(|e| Error::Internal(format!("mvcc: bad stored value: {e}")))
+}
+
+/// The changes that make one revision. Reads inside it see its own earlier writes.
+pub struct WriteTxn<'a> {
+    store: &'a KvStore,
+    batch: &'a mut WriteBatch,
+    main: i64,
+    sub: i64,
+}
+
+impl WriteTxn<'_> {
+    /// The revision reads inside this transaction see: the one it makes once it changed something.
+    pub fn read_rev(&self) -> i64 {
+        if self.sub > 0 {
+            self.main
+        } else {
+            self.main - 1
+        }
+    }
+
+    pub fn store_compact_rev(&self) -> i64 {
+        self.store.compact_rev()
+    }
+
+    pub fn range(&self, kr: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
+        let st = self.store.read_state();
+        let mut res = self.store.range_in(&st, kr, opts, self.read_rev())?;
+        res.rev = self.read_rev();
+        Ok(res)
+    }
+
+    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) {
+        let rev = Revision::new(self.main, self.sub);
+        let mut st = self.store.write_state();
+        let ki = st.index.entry(key.to_vec()).or_default();
+        let (create_revision, version) = match ki.get(self.main) {
+            Some(at) => (at.created.main, at.version + 1),
+            None => (self.main, 1),
+        };
+        ki.put(rev);
+        let kv = KeyValue { key: key.to_vec(), create_revision, mod_revision: self.main, version, value, lease };
+        let enc = kv.encode_to_vec();
+        self.batch.put(Cf::Kv, rev.to_bytes(false), enc.clone());
+        st.pending.insert(rev, enc);
+        self.sub += 1;
+    }
+
+    /// Deletes the live keys in `kr`; returns how many.
+    pub fn delete_range(&mut self, kr: &KeyRange) -> i64 {
+        let Some(bounds) = kr.bounds() else { return 0 };
+        let at = self.main;
+        let mut st = self.store.write_state();
+        let keys: Vec<Vec<u8>> =
+            st.index.range::<[u8], _>(bounds).filter(|(_, ki)| ki.get(at).is_some()).map(|(k, _)| k.clone()).collect();
+        for key in &keys {
+            let rev = Revision::new(self.main, self.sub);
+            if let Some(ki) = st.index.get_mut(key) {
+                ki.tombstone(rev);
+            }
+            let enc = KeyValue { key: key.clone(), ..Default::default() }.encode_to_vec();
+            self.batch.put(Cf::Kv, rev.to_bytes(true), enc.clone());
+            st.pending.insert(rev, enc);
+            self.sub += 1;
+        }
+        keys.len() as i64
+    }
+
+    /// Ends the transaction; returns the store's revision after it.
+    pub fn end(self) -> i64 {
+        let mut st = self.store.write_state();
+        if self.sub > 0 {
+            st.current_rev = self.main;
+            self.batch.put(Cf::Meta, meta::CURRENT_REV, meta::encode_u64(self.main as u64));
+        }
+        st.current_rev
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::RocksDb;
+
+    fn open(dir: &std::path::Path) -> KvStore {
+        KvStore::open(Arc::new(RocksDb::open(dir).unwrap())).unwrap()
+    }
+
+    fn put(s: &KvStore, k: &str, v: &str) -> i64 {
+        let mut b = WriteBatch::default();
+        let mut t = s.write(&mut b);
+        t.put(k.as_bytes(), v.as_bytes().to_vec(), 0);
+        let rev = t.end();
+        s.commit(b, false).unwrap();
+        rev
+    }
+
+    fn get(s: &KvStore, k: &str, rev: i64) -> Result<Option<(String, i64, i64, i64)>> {
+        let r = s.range(&KeyRange::single(k.as_bytes()), RangeOptions { rev, ..Default::default() })?;
+        Ok(r.kvs
+            .first()
+            .map(|kv| (String::from_utf8(kv.value.clone()).unwrap(), kv.create_revision, kv.mod_revision, kv.version)))
+    }
+
+    #[test]
+    fn revisions_versions_and_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        assert_eq!(s.current_rev(), 1);
+        assert_eq!(put(&s, "a", "1"), 2);
+        assert_eq!(put(&s, "a", "2"), 3);
+        assert_eq!(put(&s, "b", "x"), 4);
+        assert_eq!(get(&s, "a", 0).unwrap(), Some(("2".into(), 2, 3, 2)));
+        assert_eq!(get(&s, "a", 2).unwrap(), Some(("1".into(), 2, 2, 1)));
+        assert_eq!(get(&s, "b", 3).unwrap(), None);
+        assert_eq!(get(&s, "a", 5), Err(Error::FutureRev));
+
+        let mut b = WriteBatch::default();
+        let mut t = s.write(&mut b);
+        assert_eq!(t.delete_range(&KeyRange::new(b"a", b"c")), 2);
+        t.put(b"a", b"3".to_vec(), 0);
+        assert_eq!(t.range(&KeyRange::single(b"a"), RangeOptions::default()).unwrap().kvs[0].version, 1);
+        assert_eq!(t.end(), 5);
+        s.commit(b, false).unwrap();
+        assert_eq!(get(&s, "a", 0).unwrap(), Some(("3".into(), 5, 5, 1)));
+        assert_eq!(get(&s, "b", 0).unwrap(), None);
+
+        let mut b = WriteBatch::default();
+        let mut t = s.write(&mut b);
+        assert_eq!(t.delete_range(&KeyRange::single(b"nope")), 0);
+        assert_eq!(t.end(), 5, "deleting nothing does not bump the revision");
+    }
+
+    #[test]
+    fn compaction_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = open(dir.path());
+            for i in 0..5 {
+                put(&s, "k", &i.to_string()); // revs 2..=6
+            }
+            put(&s, "other", "o"); // 7
+            let mut b = WriteBatch::default();
+            s.compact(4, &mut b).unwrap();
+            s.commit(b, true).unwrap();
+            assert_eq!(get(&s, "k", 3), Err(Error::Compacted));
+            assert_eq!(get(&s, "k", 4).unwrap(), Some(("2".into(), 2, 4, 3)));
+            let mut b = WriteBatch::default();
+            assert_eq!(s.compact(4, &mut b), Err(Error::Compacted));
+            assert_eq!(s.compact(8, &mut b), Err(Error::FutureRev));
+        }
+        let s = open(dir.path());
+        assert_eq!(s.current_rev(), 7);
+        assert_eq!(s.compact_rev(), 4);
+        assert_eq!(get(&s, "k", 0).unwrap(), Some(("4".into(), 2, 6, 5)));
+        assert_eq!(get(&s, "k", 4).unwrap(), Some(("2".into(), 2, 4, 3)));
+        let all = s.range(&KeyRange::new(b"\0", b"\0"), RangeOptions { limit: 1, ..Default::default() }).unwrap();
+        assert_eq!((all.kvs.len(), all.count, all.rev), (1, 2, 7));
+    }
+
+    #[test]
+    fn key_ranges() {
+        let r = KeyRange::new(b"a", b"c");
+        assert!(r.contains(b"b") && !r.contains(b"c"));
+        assert!(KeyRange::new(b"b", b"\0").contains(b"zzz"));
+        assert!(r.overlaps(&KeyRange::single(b"b")));
+        assert!(!r.overlaps(&KeyRange::single(b"c")));
+        assert!(KeyRange::new(b"x", b"\0").overlaps(&KeyRange::new(b"a", b"y")));
+        assert!(!KeyRange::single(b"a").overlaps(&KeyRange::single(b"ab")));
+    }
+}

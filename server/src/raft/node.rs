@@ -1,0 +1,303 @@
+//! The node task: the only owner of `RawNode`, following raft-rs's Ready steps in order.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use raft::eraftpb::{ConfState, Entry, EntryType, Message};
+use raft::{RawNode, StateRole};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::log::RaftLog;
+use crate::error::{Error, Result};
+use crate::server::wait::Wait;
+use crate::storage::{Backend, WriteBatch};
+
+/// Entries kept in the log behind the applied index when it is compacted, so a briefly slow peer can
+/// still catch up from the log (etcd's `SnapshotCatchUpEntries`).
+const CATCH_UP_ENTRIES: u64 = 5000;
+/// Commands taken from the channel in one loop turn: they share one Ready, one fsync.
+const MAX_BATCH: usize = 4096;
+
+pub struct NodeConfig {
+    pub id: u64,
+    /// Voters of a new cluster; ignored when the log already holds a configuration.
+    pub voters: Vec<u64>,
+    pub tick: Duration,
+    pub election_ticks: usize,
+    pub snapshot_count: u64,
+}
+
+/// What the rest of the server can see of raft, updated by the node task.
+#[derive(Default)]
+pub struct RaftStatus {
+    pub leader: AtomicU64,
+    pub term: AtomicU64,
+    pub commit: AtomicU64,
+    pub leader_changes: AtomicU64,
+}
+
+enum Command {
+    Propose { id: u64, data: Vec<u8> },
+    ReadIndex(oneshot::Sender<u64>),
+}
+
+#[derive(Clone)]
+pub struct RaftHandle {
+    tx: mpsc::Sender<Command>,
+    pub status: Arc<RaftStatus>,
+}
+
+impl RaftHandle {
+    /// Hands an entry to raft. Its result comes through [`Wait`] under `id`.
+    pub async fn propose(&self, id: u64, data: Vec<u8>) -> Result<()> {
+        self.tx.send(Command::Propose { id, data }).await.map_err(|_| Error::Stopped)
+    }
+
+    /// The commit index a linearizable read must wait for (raft's ReadIndex).
+    pub async fn read_index(&self) -> Result<u64> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::ReadIndex(tx)).await.map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::LeaderChanged)
+    }
+}
+
+pub struct RaftNode {
+    node: RawNode<RaftLog>,
+    backend: Arc<dyn Backend>,
+    wait: Arc<Wait>,
+    rx: mpsc::Receiver<Command>,
+    apply_tx: mpsc::UnboundedSender<Vec<Entry>>,
+    applied: watch::Receiver<u64>,
+    status: Arc<RaftStatus>,
+    tick: Duration,
+    snapshot_count: u64,
+    /// ReadIndex requests waiting to be sent as one batch.
+    reads: Vec<oneshot::Sender<u64>>,
+    /// Sent ReadIndex batches by context.
+    read_batches: HashMap<u64, Vec<oneshot::Sender<u64>>>,
+    next_read: u64,
+}
+
+impl RaftNode {
+    /// Creates the node; a new log is bootstrapped with `cfg.voters`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cfg: NodeConfig,
+        mut log: RaftLog,
+        backend: Arc<dyn Backend>,
+        wait: Arc<Wait>,
+        applied_index: u64,
+        applied: watch::Receiver<u64>,
+        apply_tx: mpsc::UnboundedSender<Vec<Entry>>,
+    ) -> Result<(RaftNode, RaftHandle)> {
+        if log.is_new() {
+            let mut batch = WriteBatch::default();
+            let cs = ConfState { voters: cfg.voters.clone(), ..Default::default() };
+            log.set_conf_state(cs, &mut batch);
+            backend.write(batch, true)?;
+        }
+        let rc = raft::Config {
+            id: cfg.id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: 1,
+            applied: applied_index,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        rc.validate().map_err(|e| Error::Internal(format!("raft config: {e}")))?;
+        let sole_voter = log.conf_state().voters == [cfg.id] && log.conf_state().learners.is_empty();
+        let mut node =
+            RawNode::new(&rc, log, &super::logger::logger()).map_err(|e| Error::Internal(format!("raft: {e}")))?;
+        if sole_voter {
+            // Alone in the cluster: no need to wait out an election timeout.
+            node.campaign().map_err(|e| Error::Internal(format!("raft: {e}")))?;
+        }
+        let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+        let status = Arc::new(RaftStatus::default());
+        let handle = RaftHandle { tx, status: status.clone() };
+        let rn = RaftNode {
+            node,
+            backend,
+            wait,
+            rx,
+            apply_tx,
+            applied,
+            status,
+            tick: cfg.tick,
+            snapshot_count: cfg.snapshot_count.max(1),
+            reads: Vec::new(),
+            read_batches: HashMap::new(),
+            next_read: 0,
+        };
+        Ok((rn, handle))
+    }
+
+    /// Runs the node on its own thread until `stop` fires or every handle is dropped.
+    pub fn spawn(
+        mut self,
+        stop: oneshot::Receiver<()>,
+        fatal: mpsc::UnboundedSender<String>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new().name("raft".into()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = fatal.send(format!("raft runtime: {e}"));
+                    return;
+                }
+            };
+            if let Err(e) = rt.block_on(self.run(stop)) {
+                let _ = fatal.send(format!("raft node stopped: {e}"));
+            }
+        })
+    }
+
+    async fn run(&mut self, mut stop: oneshot::Receiver<()>) -> Result<()> {
+        let mut ticker = tokio::time::interval(self.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                _ = ticker.tick() => {
+                    self.node.tick();
+                }
+                cmd = self.rx.recv() => {
+                    let Some(cmd) = cmd else { return Ok(()) };
+                    self.handle(cmd);
+                    for _ in 0..MAX_BATCH {
+                        match self.rx.try_recv() {
+                            Ok(cmd) => self.handle(cmd),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            self.send_reads();
+            if self.node.has_ready() {
+                self.on_ready()?;
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Propose { id, data } => {
+                if let Err(e) = self.node.propose(vec![], data) {
+                    tracing::debug!(%e, "proposal dropped");
+                    self.wait.trigger(id, Err(Error::NoLeader));
+                }
+            }
+            Command::ReadIndex(tx) => self.reads.push(tx),
+        }
+    }
+
+    /// Sends all waiting reads as one ReadIndex request: one round serves them all.
+    fn send_reads(&mut self) {
+        if self.reads.is_empty() {
+            return;
+        }
+        self.next_read += 1;
+        let ctx = self.next_read;
+        self.node.read_index(ctx.to_be_bytes().to_vec());
+        self.read_batches.insert(ctx, std::mem::take(&mut self.reads));
+    }
+
+    /// One turn of raft-rs's Ready loop, in the order raft-rs prescribes.
+    fn on_ready(&mut self) -> Result<()> {
+        let mut rd = self.node.ready();
+        if let Some(ss) = rd.ss() {
+            let old = self.status.leader.swap(ss.leader_id, Ordering::SeqCst);
+            if old != ss.leader_id {
+                self.status.leader_changes.fetch_add(1, Ordering::SeqCst);
+                tracing::info!(leader = format_args!("{:x}", ss.leader_id), role = ?ss.raft_state, "leader changed");
+                if ss.raft_state != StateRole::Leader {
+                    // Reads waiting on the old leader will never be answered.
+                    self.read_batches.clear();
+                }
+            }
+        }
+        // 1. Messages that need nothing persisted first (a leader's appends go out while it writes).
+        self.send(rd.take_messages());
+        // 2. A snapshot received from the leader (arrives with multi-member clusters).
+        if !rd.snapshot().is_empty() {
+            return Err(Error::Internal("raft snapshots are not supported yet".into()));
+        }
+        // 3. Committed entries: durable on a quorum, ready to apply.
+        self.commit(rd.take_committed_entries())?;
+        // 4. New entries and hard state, fsynced in one batch.
+        let mut batch = WriteBatch::default();
+        self.node.mut_store().append(rd.entries(), &mut batch);
+        if let Some(hs) = rd.hs() {
+            self.node.mut_store().set_hard_state(hs.clone(), &mut batch);
+        }
+        if !batch.is_empty() {
+            self.backend.write(batch, true)?;
+        }
+        // 5. Persist before send: votes and append acknowledgements promise what is on disk, so they
+        //    leave only after the write above is durable.
+        self.send(rd.take_persisted_messages());
+        for rs in rd.take_read_states() {
+            let ctx = rs.request_ctx.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            for tx in self.read_batches.remove(&ctx).unwrap_or_default() {
+                let _ = tx.send(rs.index);
+            }
+        }
+        // 6. Advance, then whatever the advance released.
+        let mut light = self.node.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            let mut batch = WriteBatch::default();
+            self.node.mut_store().set_commit(commit, &mut batch);
+            self.backend.write(batch, false)?;
+        }
+        self.send(light.take_messages());
+        self.commit(light.take_committed_entries())?;
+        self.node.advance_apply();
+        self.status.term.store(self.node.raft.term, Ordering::SeqCst);
+        self.status.commit.store(self.node.raft.raft_log.committed, Ordering::SeqCst);
+        self.maybe_compact_log()
+    }
+
+    fn commit(&mut self, entries: Vec<Entry>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for e in &entries {
+            if e.get_entry_type() != EntryType::EntryNormal {
+                // Membership changes arrive with multi-member clusters.
+                tracing::warn!(index = e.index, "ignoring configuration change entry");
+            }
+        }
+        self.apply_tx.send(entries).map_err(|_| Error::Stopped)
+    }
+
+    /// Messages to other members. A single member has none to send; the peer transport arrives with
+    /// multi-member clusters.
+    fn send(&mut self, msgs: Vec<Message>) {
+        for m in msgs {
+            tracing::debug!(to = m.to, kind = ?m.get_msg_type(), "no peer transport; message dropped");
+        }
+    }
+
+    /// Drops log entries that are applied and older than `snapshot_count` entries.
+    fn maybe_compact_log(&mut self) -> Result<()> {
+        let applied = *self.applied.borrow();
+        let truncated = self.node.store().truncated_index();
+        if applied.saturating_sub(truncated) <= self.snapshot_count + CATCH_UP_ENTRIES {
+            return Ok(());
+        }
+        let to = applied - CATCH_UP_ENTRIES;
+        let mut batch = WriteBatch::default();
+        self.node
+            .mut_store()
+            .compact(to, &mut batch)
+            .map_err(|e| Error::Internal(format!("raft log compaction: {e}")))?;
+        self.backend.write(batch, false)?;
+        tracing::info!(index = to, "compacted raft log");
+        Ok(())
+    }
+}

@@ -1,0 +1,126 @@
+//! Members and the ids etcd derives for them: a member id is the SHA-1 of its sorted peer URLs and the
+//! cluster token, a cluster id the SHA-1 of the sorted member ids, so a cluster started with etcd's
+//! flags gets the same ids etcd would give it.
+
+use std::sync::RwLock;
+
+use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
+
+use crate::error::Result;
+use crate::storage::{meta, Backend, Cf, StorageError, WriteBatch};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    #[serde(default)]
+    pub is_learner: bool,
+}
+
+/// A URL as etcd prints it: no trailing slash on an empty path.
+pub fn url_string(u: &url::Url) -> String {
+    u.as_str().trim_end_matches('/').to_string()
+}
+
+pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
+    let mut urls = peer_urls.to_vec();
+    urls.sort();
+    let mut h = Sha1::new();
+    for u in &urls {
+        h.update(u.as_bytes());
+    }
+    h.update(token.as_bytes());
+    u64::from_be_bytes(h.finalize()[..8].try_into().expect("sha1 is 20 bytes"))
+}
+
+pub fn cluster_id(member_ids: &[u64]) -> u64 {
+    let mut ids = member_ids.to_vec();
+    ids.sort_unstable();
+    let mut h = Sha1::new();
+    for id in ids {
+        h.update(id.to_be_bytes());
+    }
+    u64::from_be_bytes(h.finalize()[..8].try_into().expect("sha1 is 20 bytes"))
+}
+
+/// This member's view of the cluster.
+pub struct Cluster {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    members: RwLock<Vec<Member>>,
+}
+
+impl Cluster {
+    /// The cluster a new member bootstraps from `--initial-cluster`: `(name, peer urls)` per member.
+    pub fn bootstrap(local_name: &str, initial: &[(String, Vec<String>)], token: &str) -> Option<Cluster> {
+        let members: Vec<Member> = initial
+            .iter()
+            .map(|(name, urls)| Member {
+                id: member_id(urls, token),
+                name: name.clone(),
+                peer_urls: urls.clone(),
+                client_urls: vec![],
+                is_learner: false,
+            })
+            .collect();
+        let me = members.iter().find(|m| m.name == local_name)?.id;
+        let cid = cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
+        Some(Cluster { member_id: me, cluster_id: cid, members: RwLock::new(members) })
+    }
+
+    /// The cluster as stored in the data dir, if it was ever bootstrapped.
+    pub fn load(backend: &dyn Backend) -> Result<Option<Cluster>> {
+        let get = |k| -> Result<Option<u64>> { Ok(backend.get(Cf::Meta, k)?.and_then(|b| meta::decode_u64(&b))) };
+        let (Some(member_id), Some(cluster_id)) = (get(meta::MEMBER_ID)?, get(meta::CLUSTER_ID)?) else {
+            return Ok(None);
+        };
+        let members = match backend.get(Cf::Meta, meta::MEMBERS)? {
+            Some(b) => serde_json::from_slice(&b).map_err(|e| StorageError::Corrupt(format!("member list: {e}")))?,
+            None => vec![],
+        };
+        Ok(Some(Cluster { member_id, cluster_id, members: RwLock::new(members) }))
+    }
+
+    pub fn save(&self, batch: &mut WriteBatch) {
+        batch.put(Cf::Meta, meta::MEMBER_ID, meta::encode_u64(self.member_id));
+        batch.put(Cf::Meta, meta::CLUSTER_ID, meta::encode_u64(self.cluster_id));
+        let members =
+            serde_json::to_vec(&*self.members.read().unwrap_or_else(|e| e.into_inner())).expect("members encode");
+        batch.put(Cf::Meta, meta::MEMBERS, members);
+    }
+
+    pub fn members(&self) -> Vec<Member> {
+        self.members.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn voter_ids(&self) -> Vec<u64> {
+        self.members().iter().filter(|m| !m.is_learner).map(|m| m.id).collect()
+    }
+
+    /// Records the client URLs this member serves (etcd publishes them at every start).
+    pub fn set_client_urls(&self, id: u64, urls: Vec<String>) {
+        let mut ms = self.members.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = ms.iter_mut().find(|m| m.id == id) {
+            m.client_urls = urls;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_match_etcds_defaults() {
+        // etcd's well-known ids for `--initial-cluster default=http://localhost:2380` and the default token.
+        let urls = vec!["http://localhost:2380".to_string()];
+        let id = member_id(&urls, "etcd-cluster");
+        assert_eq!(format!("{id:x}"), "8e9e05c52164694d");
+        assert_eq!(format!("{:x}", cluster_id(&[id])), "cdf818194e3a8c32");
+        let u = url::Url::parse("http://localhost:2380").unwrap();
+        assert_eq!(url_string(&u), "http://localhost:2380");
+    }
+}

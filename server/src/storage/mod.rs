@@ -1,0 +1,126 @@
+//! The storage layer: one ordered, durable key-value [`Backend`] shared by the raft log and the MVCC key
+//! space.
+//!
+//! ```text
+//!   raft::log  ──┐                      ┌─ Cf::RaftLog   (index → raft Entry)
+//!                ├─ Backend (trait) ────┼─ Cf::RaftState (hard state, conf state, truncation point)
+//!   mvcc / apply ┘    └ RocksDb          ├─ Cf::Kv        (revision → mvccpb.KeyValue)
+//!                                        └─ Cf::Meta      (applied index, current / compacted revision)
+//! ```
+//!
+//! Everything that must change together goes into one [`WriteBatch`]: the apply layer writes the applied
+//! index in the same batch as the key-value changes it covers, and the raft layer writes entries and hard
+//! state together with `sync = true` before anything that depends on them leaves the node.
+
+mod rocks;
+
+pub use rocks::RocksDb;
+
+/// The column families of the store. Each is an independent ordered key space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cf {
+    RaftLog,
+    RaftState,
+    Kv,
+    Meta,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 4] = [Cf::RaftLog, Cf::RaftState, Cf::Kv, Cf::Meta];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::RaftLog => "raft_log",
+            Cf::RaftState => "raft_state",
+            Cf::Kv => "kv",
+            Cf::Meta => "meta",
+        }
+    }
+}
+
+/// Storage failures. They are not part of etcd's client-facing vocabulary: a client sees them as an
+/// internal error while the server logs the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage: {0}")]
+    Backend(String),
+    #[error("storage: data corrupted: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// One change inside a [`WriteBatch`].
+#[derive(Debug, Clone)]
+pub enum Op {
+    Put(Cf, Vec<u8>, Vec<u8>),
+    Delete(Cf, Vec<u8>),
+    /// Deletes keys in `[from, to)`.
+    DeleteRange(Cf, Vec<u8>, Vec<u8>),
+}
+
+/// An atomic group of changes: all of them are visible after [`Backend::write`] returns, or none are.
+#[derive(Debug, Default, Clone)]
+pub struct WriteBatch {
+    pub ops: Vec<Op>,
+}
+
+impl WriteBatch {
+    pub fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Put(cf, key.into(), value.into()));
+    }
+    pub fn delete(&mut self, cf: Cf, key: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Delete(cf, key.into()));
+    }
+    pub fn delete_range(&mut self, cf: Cf, from: impl Into<Vec<u8>>, to: impl Into<Vec<u8>>) {
+        self.ops.push(Op::DeleteRange(cf, from.into(), to.into()));
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+    pub fn extend(&mut self, other: WriteBatch) {
+        self.ops.extend(other.ops);
+    }
+}
+
+/// An ordered, durable key-value store with column families.
+pub trait Backend: Send + Sync + 'static {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Values for several keys of one column family, in the order asked.
+    fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>>;
+    /// Visits keys in `[from, to)` (`to = None`: to the end) in order until `visit` returns `false`.
+    fn scan(&self, cf: Cf, from: &[u8], to: Option<&[u8]>, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()>;
+    /// The last key-value of a column family.
+    fn last(&self, cf: Cf) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
+    /// Applies a batch atomically; with `sync` it is on stable storage (fsync) before this returns.
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<()>;
+    /// Bytes the store occupies on disk (live and not yet reclaimed).
+    fn size_on_disk(&self) -> u64;
+    /// Bytes of live data, an estimate.
+    fn size_in_use(&self) -> u64;
+    /// Makes everything written so far durable.
+    fn flush(&self) -> Result<()>;
+}
+
+/// Keys of the [`Cf::Meta`] column family.
+pub mod meta {
+    /// Index of the last raft entry applied to the key space (etcd's "consistent index").
+    pub const APPLIED_INDEX: &[u8] = b"applied_index";
+    /// The key space's current revision.
+    pub const CURRENT_REV: &[u8] = b"current_rev";
+    /// The revision of the last compaction.
+    pub const COMPACT_REV: &[u8] = b"compact_rev";
+    /// Identity of this member: member id, cluster id (8 bytes each, big endian).
+    pub const MEMBER_ID: &[u8] = b"member_id";
+    pub const CLUSTER_ID: &[u8] = b"cluster_id";
+    /// The JSON-encoded member list.
+    pub const MEMBERS: &[u8] = b"members";
+
+    pub fn encode_u64(v: u64) -> Vec<u8> {
+        v.to_be_bytes().to_vec()
+    }
+
+    pub fn decode_u64(b: &[u8]) -> Option<u64> {
+        Some(u64::from_be_bytes(b.try_into().ok()?))
+    }
+}

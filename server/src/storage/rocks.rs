@@ -1,0 +1,145 @@
+//! [`Backend`] on RocksDB: one database, one column family per [`Cf`].
+
+use std::path::Path;
+
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteOptions, DB};
+
+use super::{Backend, Cf, Op, Result, StorageError, WriteBatch};
+
+pub struct RocksDb {
+    db: DB,
+}
+
+fn err(e: rocksdb::Error) -> StorageError {
+    StorageError::Backend(e.into_string())
+}
+
+impl RocksDb {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<RocksDb> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(2);
+        opts.set_bytes_per_sync(1 << 20);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let cfs = Cf::ALL.iter().map(|cf| {
+            let mut o = Options::default();
+            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(cf.name(), o)
+        });
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(err)?;
+        Ok(RocksDb { db })
+    }
+
+    fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        // Every Cf is created at open, so the handle always exists.
+        self.db.cf_handle(cf.name()).expect("column family created at open")
+    }
+
+    fn int_property(&self, name: &str) -> u64 {
+        Cf::ALL.iter().filter_map(|cf| self.db.property_int_value_cf(self.cf(*cf), name).ok().flatten()).sum()
+    }
+}
+
+impl Backend for RocksDb {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get_cf(self.cf(cf), key).map_err(err)
+    }
+
+    fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        let h = self.cf(cf);
+        self.db
+            .batched_multi_get_cf(h, keys.iter(), false)
+            .into_iter()
+            .map(|r| r.map(|v| v.map(|p| p.to_vec())).map_err(err))
+            .collect()
+    }
+
+    fn scan(&self, cf: Cf, from: &[u8], to: Option<&[u8]>, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        let iter = self.db.iterator_cf(self.cf(cf), IteratorMode::From(from, Direction::Forward));
+        for item in iter {
+            let (k, v) = item.map_err(err)?;
+            if let Some(to) = to {
+                if &*k >= to {
+                    break;
+                }
+            }
+            if !visit(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn last(&self, cf: Cf) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        match self.db.iterator_cf(self.cf(cf), IteratorMode::End).next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item.map_err(err)?;
+                Ok(Some((k.to_vec(), v.to_vec())))
+            }
+        }
+    }
+
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        let mut wb = rocksdb::WriteBatch::default();
+        for op in batch.ops {
+            match op {
+                Op::Put(cf, k, v) => wb.put_cf(self.cf(cf), k, v),
+                Op::Delete(cf, k) => wb.delete_cf(self.cf(cf), k),
+                Op::DeleteRange(cf, a, b) => wb.delete_range_cf(self.cf(cf), a, b),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        self.db.write_opt(wb, &wo).map_err(err)
+    }
+
+    fn size_on_disk(&self) -> u64 {
+        self.int_property("rocksdb.total-sst-files-size") + self.int_property("rocksdb.cur-size-all-mem-tables")
+    }
+
+    fn size_in_use(&self) -> u64 {
+        self.int_property("rocksdb.estimate-live-data-size") + self.int_property("rocksdb.cur-size-all-mem-tables")
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.flush_wal(true).map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_scan_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = RocksDb::open(dir.path()).unwrap();
+            let mut b = WriteBatch::default();
+            for i in 0u8..10 {
+                b.put(Cf::Kv, vec![i], vec![i * 2]);
+            }
+            b.put(Cf::Meta, b"m".to_vec(), b"x".to_vec());
+            db.write(b, true).unwrap();
+            let mut b = WriteBatch::default();
+            b.delete_range(Cf::Kv, vec![2u8], vec![5u8]);
+            b.delete(Cf::Kv, vec![9u8]);
+            db.write(b, true).unwrap();
+        }
+        let db = RocksDb::open(dir.path()).unwrap();
+        let mut seen = vec![];
+        db.scan(Cf::Kv, &[1], Some(&[8]), &mut |k, v| {
+            seen.push((k[0], v[0]));
+            true
+        })
+        .unwrap();
+        assert_eq!(seen, vec![(1, 2), (5, 10), (6, 12), (7, 14)]);
+        assert_eq!(db.get(Cf::Meta, b"m").unwrap(), Some(b"x".to_vec()));
+        assert_eq!(db.get(Cf::Kv, &[9]).unwrap(), None);
+        let got = db.multi_get(Cf::Kv, &[vec![0], vec![3], vec![8]]).unwrap();
+        assert_eq!(got, vec![Some(vec![0]), None, Some(vec![16])]);
+    }
+}

@@ -1,0 +1,147 @@
+//! A minimal, blocking etcd v3 gRPC client for what etcdctl 3.4 cannot
+//! express (`count_only`, `min/max_mod_revision`, `min/max_create_revision`
+//! have no etcdctl 3.4 flags). Messages are hand-written prost structs that
+//! mirror `etcdserverpb`/`mvccpb` field numbers, so this does not depend on
+//! the server crate or on protoc.
+
+use std::time::Duration;
+
+use tonic::codegen::http::uri::PathAndQuery;
+
+/// `etcdserverpb.ResponseHeader`
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ResponseHeader {
+    #[prost(uint64, tag = "1")]
+    pub cluster_id: u64,
+    #[prost(uint64, tag = "2")]
+    pub member_id: u64,
+    #[prost(int64, tag = "3")]
+    pub revision: i64,
+    #[prost(uint64, tag = "4")]
+    pub raft_term: u64,
+}
+
+/// `mvccpb.KeyValue`
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct KeyValue {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(int64, tag = "2")]
+    pub create_revision: i64,
+    #[prost(int64, tag = "3")]
+    pub mod_revision: i64,
+    #[prost(int64, tag = "4")]
+    pub version: i64,
+    #[prost(bytes = "vec", tag = "5")]
+    pub value: Vec<u8>,
+    #[prost(int64, tag = "6")]
+    pub lease: i64,
+}
+
+/// `etcdserverpb.RangeRequest.SortOrder`
+pub mod sort_order {
+    pub const NONE: i32 = 0;
+    pub const ASCEND: i32 = 1;
+    pub const DESCEND: i32 = 2;
+}
+
+/// `etcdserverpb.RangeRequest.SortTarget`
+pub mod sort_target {
+    pub const KEY: i32 = 0;
+    pub const VERSION: i32 = 1;
+    pub const CREATE: i32 = 2;
+    pub const MOD: i32 = 3;
+    pub const VALUE: i32 = 4;
+}
+
+/// `etcdserverpb.RangeRequest`
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RangeRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub range_end: Vec<u8>,
+    #[prost(int64, tag = "3")]
+    pub limit: i64,
+    #[prost(int64, tag = "4")]
+    pub revision: i64,
+    #[prost(int32, tag = "5")]
+    pub sort_order: i32,
+    #[prost(int32, tag = "6")]
+    pub sort_target: i32,
+    #[prost(bool, tag = "7")]
+    pub serializable: bool,
+    #[prost(bool, tag = "8")]
+    pub keys_only: bool,
+    #[prost(bool, tag = "9")]
+    pub count_only: bool,
+    #[prost(int64, tag = "10")]
+    pub min_mod_revision: i64,
+    #[prost(int64, tag = "11")]
+    pub max_mod_revision: i64,
+    #[prost(int64, tag = "12")]
+    pub min_create_revision: i64,
+    #[prost(int64, tag = "13")]
+    pub max_create_revision: i64,
+}
+
+impl RangeRequest {
+    /// Range over `[key, range_end)` (etcd conventions: empty `range_end` =
+    /// single key, `"\0"` = all keys >= key).
+    pub fn range(key: &str, range_end: &str) -> RangeRequest {
+        RangeRequest { key: key.as_bytes().to_vec(), range_end: range_end.as_bytes().to_vec(), ..Default::default() }
+    }
+
+    /// All keys (`key = "\0"`, `range_end = "\0"`).
+    pub fn all() -> RangeRequest {
+        RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() }
+    }
+}
+
+/// `etcdserverpb.RangeResponse`
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RangeResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(message, repeated, tag = "2")]
+    pub kvs: Vec<KeyValue>,
+    #[prost(bool, tag = "3")]
+    pub more: bool,
+    #[prost(int64, tag = "4")]
+    pub count: i64,
+}
+
+impl RangeResponse {
+    /// Keys as UTF-8 strings.
+    pub fn keys(&self) -> Vec<String> {
+        self.kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect()
+    }
+}
+
+/// A gRPC error as `(code name, message)`, e.g. `("OutOfRange", "etcdserver: ...")`.
+pub type GrpcError = (String, String);
+
+fn code_name(code: tonic::Code) -> String {
+    format!("{code:?}")
+}
+
+/// Calls `/etcdserverpb.KV/Range` on `endpoint` (`http://127.0.0.1:PORT`).
+pub fn range(endpoint: &str, req: RangeRequest) -> Result<RangeResponse, GrpcError> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    rt.block_on(async move {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| ("InvalidEndpoint".to_string(), e.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .map_err(|e| ("Connect".to_string(), e.to_string()))?;
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.map_err(|e| ("NotReady".to_string(), e.to_string()))?;
+        let codec = tonic_prost::ProstCodec::<RangeRequest, RangeResponse>::default();
+        grpc.unary(tonic::Request::new(req), PathAndQuery::from_static("/etcdserverpb.KV/Range"), codec)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| (code_name(s.code()), s.message().to_string()))
+    })
+}
