@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use url::Url;
@@ -259,9 +258,11 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
     for l in listeners.client {
         let addr = l.local_addr().map_err(|e| EmbedError::Server(e.to_string()))?;
         client_addrs.push(addr);
-        let routes = crate::api::grpc_routes(server.clone(), cfg.max_request_bytes);
-        serving.push(tokio::spawn(serve_grpc(l, routes, stop_rx.clone(), fatal_tx.clone())));
-        tracing::info!(%addr, "serving client traffic (gRPC)");
+        let l =
+            tokio::net::TcpListener::from_std(l).map_err(|e| EmbedError::Server(format!("client listener: {e}")))?;
+        let mux = crate::api::client_mux(server.clone(), cfg.max_request_bytes);
+        serving.push(tokio::spawn(crate::api::mux::serve(l, mux, stop_rx.clone(), fatal_tx.clone())));
+        tracing::info!(%addr, "serving client traffic (gRPC and HTTP)");
     }
 
     // 6. Metrics: the endpoint arrives with the HTTP surface; the listener is held meanwhile.
@@ -288,35 +289,6 @@ async fn hold_listener(l: std::net::TcpListener, mut stop: watch::Receiver<bool>
             _ = stop.changed() => return,
             conn = l.accept() => drop(conn),
         }
-    }
-}
-
-async fn serve_grpc(
-    l: std::net::TcpListener,
-    routes: tonic::service::Routes,
-    mut stop: watch::Receiver<bool>,
-    errors: mpsc::UnboundedSender<String>,
-) {
-    let l = match tokio::net::TcpListener::from_std(l) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = errors.send(format!("client listener: {e}"));
-            return;
-        }
-    };
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(l).map(|s| {
-        s.map(|s| {
-            let _ = s.set_nodelay(true);
-            crate::api::authority::FixAuthority::new(s)
-        })
-    });
-    let shutdown = async move {
-        let _ = stop.changed().await;
-    };
-    if let Err(e) =
-        tonic::transport::Server::builder().add_routes(routes).serve_with_incoming_shutdown(incoming, shutdown).await
-    {
-        let _ = errors.send(format!("client listener: {e}"));
     }
 }
 

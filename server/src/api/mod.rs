@@ -1,14 +1,17 @@
 //! The client API: one file per gRPC service, and how they are served on the client listeners.
 //!
 //! ```text
-//!   client listener ──▶ tonic (HTTP/2, gRPC) ──▶ KvService / ClusterService / MaintenanceService
-//!                                                        └──▶ server::EtcdServer
+//!   client listener ──▶ mux ──application/grpc──▶ KvService / ClusterService / MaintenanceService ─┐
+//!     (HTTP/1.1, h2)     └──anything else──────▶ http (health, version)                            ├─▶ EtcdServer
+//!                                                                                                   ┘
 //! ```
 
 pub mod authority;
 pub mod cluster;
+pub mod http;
 pub mod kv;
 pub mod maintenance;
+pub mod mux;
 
 use std::sync::Arc;
 
@@ -29,4 +32,9 @@ pub fn grpc_routes(server: Arc<EtcdServer>, max_request_bytes: usize) -> tonic::
             ClusterServer::new(cluster::ClusterService { server: server.clone() }).max_decoding_message_size(max),
         )
         .add_service(MaintenanceServer::new(maintenance::MaintenanceService { server }).max_decoding_message_size(max))
+}
+
+/// Everything a client port serves.
+pub fn client_mux(server: Arc<EtcdServer>, max_request_bytes: usize) -> mux::Mux {
+    mux::Mux::new(grpc_routes(server.clone(), max_request_bytes), http::router(server))
 }

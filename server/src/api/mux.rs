@@ -1,0 +1,121 @@
+//! One client port for gRPC and HTTP (etcd's cmux): each connection is served by HTTP/1.1 or HTTP/2 as
+//! the client speaks; a request whose content type is `application/grpc…` goes to the gRPC services,
+//! everything else to the HTTP router (health, version, the JSON gateway, plugin routes).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::{mpsc, watch};
+use tower::Service;
+
+use super::authority::FixAuthority;
+
+/// etcd's default `--max-concurrent-streams` is unlimited; this bounds one connection's streams.
+const MAX_CONCURRENT_STREAMS: u32 = 1024;
+/// An HTTP/1.1 client gets this long to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP/2 keepalive: a ping after this much silence, the connection closed if it is not answered.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Clone)]
+pub struct Mux {
+    grpc: tonic::service::Routes,
+    http: axum::Router,
+}
+
+impl Mux {
+    pub fn new(grpc: tonic::service::Routes, http: axum::Router) -> Mux {
+        Mux { grpc: grpc.prepare(), http }
+    }
+}
+
+fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+impl Service<Request<Incoming>> for Mux {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        if is_grpc(&req) {
+            let mut grpc = self.grpc.clone();
+            Box::pin(async move {
+                let resp = grpc.call(req).await?;
+                Ok(resp.map(Body::new))
+            })
+        } else {
+            let mut http = self.http.clone();
+            Box::pin(async move { http.call(req.map(Body::new)).await })
+        }
+    }
+}
+
+/// Serves `mux` on `listener` until `stop` changes, then stops accepting and lets open requests finish
+/// (the caller bounds how long).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    mux: Mux,
+    mut stop: watch::Receiver<bool>,
+    errors: mpsc::UnboundedSender<String>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            conn = listener.accept() => {
+                let (stream, peer) = match conn {
+                    Ok(c) => c,
+                    Err(e) if is_transient(&e) => {
+                        tracing::warn!(%e, "accepting a client connection failed");
+                        continue;
+                    }
+                    Err(e) => {
+                        let _ = errors.send(format!("client listener: {e}"));
+                        break;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let io = TokioIo::new(FixAuthority::new(stream));
+                let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(mux.clone()));
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, %e, "client connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Accept errors that concern one connection (or a passing resource shortage), not the listener.
+fn is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted | WouldBlock) || e.raw_os_error() == Some(24)
+}
