@@ -1,6 +1,7 @@
 //! Compiles the etcd-compatible protobuf API (and modkv's internal raft
 //! payload) with `protox` (pure Rust, no `protoc` needed), then generates
-//! prost messages plus tonic clients and servers from the descriptor set.
+//! prost messages plus tonic clients and servers from the descriptor set, and (pbjson) the JSON
+//! mapping of the etcd API messages.
 
 use std::{env, fs, path::PathBuf};
 
@@ -28,7 +29,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out_dir.join("modkv_descriptor.bin"), fds.encode_to_vec())?;
 
+    let descriptor_bytes = fds.encode_to_vec();
     tonic_prost_build::configure().build_server(true).build_client(true).compile_fds(fds)?;
+
+    // serde `Serialize`/`Deserialize` for the etcd API messages, in the proto3 JSON mapping as etcd's
+    // grpc-gateway writes it (proto field names, 64-bit integers as strings, bytes as base64, zero
+    // values omitted, enums by name). Used by the JSON gateway (`api::gateway`).
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptor_bytes)?
+        .preserve_proto_field_names()
+        .ignore_unknown_fields()
+        .build(&[".mvccpb", ".authpb", ".etcdserverpb", ".v3lockpb", ".v3electionpb"])?;
 
     Ok(())
 }

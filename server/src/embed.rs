@@ -26,15 +26,18 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use url::Url;
 
+use crate::alarm::AlarmStore;
 use crate::apply::{self, Applier};
 use crate::config::{ClusterState, Config};
+use crate::lease::Lessor;
 use crate::mvcc::KvStore;
 use crate::raft::log::RaftLog;
 use crate::raft::{NodeConfig, RaftNode};
 use crate::server::membership::{self, Cluster};
 use crate::server::wait::Wait;
-use crate::server::{EtcdServer, ServerConfig};
+use crate::server::{EtcdServer, Parts, ServerConfig};
 use crate::storage::{Backend, RocksDb, WriteBatch};
+use crate::watch::WatchHub;
 
 /// How long in-flight client requests get to finish when the member stops.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
@@ -110,6 +113,8 @@ pub struct Etcd {
     errors: mpsc::UnboundedReceiver<String>,
     stop_serving: watch::Sender<bool>,
     serving: Vec<JoinHandle<()>>,
+    stop_background: watch::Sender<bool>,
+    background: Vec<JoinHandle<()>>,
     raft_stop: Option<oneshot::Sender<()>>,
     raft_thread: Option<std::thread::JoinHandle<()>>,
     apply_thread: Option<std::thread::JoinHandle<()>>,
@@ -193,13 +198,24 @@ fn load_cluster(cfg: &Config, backend: &dyn Backend) -> Result<Arc<Cluster>, Emb
 pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedError> {
     tracing::info!(name = %cfg.name, data_dir = %cfg.data_dir.display(), version = env!("CARGO_PKG_VERSION"), "starting modkv");
 
-    // 1. Storage.
+    // 1. Storage (its writes timed for the metrics).
+    let metrics = crate::metrics::Metrics::new(cfg.quota_backend_bytes);
     let db_path = prepare_data_dir(&cfg.data_dir)?;
-    let backend: Arc<dyn Backend> = Arc::new(RocksDb::open(&db_path).map_err(|e| EmbedError::DataDir {
-        path: cfg.data_dir.clone(),
-        reason: format!("cannot open storage: {e}"),
-    })?);
+    // TLS for https:// listeners: read the certificates now (a bad file stops the start before storage
+    // is opened); --auto-tls writes into the data dir, so after it exists.
+    let tls = crate::tls::TlsConfigs::build(cfg)?;
+    let backend: Arc<dyn Backend> = Arc::new(
+        RocksDb::open(&db_path)
+            .map_err(|e| EmbedError::DataDir {
+                path: cfg.data_dir.clone(),
+                reason: format!("cannot open storage: {e}"),
+            })?
+            .with_observer(metrics.clone()),
+    );
     let kv = Arc::new(KvStore::open(backend.clone())?);
+    let lessor = Arc::new(Lessor::open(&*backend, &kv, cfg.election_timeout)?);
+    let alarms = Arc::new(AlarmStore::open(&*backend)?);
+    let watch_hub = WatchHub::new(kv.clone());
     let applied_index = apply::stored_applied_index(&*backend)?;
     tracing::info!(revision = kv.current_rev(), applied_index, "opened storage");
 
@@ -227,47 +243,88 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
     };
     let (node, raft) =
         RaftNode::new(node_cfg, log, backend.clone(), wait.clone(), applied_index, applied_rx.clone(), apply_tx)?;
-    let apply_thread = Applier::new(kv.clone(), wait.clone(), applied_index, applied_tx, fatal_tx.clone())
-        .spawn(apply_rx)
-        .map_err(|e| EmbedError::Server(format!("cannot start apply thread: {e}")))?;
+    let apply_thread = Applier::new(
+        kv.clone(),
+        lessor.clone(),
+        alarms.clone(),
+        watch_hub.clone(),
+        wait.clone(),
+        applied_index,
+        applied_tx,
+        fatal_tx.clone(),
+    )
+    .spawn(apply_rx)
+    .map_err(|e| EmbedError::Server(format!("cannot start apply thread: {e}")))?;
     let (raft_stop, raft_stop_rx) = oneshot::channel();
     let raft_thread = node
         .spawn(raft_stop_rx, fatal_tx.clone())
         .map_err(|e| EmbedError::Server(format!("cannot start raft thread: {e}")))?;
     tracing::info!("started raft node");
     let server_cfg = ServerConfig {
+        quota_backend_bytes: cfg.quota_backend_bytes,
         max_request_bytes: cfg.max_request_bytes,
         max_txn_ops: cfg.max_txn_ops,
         request_timeout: Duration::from_secs(5) + 2 * cfg.election_timeout,
     };
-    let server = Arc::new(EtcdServer::new(server_cfg, kv, backend, cluster, raft, wait, applied_rx));
+    let parts = Parts {
+        kv,
+        lessor,
+        alarms,
+        watch: watch_hub.clone(),
+        backend,
+        cluster,
+        raft,
+        wait,
+        applied: applied_rx,
+        metrics: metrics.clone(),
+    };
+    let server = Arc::new(EtcdServer::new(server_cfg, parts));
+    metrics.set_server(&server);
 
     let (stop_serving, stop_rx) = watch::channel(false);
     let mut serving = Vec::new();
+    // Background work of the server: lease expiry (while leading), catching up slow watchers, auto compaction.
+    let (stop_background, background_rx) = watch::channel(false);
+    let background = vec![
+        tokio::spawn(server.clone().run_lease_expiry(background_rx.clone())),
+        tokio::spawn(watch_hub.run_sync(background_rx.clone())),
+        tokio::spawn(crate::server::compactor::run(server.clone(), cfg.auto_compaction, background_rx)),
+    ];
 
     // 4. Peers. A single member has no peer traffic yet; the listener is held so the port stays ours
     //    and peers get a clean refusal instead of a foreign service.
-    for l in listeners.peer {
+    //    An https:// peer listener completes TLS handshakes (and answers 404) with `tls.peer`.
+    for (i, l) in listeners.peer.into_iter().enumerate() {
         let addr = l.local_addr().ok();
         tracing::info!(?addr, "peer listener bound (peer transport arrives with multi-member clusters)");
-        serving.push(tokio::spawn(hold_listener(l, stop_rx.clone())));
+        match cfg.listen_peer_urls.get(i).and_then(|url| crate::tls::acceptor_for(url, tls.peer_acceptor().as_ref())) {
+            Some(acceptor) => serving.push(tokio::spawn(crate::tls::serve_peer(l, acceptor, stop_rx.clone()))),
+            None => serving.push(tokio::spawn(hold_listener(l, stop_rx.clone()))),
+        }
     }
 
     // 5. Clients.
     let mut client_addrs = Vec::new();
-    for l in listeners.client {
+    for (i, l) in listeners.client.into_iter().enumerate() {
+        let acceptor =
+            cfg.listen_client_urls.get(i).and_then(|url| crate::tls::acceptor_for(url, tls.client_acceptor().as_ref()));
         let addr = l.local_addr().map_err(|e| EmbedError::Server(e.to_string()))?;
         client_addrs.push(addr);
         let l =
             tokio::net::TcpListener::from_std(l).map_err(|e| EmbedError::Server(format!("client listener: {e}")))?;
-        let mux = crate::api::client_mux(server.clone(), cfg.max_request_bytes);
-        serving.push(tokio::spawn(crate::api::mux::serve(l, mux, stop_rx.clone(), fatal_tx.clone())));
-        tracing::info!(%addr, "serving client traffic (gRPC and HTTP)");
+        let mux = crate::api::client_mux(server.clone(), metrics.clone(), cfg.max_request_bytes);
+        let https = acceptor.is_some();
+        serving.push(tokio::spawn(crate::api::mux::serve(l, mux, acceptor, stop_rx.clone(), fatal_tx.clone())));
+        tracing::info!(%addr, https, "serving client traffic (gRPC and HTTP)");
     }
 
-    // 6. Metrics: the endpoint arrives with the HTTP surface; the listener is held meanwhile.
+    // 6. Metrics: `/metrics` and `/health` on each --listen-metrics-urls listener.
     for l in listeners.metrics {
-        serving.push(tokio::spawn(hold_listener(l, stop_rx.clone())));
+        let addr = l.local_addr().ok();
+        let serve =
+            crate::api::http::serve_metrics(l, server.clone(), metrics.clone(), stop_rx.clone(), fatal_tx.clone());
+        serving.push(tokio::spawn(serve));
+        tracing::info!(?addr, "serving metrics");
     }
 
     Ok(Etcd {
@@ -276,6 +333,8 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
         errors,
         stop_serving,
         serving,
+        stop_background,
+        background,
         raft_stop: Some(raft_stop),
         raft_thread: Some(raft_thread),
         apply_thread: Some(apply_thread),
@@ -305,9 +364,10 @@ impl Etcd {
 
     /// Stops the member, in this order:
     /// 1. stop accepting client connections and let in-flight requests finish (up to `DRAIN_DEADLINE`);
-    /// 2. stop the raft node (nothing new is committed);
-    /// 3. let apply finish the entries already committed, then stop it;
-    /// 4. flush storage.
+    /// 2. stop background work (lease expiry, watcher catch-up);
+    /// 3. stop the raft node (nothing new is committed);
+    /// 4. let apply finish the entries already committed, then stop it;
+    /// 5. flush storage.
     pub async fn close(mut self) {
         tracing::info!("stopping: draining client connections");
         let _ = self.stop_serving.send(true);
@@ -317,6 +377,11 @@ impl Etcd {
             for t in &self.serving {
                 t.abort();
             }
+        }
+        tracing::info!("stopping: background work");
+        let _ = self.stop_background.send(true);
+        for t in self.background.drain(..) {
+            let _ = t.await;
         }
         tracing::info!("stopping: raft node");
         if let Some(stop) = self.raft_stop.take() {

@@ -11,19 +11,26 @@
 //!   raft      one task owns raft-rs's RawNode; Ready loop; log on storage
 //!   apply     committed entries → mvcc, results to waiting requests
 //!   mvcc      revisioned key space (etcd's data model)
+//!   lease     leases, their TTLs and attached keys      watch   watchers fed from apply and history
 //!   storage   Backend trait, RocksDB behind it
 //! ```
 //!
 //! `proto` holds the etcd wire types generated from this crate's own `.proto` files; `error` the
 //! client-facing errors with etcd's messages and their gRPC codes.
+//! `metrics` holds the Prometheus metrics under etcd's names, served at `/metrics`.
 
+pub mod alarm;
 pub mod api;
 pub mod apply;
 pub mod config;
 pub mod embed;
 pub mod error;
+pub mod lease;
+pub mod metrics;
 pub mod mvcc;
 pub mod proto;
 pub mod raft;
 pub mod server;
 pub mod storage;
+pub mod tls;
+pub mod watch;

@@ -19,6 +19,9 @@
 //! * [`grpc`] — raw `KV/Range` for request fields etcdctl 3.4 has no flags for.
 
 pub mod grpc;
+pub mod http;
+pub mod tls;
+pub mod watch;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;

@@ -1,13 +1,16 @@
-//! Plain HTTP endpoints of the client port: `/health` and `/version`, as etcd serves them.
+//! Plain HTTP endpoints of the client port: `/health`, `/version` and `/metrics`, as etcd serves them;
+//! and the `--listen-metrics-urls` listeners, which serve `/metrics` and `/health` only.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
+use tokio::sync::{mpsc, watch};
 
+use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 use crate::server::{EtcdServer, ETCD_CLUSTER_VERSION, ETCD_VERSION};
 
 /// How long `/health` waits for its quorum read, as etcd does.
@@ -19,15 +22,73 @@ pub fn router(server: Arc<EtcdServer>) -> Router {
         .route("/version", get(version))
         .with_state(server)
         .method_not_allowed_fallback(|| async { (StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n") })
+        .fallback(not_found)
+}
+
+/// `/metrics` (any method, as etcd's handler takes): the Prometheus text format, or OpenMetrics when the
+/// scraper's `Accept` names it.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        any(move |headers: HeaderMap| {
+            let metrics = metrics.clone();
+            async move {
+                let openmetrics = headers
+                    .get_all(header::ACCEPT)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .any(|v| v.contains("application/openmetrics-text"));
+                let content_type = if openmetrics { OPENMETRICS_CONTENT_TYPE } else { TEXT_CONTENT_TYPE };
+                let body = tokio::task::spawn_blocking(move || metrics.encode(openmetrics)).await.unwrap_or_default();
+                ([(header::CONTENT_TYPE, content_type)], body).into_response()
+            }
+        }),
+    )
+}
+
+/// Serves `/metrics` and `/health` (plain HTTP/1.1) on a `--listen-metrics-urls` listener until `stop`
+/// changes.
+pub async fn serve_metrics(
+    listener: std::net::TcpListener,
+    server: Arc<EtcdServer>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+    errors: mpsc::UnboundedSender<String>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = errors.send(format!("metrics listener: {e}"));
+            return;
+        }
+    };
+    let app = Router::new().route("/health", get(health)).with_state(server).merge(metrics_router(metrics));
+    let stopped = async move {
+        let _ = stop.changed().await;
+    };
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
+        let _ = errors.send(format!("metrics listener: {e}"));
+    }
+}
+
+/// What Go's HTTP server answers for a path nobody serves.
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
+        "404 page not found\n",
+    )
+        .into_response()
 }
 
 fn json(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Healthy when a leader is known and a linearizable read completes within a second.
+/// Healthy when a leader is known, no alarm is raised and a linearizable read completes within a second.
 async fn health(axum::extract::State(server): axum::extract::State<Arc<EtcdServer>>) -> Response {
     let healthy = server.leader() != 0
+        && !server.alarms.any()
         && matches!(tokio::time::timeout(HEALTH_READ_TIMEOUT, server.linearizable_read()).await, Ok(Ok(())));
     if healthy {
         json(StatusCode::OK, r#"{"health":"true"}"#.into())

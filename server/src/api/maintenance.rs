@@ -1,5 +1,5 @@
-//! The Maintenance service (`etcdserverpb.Maintenance`): Status and Alarm now; the rest answers
-//! `Unimplemented` until its issue lands.
+//! The Maintenance service (`etcdserverpb.Maintenance`): Status, Alarm and Defragment; hashes,
+//! snapshots and leader moves answer `Unimplemented` until their issue lands.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,12 +8,29 @@ use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
+use crate::proto::etcdserverpb::AlarmType;
 use crate::proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest,
     HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
     StatusResponse,
 };
 use crate::server::{EtcdServer, ETCD_VERSION};
+
+/// What `Status.errors` lists, as etcd does: no leader, then each raised alarm.
+fn status_errors(s: &EtcdServer) -> Vec<String> {
+    let mut errors = Vec::new();
+    if s.leader() == 0 {
+        errors.push(crate::error::Error::NoLeader.to_string());
+    }
+    for a in s.alarms.get(AlarmType::None) {
+        errors.push(format!("memberID:{} alarm:{} ", a.member_id, alarm_name(a.alarm)));
+    }
+    errors
+}
+
+fn alarm_name(a: i32) -> &'static str {
+    AlarmType::try_from(a).map(|t| t.as_str_name()).unwrap_or("UNKNOWN")
+}
 
 pub struct MaintenanceService {
     pub server: Arc<EtcdServer>,
@@ -26,12 +43,7 @@ fn not_yet(what: &str) -> Status {
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        if req.get_ref().action != 0 {
-            return Err(not_yet("raising or clearing alarms"));
-        }
-        // No alarm is ever raised by this server yet, so the list is empty.
-        let s = &self.server;
-        Ok(Response::new(AlarmResponse { header: Some(s.header(s.kv.current_rev())), alarms: vec![] }))
+        Ok(Response::new(self.server.alarm(req.into_inner()).await?))
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
@@ -44,14 +56,16 @@ impl Maintenance for MaintenanceService {
             raft_index: s.commit_index(),
             raft_term: s.term(),
             raft_applied_index: s.applied_index(),
-            errors: vec![],
+            errors: status_errors(s),
             db_size_in_use: s.backend.size_in_use() as i64,
             is_learner: false,
         }))
     }
 
     async fn defragment(&self, _: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        Err(not_yet("defragment"))
+        let s = &self.server;
+        s.defragment().await?;
+        Ok(Response::new(DefragmentResponse { header: Some(s.header(s.kv.current_rev())) }))
     }
 
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {

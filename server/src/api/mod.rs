@@ -8,16 +8,22 @@
 
 pub mod authority;
 pub mod cluster;
+pub mod gateway;
 pub mod http;
 pub mod kv;
+pub mod lease;
 pub mod maintenance;
 pub mod mux;
+pub mod watch;
 
 use std::sync::Arc;
 
+use crate::metrics::Metrics;
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
+use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use crate::proto::etcdserverpb::watch_server::WatchServer;
 use crate::server::EtcdServer;
 
 /// Room for gRPC framing above `--max-request-bytes`, as etcd allows, so an oversized request reaches
@@ -31,10 +37,17 @@ pub fn grpc_routes(server: Arc<EtcdServer>, max_request_bytes: usize) -> tonic::
         .add_service(
             ClusterServer::new(cluster::ClusterService { server: server.clone() }).max_decoding_message_size(max),
         )
+        .add_service(LeaseServer::new(lease::LeaseService { server: server.clone() }).max_decoding_message_size(max))
+        .add_service(WatchServer::new(watch::WatchService { server: server.clone() }).max_decoding_message_size(max))
         .add_service(MaintenanceServer::new(maintenance::MaintenanceService { server }).max_decoding_message_size(max))
 }
 
-/// Everything a client port serves.
-pub fn client_mux(server: Arc<EtcdServer>, max_request_bytes: usize) -> mux::Mux {
-    mux::Mux::new(grpc_routes(server.clone(), max_request_bytes), http::router(server))
+/// Everything a client port serves: the gRPC services, counted by the metrics' gRPC layer, and the HTTP
+/// endpoints, `/metrics` among them.
+pub fn client_mux(server: Arc<EtcdServer>, metrics: Arc<Metrics>, max_request_bytes: usize) -> mux::Mux {
+    let grpc = grpc_routes(server.clone(), max_request_bytes).into_axum_router().layer(metrics.grpc_layer());
+    let http = http::router(server.clone())
+        .merge(http::metrics_router(metrics))
+        .merge(gateway::router_with_max_request_bytes(server, max_request_bytes));
+    mux::Mux::new(grpc, http)
 }

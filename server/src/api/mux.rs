@@ -29,13 +29,15 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Clone)]
 pub struct Mux {
-    grpc: tonic::service::Routes,
+    grpc: axum::Router,
     http: axum::Router,
 }
 
 impl Mux {
-    pub fn new(grpc: tonic::service::Routes, http: axum::Router) -> Mux {
-        Mux { grpc: grpc.prepare(), http }
+    /// `grpc`: the gRPC services as a router (`tonic::service::Routes::into_axum_router`, with any
+    /// layers around them); `http`: everything else.
+    pub fn new(grpc: axum::Router, http: axum::Router) -> Mux {
+        Mux { grpc: grpc.with_state(()), http }
     }
 }
 
@@ -55,10 +57,7 @@ impl Service<Request<Incoming>> for Mux {
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         if is_grpc(&req) {
             let mut grpc = self.grpc.clone();
-            Box::pin(async move {
-                let resp = grpc.call(req).await?;
-                Ok(resp.map(Body::new))
-            })
+            Box::pin(async move { grpc.call(req).await })
         } else {
             let mut http = self.http.clone();
             Box::pin(async move { http.call(req.map(Body::new)).await })
@@ -68,9 +67,15 @@ impl Service<Request<Incoming>> for Mux {
 
 /// Serves `mux` on `listener` until `stop` changes, then stops accepting and lets open requests finish
 /// (the caller bounds how long).
+///
+/// With `tls` (an `https://` URL), each connection first completes a TLS handshake, in its own task and
+/// within [`crate::tls::HANDSHAKE_TIMEOUT`], so a slow or failing client never holds up accepting others;
+/// a failed handshake (e.g. no valid client certificate under `--client-cert-auth`) just closes that
+/// connection.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     mux: Mux,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
     errors: mpsc::UnboundedSender<String>,
 ) {
@@ -99,19 +104,67 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let io = TokioIo::new(FixAuthority::new(stream));
-                let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(mux.clone()));
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, %e, "client connection ended with an error");
+                let (builder, mux, watcher) = (builder.clone(), mux.clone(), graceful.watcher());
+                match tls.clone() {
+                    None => {
+                        tokio::spawn(serve_connection(builder, watcher, stream, mux, peer));
                     }
-                });
+                    Some(acceptor) => {
+                        let mut stop = stop.clone();
+                        tokio::spawn(async move {
+                            let stream = tokio::select! {
+                                _ = stop.wait_for(|stopped| *stopped) => return,
+                                stream = tls_handshake(acceptor, stream, peer) => stream,
+                            };
+                            if let Some(stream) = stream {
+                                serve_connection(builder, watcher, stream, mux, peer).await
+                            }
+                        });
+                    }
+                }
             }
         }
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// The server side of a TLS handshake, bounded by [`crate::tls::HANDSHAKE_TIMEOUT`]; `None` (logged, as
+/// etcd logs "rejected connection from ...") when it fails, e.g. without a valid client certificate.
+async fn tls_handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, %e, "rejected client connection: TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "rejected client connection: TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// Serves one (plain or TLS) client connection: `FixAuthority` in front of hyper, watched for graceful
+/// shutdown.
+async fn serve_connection<S>(
+    builder: auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    stream: S,
+    mux: Mux,
+    peer: std::net::SocketAddr,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(FixAuthority::new(stream));
+    let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(mux));
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(%peer, %e, "client connection ended with an error");
+    }
 }
 
 /// Accept errors that concern one connection (or a passing resource shortage), not the listener.

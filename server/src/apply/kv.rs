@@ -1,6 +1,7 @@
 //! Range, Put and DeleteRange with etcd's semantics, over any [`ReadView`] / [`WriteTxn`].
 
 use crate::error::{Error, Result};
+use crate::lease::Lessor;
 use crate::mvcc::{KeyRange, KvStore, RangeOptions, RangeResult, WriteTxn};
 use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::{
@@ -101,22 +102,21 @@ fn get_one(view: &impl ReadView, key: &[u8]) -> Result<Option<KeyValue>> {
 
 /// Checks what a put needs from the current state (the previous key for `ignore_value` /
 /// `ignore_lease`, and the lease) without changing anything.
-pub fn check_put(view: &impl ReadView, p: &PutRequest) -> Result<()> {
+pub fn check_put(view: &impl ReadView, p: &PutRequest, lessor: &Lessor) -> Result<()> {
     if (p.ignore_value || p.ignore_lease) && get_one(view, &p.key)?.is_none() {
         return Err(Error::KeyNotFound);
     }
-    check_lease(p.lease)
+    check_lease(p.lease, lessor)
 }
 
-/// Leases are not granted yet by this server, so any lease a put names is unknown.
-pub fn check_lease(lease: i64) -> Result<()> {
-    if lease != 0 {
+fn check_lease(lease: i64, lessor: &Lessor) -> Result<()> {
+    if lease != 0 && !lessor.exists(lease) {
         return Err(Error::LeaseNotFound);
     }
     Ok(())
 }
 
-pub fn put(txn: &mut WriteTxn<'_>, p: &PutRequest) -> Result<PutResponse> {
+pub fn put(txn: &mut WriteTxn<'_>, p: &PutRequest, lessor: &Lessor) -> Result<PutResponse> {
     let prev = if p.ignore_value || p.ignore_lease || p.prev_kv { get_one(txn, &p.key)? } else { None };
     if (p.ignore_value || p.ignore_lease) && prev.is_none() {
         return Err(Error::KeyNotFound);
@@ -129,14 +129,16 @@ pub fn put(txn: &mut WriteTxn<'_>, p: &PutRequest) -> Result<PutResponse> {
         (Some(prev), true) => prev.lease,
         _ => p.lease,
     };
-    check_lease(lease)?;
+    check_lease(lease, lessor)?;
     txn.put(&p.key, value, lease);
+    lessor.attach(&p.key, lease);
     Ok(PutResponse { header: header(txn.read_rev()), prev_kv: if p.prev_kv { prev } else { None } })
 }
 
-pub fn delete_range(txn: &mut WriteTxn<'_>, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+pub fn delete_range(txn: &mut WriteTxn<'_>, d: &DeleteRangeRequest, lessor: &Lessor) -> Result<DeleteRangeResponse> {
     let kr = KeyRange::new(&d.key, &d.range_end);
     let prev_kvs = if d.prev_kv { txn.range(&kr, RangeOptions::default())?.kvs } else { vec![] };
     let deleted = txn.delete_range(&kr);
-    Ok(DeleteRangeResponse { header: header(txn.read_rev()), deleted, prev_kvs })
+    lessor.detach(&deleted);
+    Ok(DeleteRangeResponse { header: header(txn.read_rev()), deleted: deleted.len() as i64, prev_kvs })
 }

@@ -20,12 +20,19 @@ use prost::Message;
 use raft::eraftpb::{Entry, EntryType};
 use tokio::sync::{mpsc, watch};
 
+use crate::alarm::AlarmStore;
 use crate::error::{Error, Result};
-use crate::mvcc::KvStore;
-use crate::proto::etcdserverpb::{CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse};
+use crate::lease::Lessor;
+use crate::mvcc::{KeyRange, KvStore};
+use crate::proto::etcdserverpb::alarm_request::AlarmAction;
+use crate::proto::etcdserverpb::{
+    AlarmResponse, AlarmType, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse,
+    PutResponse, TxnResponse,
+};
 use crate::proto::modkvpb::InternalRaftRequest;
 use crate::server::wait::Wait;
 use crate::storage::{meta, Backend, Cf, WriteBatch};
+use crate::watch::WatchHub;
 
 /// What applying one request produced.
 #[derive(Debug, Clone)]
@@ -34,12 +41,18 @@ pub enum Applied {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    Alarm(AlarmResponse),
 }
 
 pub type ApplyResult = Result<Applied>;
 
 pub struct Applier {
     kv: Arc<KvStore>,
+    lessor: Arc<Lessor>,
+    alarms: Arc<AlarmStore>,
+    watch: Arc<WatchHub>,
     wait: Arc<Wait>,
     applied_index: u64,
     applied_tx: watch::Sender<u64>,
@@ -54,12 +67,15 @@ pub fn stored_applied_index(backend: &dyn Backend) -> Result<u64> {
 impl Applier {
     pub fn new(
         kv: Arc<KvStore>,
+        lessor: Arc<Lessor>,
+        alarms: Arc<AlarmStore>,
+        watch: Arc<WatchHub>,
         wait: Arc<Wait>,
         applied_index: u64,
         applied_tx: watch::Sender<u64>,
         fatal: mpsc::UnboundedSender<String>,
     ) -> Applier {
-        Applier { kv, wait, applied_index, applied_tx, fatal }
+        Applier { kv, lessor, alarms, watch, wait, applied_index, applied_tx, fatal }
     }
 
     /// Applies batches of committed entries until the sender is dropped.
@@ -104,7 +120,8 @@ impl Applier {
             self.applied_index = e.index;
             batch.put(Cf::Meta, meta::APPLIED_INDEX, meta::encode_u64(e.index));
         }
-        self.kv.commit(batch, false)?;
+        let events = self.kv.commit(batch, false)?;
+        self.watch.notify(&events, self.kv.current_rev());
         self.applied_tx.send_replace(self.applied_index);
         for (id, r) in results {
             self.wait.trigger(id, r);
@@ -113,28 +130,61 @@ impl Applier {
     }
 
     fn apply_request(&self, req: &InternalRaftRequest, batch: &mut WriteBatch) -> ApplyResult {
+        // Out of space: nothing that grows the database is applied until the alarm is cleared.
+        let grows =
+            req.put.is_some() || req.lease_grant.is_some() || req.txn.as_ref().is_some_and(|t| !txn::is_read_only(t));
+        if grows && self.alarms.is_raised(AlarmType::Nospace) {
+            return Err(Error::NoSpace);
+        }
         if let Some(p) = &req.put {
             let mut w = self.kv.write(batch);
-            let r = kv::put(&mut w, p);
+            let r = kv::put(&mut w, p, &self.lessor);
             w.end();
             return r.map(Applied::Put);
         }
         if let Some(d) = &req.delete_range {
             let mut w = self.kv.write(batch);
-            let r = kv::delete_range(&mut w, d);
+            let r = kv::delete_range(&mut w, d, &self.lessor);
             w.end();
             return r.map(Applied::DeleteRange);
         }
         if let Some(t) = &req.txn {
             // Checks run before the first change, so a failing txn changes nothing.
             let mut w = self.kv.write(batch);
-            let r = txn::txn(&mut w, t);
+            let r = txn::txn(&mut w, t, &self.lessor);
             w.end();
             return r.map(Applied::Txn);
         }
         if let Some(c) = &req.compaction {
             self.kv.compact(c.revision, batch)?;
             return Ok(Applied::Compaction(CompactionResponse { header: kv::header(self.kv.current_rev()) }));
+        }
+        if let Some(g) = &req.lease_grant {
+            let ttl = self.lessor.grant(g.id, g.ttl, batch)?;
+            let header = kv::header(self.kv.current_rev());
+            return Ok(Applied::LeaseGrant(LeaseGrantResponse { header, id: g.id, ttl, error: String::new() }));
+        }
+        if let Some(r) = &req.lease_revoke {
+            // The lease and its keys go in one revision.
+            let keys = self.lessor.revoke(r.id, batch)?;
+            let mut w = self.kv.write(batch);
+            for k in &keys {
+                w.delete_range(&KeyRange::single(k));
+            }
+            let rev = w.end();
+            return Ok(Applied::LeaseRevoke(LeaseRevokeResponse { header: kv::header(rev) }));
+        }
+        if let Some(a) = &req.alarm {
+            let kind = AlarmType::try_from(a.alarm).unwrap_or(AlarmType::None);
+            let changed = match AlarmAction::try_from(a.action) {
+                Ok(AlarmAction::Activate) => self.alarms.activate(a.member_id, kind, batch),
+                Ok(AlarmAction::Deactivate) => self.alarms.deactivate(a.member_id, kind, batch),
+                _ => None,
+            };
+            if let Some(m) = &changed {
+                tracing::warn!(member = format_args!("{:x}", m.member_id), alarm = ?kind, action = a.action, "alarm changed");
+            }
+            return Ok(Applied::Alarm(AlarmResponse { header: None, alarms: changed.into_iter().collect() }));
         }
         Err(Error::Internal("unknown request in raft entry".into()))
     }

@@ -2,6 +2,7 @@
 
 use super::kv::{self, header, ReadView};
 use crate::error::{Error, Result};
+use crate::lease::Lessor;
 use crate::mvcc::{KeyRange, RangeOptions, WriteTxn};
 use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::proto::etcdserverpb::request_op::Request;
@@ -75,11 +76,11 @@ fn path(view: &impl ReadView, t: &TxnRequest, out: &mut Vec<bool>) {
 
 /// Fails the whole txn before anything changes: puts that need a missing key or lease, reads at a
 /// future or compacted revision.
-fn check(view: &impl ReadView, t: &TxnRequest, path: &mut std::slice::Iter<'_, bool>) -> Result<()> {
+fn check(view: &impl ReadView, t: &TxnRequest, path: &mut std::slice::Iter<'_, bool>, lessor: &Lessor) -> Result<()> {
     let ok = *path.next().unwrap_or(&false);
     for op in if ok { &t.success } else { &t.failure } {
         match &op.request {
-            Some(Request::RequestPut(p)) => kv::check_put(view, p)?,
+            Some(Request::RequestPut(p)) => kv::check_put(view, p, lessor)?,
             Some(Request::RequestRange(r)) if r.revision != 0 => {
                 if r.revision > view.rev() {
                     return Err(Error::FutureRev);
@@ -88,7 +89,7 @@ fn check(view: &impl ReadView, t: &TxnRequest, path: &mut std::slice::Iter<'_, b
                     return Err(Error::Compacted);
                 }
             }
-            Some(Request::RequestTxn(n)) => check(view, n, path)?,
+            Some(Request::RequestTxn(n)) => check(view, n, path, lessor)?,
             _ => {}
         }
     }
@@ -96,25 +97,32 @@ fn check(view: &impl ReadView, t: &TxnRequest, path: &mut std::slice::Iter<'_, b
 }
 
 /// Runs a txn inside `txn`; the response header carries the revision after it.
-pub fn txn(w: &mut WriteTxn<'_>, t: &TxnRequest) -> Result<TxnResponse> {
+pub fn txn(w: &mut WriteTxn<'_>, t: &TxnRequest, lessor: &Lessor) -> Result<TxnResponse> {
     let mut p = Vec::new();
     path(w, t, &mut p);
-    check(w, t, &mut p.iter())?;
-    let mut resp = run(w, t, &mut p.iter())?;
+    check(w, t, &mut p.iter(), lessor)?;
+    let mut resp = run(w, t, &mut p.iter(), lessor)?;
     resp.header = header(w.read_rev());
     Ok(resp)
 }
 
-fn run(w: &mut WriteTxn<'_>, t: &TxnRequest, path: &mut std::slice::Iter<'_, bool>) -> Result<TxnResponse> {
+fn run(
+    w: &mut WriteTxn<'_>,
+    t: &TxnRequest,
+    path: &mut std::slice::Iter<'_, bool>,
+    lessor: &Lessor,
+) -> Result<TxnResponse> {
     let succeeded = *path.next().unwrap_or(&false);
     let mut responses = Vec::new();
     for op in if succeeded { &t.success } else { &t.failure } {
         let response = match &op.request {
             Some(Request::RequestRange(r)) => Some(Response::ResponseRange(kv::range(w, r)?)),
-            Some(Request::RequestPut(r)) => Some(Response::ResponsePut(kv::put(w, r)?)),
-            Some(Request::RequestDeleteRange(r)) => Some(Response::ResponseDeleteRange(kv::delete_range(w, r)?)),
+            Some(Request::RequestPut(r)) => Some(Response::ResponsePut(kv::put(w, r, lessor)?)),
+            Some(Request::RequestDeleteRange(r)) => {
+                Some(Response::ResponseDeleteRange(kv::delete_range(w, r, lessor)?))
+            }
             Some(Request::RequestTxn(n)) => {
-                let mut nested = run(w, n, path)?;
+                let mut nested = run(w, n, path, lessor)?;
                 nested.header = Some(Default::default());
                 Some(Response::ResponseTxn(nested))
             }

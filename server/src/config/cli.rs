@@ -27,7 +27,8 @@ Precedence, highest first:
   3. config file (--config-file / MODKV_CONFIG_FILE)
   4. built-in default
 
-URL lists are comma-separated (a TOML array is accepted in the config file).";
+URL lists are comma-separated (a TOML array is accepted in the config file). Boolean flags \
+take --flag, --flag=true or --flag=false (true/false in the config file).";
 
 const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (etcd API 3.4)");
 
@@ -142,6 +143,83 @@ pub(super) struct Cli {
     #[arg(long, env = "MODKV_PLUGIN_DIR", value_name = "DIR")]
     pub plugin_dir: Option<String>,
 
+    /// Path to the client server TLS cert file.
+    #[arg(long, env = "MODKV_CERT_FILE", value_name = "PATH")]
+    pub cert_file: Option<String>,
+
+    /// Path to the client server TLS key file.
+    #[arg(long, env = "MODKV_KEY_FILE", value_name = "PATH")]
+    pub key_file: Option<String>,
+
+    /// Path to the client server TLS trusted CA cert file; clients must then present a
+    /// certificate signed by it (as with --client-cert-auth).
+    #[arg(long, env = "MODKV_TRUSTED_CA_FILE", value_name = "PATH")]
+    pub trusted_ca_file: Option<String>,
+
+    /// Enable client cert authentication: https clients must present a certificate signed by
+    /// --trusted-ca-file.
+    #[arg(
+        long,
+        env = "MODKV_CLIENT_CERT_AUTH",
+        value_name = "BOOL",
+        default_value = "false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub client_cert_auth: String,
+
+    /// Client TLS using a self-signed certificate generated into <data-dir>/fixtures/client
+    /// (when --cert-file and --key-file are not given).
+    #[arg(
+        long,
+        env = "MODKV_AUTO_TLS",
+        value_name = "BOOL",
+        default_value = "false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub auto_tls: String,
+
+    /// Path to the peer server TLS cert file.
+    #[arg(long, env = "MODKV_PEER_CERT_FILE", value_name = "PATH")]
+    pub peer_cert_file: Option<String>,
+
+    /// Path to the peer server TLS key file.
+    #[arg(long, env = "MODKV_PEER_KEY_FILE", value_name = "PATH")]
+    pub peer_key_file: Option<String>,
+
+    /// Path to the peer server TLS trusted CA file; peers must then present a certificate
+    /// signed by it (as with --peer-client-cert-auth).
+    #[arg(long, env = "MODKV_PEER_TRUSTED_CA_FILE", value_name = "PATH")]
+    pub peer_trusted_ca_file: Option<String>,
+
+    /// Enable peer client cert authentication.
+    #[arg(
+        long,
+        env = "MODKV_PEER_CLIENT_CERT_AUTH",
+        value_name = "BOOL",
+        default_value = "false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub peer_client_cert_auth: String,
+
+    /// Peer TLS using a self-signed certificate generated into <data-dir>/fixtures/peer
+    /// (when --peer-cert-file and --peer-key-file are not given).
+    #[arg(
+        long,
+        env = "MODKV_PEER_AUTO_TLS",
+        value_name = "BOOL",
+        default_value = "false",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub peer_auto_tls: String,
+
     /// TOML config file whose keys are the flag names without the leading dashes.
     ///
     /// Flags and MODKV_* environment variables override values from the file.
@@ -158,6 +236,10 @@ pub(super) const LIST_KEYS: &[&str] = &[
     "initial-cluster",
     "listen-metrics-urls",
 ];
+
+/// Keys whose config-file value may be a TOML boolean (the flags take `--flag`, `--flag=true` or
+/// `--flag=false`, as Go's boolean flags do).
+pub(super) const BOOL_KEYS: &[&str] = &["client-cert-auth", "auto-tls", "peer-client-cert-auth", "peer-auto-tls"];
 
 /// Arg ids that are not configuration values (and so are not config-file keys).
 pub(super) const NOT_LAYERED: &[&str] = &["help", "version", "config_file"];
@@ -188,6 +270,16 @@ impl Cli {
             "auto_compaction_retention" => self.auto_compaction_retention = value,
             "log_level" => self.log_level = value,
             "plugin_dir" => self.plugin_dir = Some(value),
+            "cert_file" => self.cert_file = Some(value),
+            "key_file" => self.key_file = Some(value),
+            "trusted_ca_file" => self.trusted_ca_file = Some(value),
+            "client_cert_auth" => self.client_cert_auth = value,
+            "auto_tls" => self.auto_tls = value,
+            "peer_cert_file" => self.peer_cert_file = Some(value),
+            "peer_key_file" => self.peer_key_file = Some(value),
+            "peer_trusted_ca_file" => self.peer_trusted_ca_file = Some(value),
+            "peer_client_cert_auth" => self.peer_client_cert_auth = value,
+            "peer_auto_tls" => self.peer_auto_tls = value,
             _ => return false,
         }
         true

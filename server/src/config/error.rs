@@ -90,6 +90,21 @@ pub enum ConfigError {
     #[error("--election-timeout[{election_ms}] is too long, and should be set less than {max_ms}")]
     ElectionTimeoutTooLong { election_ms: u64, max_ms: u64 },
 
+    /// An `https://` client URL without a certificate (etcd's wording).
+    #[error("TLS key/cert (--cert-file, --key-file) must be provided for client url {url} with HTTPS scheme")]
+    ClientTlsMissing { url: String },
+
+    /// An `https://` peer URL without a certificate (etcd's wording, plus the flags to use).
+    #[error(
+        "cannot listen on TLS for {addr}: KeyFile and CertFile are not presented \
+         (give --peer-cert-file and --peer-key-file, or --peer-auto-tls)"
+    )]
+    PeerTlsMissing { addr: String },
+
+    /// Only one of a certificate and its key (etcd: "KeyFile and CertFile must both be present").
+    #[error("{cert_flag} and {key_flag} must both be present [key: {key}, cert: {cert}]")]
+    TlsHalfPair { cert_flag: &'static str, key_flag: &'static str, cert: String, key: String },
+
     /// `--auto-compaction-retention` does not fit `--auto-compaction-mode`.
     #[error("invalid --auto-compaction-retention \"{value}\" for --auto-compaction-mode={mode}: {reason}")]
     AutoCompactionRetention { mode: &'static str, value: String, reason: String },

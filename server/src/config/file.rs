@@ -2,13 +2,14 @@
 //!
 //! The file is a flat table whose keys are the flag names without the leading dashes. Numeric
 //! keys take a TOML integer or a string; URL-list keys take a comma-separated string or an
-//! array of strings. Anything else (unknown keys, tables, booleans, floats, dates) is an
-//! error naming the file and the key.
+//! array of strings; boolean keys (`client-cert-auth`, `auto-tls`, ...) a TOML boolean or a
+//! string. Anything else (unknown keys, tables, other booleans, floats, dates) is an error
+//! naming the file and the key.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::cli::LIST_KEYS;
+use super::cli::{BOOL_KEYS, LIST_KEYS};
 use super::ConfigError;
 
 /// Read and check the config file at `path`.
@@ -39,14 +40,23 @@ pub(super) fn load(path: &Path, known_keys: &[&str]) -> Result<BTreeMap<String, 
 /// Turn one TOML value into the string a flag would carry.
 fn value_to_raw(path: &Path, key: &str, value: toml::Value) -> Result<String, ConfigError> {
     let is_list = LIST_KEYS.contains(&key);
+    let is_bool = BOOL_KEYS.contains(&key);
     let type_error = |found: &'static str| ConfigError::FileValueType {
         path: path.to_owned(),
         key: key.to_owned(),
-        expected: if is_list { "a string or an array of strings" } else { "a string or an integer" },
+        expected: if is_list {
+            "a string or an array of strings"
+        } else if is_bool {
+            "a boolean or a string"
+        } else {
+            "a string or an integer"
+        },
         found,
     };
     match value {
         toml::Value::String(s) => Ok(s),
+        toml::Value::Boolean(b) if is_bool => Ok(b.to_string()),
+        toml::Value::Integer(_) if is_bool => Err(type_error("an integer")),
         toml::Value::Integer(i) if !is_list => Ok(i.to_string()),
         toml::Value::Array(items) if is_list => items
             .into_iter()

@@ -42,6 +42,13 @@
 //!   `default`, becomes `<name>=<url>` for each `--initial-advertise-peer-urls` URL.
 //! * `--quota-backend-bytes 0` means 2 GiB; `--snapshot-count 0` means 100000.
 //! * `--auto-compaction-retention 0` (the default) turns auto compaction off.
+//!
+//! # TLS
+//!
+//! `https://` in `--listen-client-urls` / `--listen-peer-urls` turns TLS on for that listener, as
+//! in etcd; it then needs `--cert-file` and `--key-file` (peers: `--peer-cert-file`,
+//! `--peer-key-file`) or `--auto-tls` (`--peer-auto-tls`). Certificates are read, and generated,
+//! when the member starts: see [`crate::tls`].
 
 mod cli;
 mod error;
@@ -106,6 +113,35 @@ pub enum AutoCompaction {
     Revision(u64),
 }
 
+/// The TLS flags of one side: clients (`--cert-file`, `--key-file`, `--trusted-ca-file`,
+/// `--client-cert-auth`, `--auto-tls`) or peers (the same with `--peer-`).
+///
+/// As in etcd, they only take effect on `https://` listen URLs; see [`crate::tls`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFlags {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Clients must present a certificate signed by `trusted_ca_file`. etcd also requires one
+    /// whenever `trusted_ca_file` is set; [`TlsFlags::requires_client_cert`] says so.
+    pub client_cert_auth: bool,
+    /// Generate a self-signed certificate when `cert_file` and `key_file` are both unset.
+    pub auto_tls: bool,
+}
+
+impl TlsFlags {
+    /// No certificate or key given (etcd's `TLSInfo.Empty`).
+    pub fn is_empty(&self) -> bool {
+        self.cert_file.is_none() && self.key_file.is_none()
+    }
+
+    /// Whether a TLS listener with these flags requires (and verifies) a client certificate:
+    /// etcd turns that on with `--client-cert-auth` or with `--trusted-ca-file` alone.
+    pub fn requires_client_cert(&self) -> bool {
+        self.client_cert_auth || self.trusted_ca_file.is_some()
+    }
+}
+
 /// The fully resolved and validated server configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -131,6 +167,11 @@ pub struct Config {
     /// One of `debug`, `info`, `warn`, `error` (lower-cased).
     pub log_level: String,
     pub plugin_dir: Option<PathBuf>,
+    /// `--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`, `--auto-tls`.
+    pub client_tls: TlsFlags,
+    /// `--peer-cert-file`, `--peer-key-file`, `--peer-trusted-ca-file`,
+    /// `--peer-client-cert-auth`, `--peer-auto-tls`.
+    pub peer_tls: TlsFlags,
 }
 
 impl Config {
@@ -307,6 +348,23 @@ fn resolve(raw: Cli, initial_cluster_given: bool) -> Result<Config, ConfigError>
     let auto_compaction = parse::auto_compaction(&raw.auto_compaction_mode, &raw.auto_compaction_retention)?;
     let log_level = parse::log_level(&raw.log_level)?;
     let plugin_dir = raw.plugin_dir.filter(|dir| !dir.is_empty()).map(PathBuf::from);
+    let path = |p: Option<String>| p.filter(|p| !p.is_empty()).map(PathBuf::from);
+    let client_tls = TlsFlags {
+        cert_file: path(raw.cert_file),
+        key_file: path(raw.key_file),
+        trusted_ca_file: path(raw.trusted_ca_file),
+        client_cert_auth: parse::boolean("--client-cert-auth", &raw.client_cert_auth)?,
+        auto_tls: parse::boolean("--auto-tls", &raw.auto_tls)?,
+    };
+    let peer_tls = TlsFlags {
+        cert_file: path(raw.peer_cert_file),
+        key_file: path(raw.peer_key_file),
+        trusted_ca_file: path(raw.peer_trusted_ca_file),
+        client_cert_auth: parse::boolean("--peer-client-cert-auth", &raw.peer_client_cert_auth)?,
+        auto_tls: parse::boolean("--peer-auto-tls", &raw.peer_auto_tls)?,
+    };
+    check_tls(TlsSide::Client, &client_tls, &listen_client_urls)?;
+    check_tls(TlsSide::Peer, &peer_tls, &listen_peer_urls)?;
 
     Ok(Config {
         name,
@@ -328,7 +386,49 @@ fn resolve(raw: Cli, initial_cluster_given: bool) -> Result<Config, ConfigError>
         auto_compaction,
         log_level,
         plugin_dir,
+        client_tls,
+        peer_tls,
     })
+}
+
+#[derive(Clone, Copy)]
+enum TlsSide {
+    Client,
+    Peer,
+}
+
+/// etcd's checks for `https://` listen URLs: a certificate and key must be given (or generated
+/// with `--auto-tls`), and never just one of the two. The files themselves are read when the
+/// member starts ([`crate::tls`]).
+fn check_tls(side: TlsSide, flags: &TlsFlags, listen_urls: &[Url]) -> Result<(), ConfigError> {
+    let Some(url) = listen_urls.iter().find(|url| url.scheme() == "https") else {
+        return Ok(());
+    };
+    let (cert_flag, key_flag) = match side {
+        TlsSide::Client => ("--cert-file", "--key-file"),
+        TlsSide::Peer => ("--peer-cert-file", "--peer-key-file"),
+    };
+    if flags.is_empty() {
+        if flags.auto_tls {
+            return Ok(());
+        }
+        return Err(match side {
+            TlsSide::Client => ConfigError::ClientTlsMissing { url: url_string(url) },
+            TlsSide::Peer => ConfigError::PeerTlsMissing {
+                addr: format!("{}:{}", url.host_str().unwrap_or_default(), url.port_or_known_default().unwrap_or(0)),
+            },
+        });
+    }
+    let display = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    if flags.cert_file.is_none() || flags.key_file.is_none() {
+        return Err(ConfigError::TlsHalfPair {
+            cert_flag,
+            key_flag,
+            cert: display(&flags.cert_file),
+            key: display(&flags.key_file),
+        });
+    }
+    Ok(())
 }
 
 /// etcd's bootstrap checks: this member is in `--initial-cluster`, and its entries there are

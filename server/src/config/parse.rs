@@ -137,6 +137,15 @@ pub(super) fn log_level(raw: &str) -> Result<String, ConfigError> {
     }
 }
 
+/// A boolean as Go's `strconv.ParseBool` reads it (etcd's boolean flags).
+pub(super) fn boolean(flag: &'static str, raw: &str) -> Result<bool, ConfigError> {
+    match raw.trim() {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(ConfigError::InvalidValue { flag, value: raw.to_owned(), expected: "true or false".to_owned() }),
+    }
+}
+
 /// A non-negative integer.
 pub(super) fn number<N: std::str::FromStr>(flag: &'static str, raw: &str, what: &str) -> Result<N, ConfigError> {
     raw.trim().parse().map_err(|_| ConfigError::InvalidValue {

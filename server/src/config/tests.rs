@@ -95,6 +95,8 @@ fn defaults() {
     assert_eq!(c.auto_compaction, AutoCompaction::Off);
     assert_eq!(c.log_level, "info");
     assert_eq!(c.plugin_dir, None);
+    assert_eq!(c.client_tls, TlsFlags::default());
+    assert_eq!(c.peer_tls, TlsFlags::default());
     assert_eq!(ok(&[]), c);
 }
 
@@ -168,6 +170,22 @@ fn every_flag() {
         "debug",
         "--plugin-dir",
         "/opt/plugins",
+        "--cert-file",
+        "/tls/server.crt",
+        "--key-file",
+        "/tls/server.key",
+        "--trusted-ca-file",
+        "/tls/ca.crt",
+        "--client-cert-auth",
+        "--auto-tls=true",
+        "--peer-cert-file",
+        "/tls/peer.crt",
+        "--peer-key-file",
+        "/tls/peer.key",
+        "--peer-trusted-ca-file",
+        "/tls/peer-ca.crt",
+        "--peer-client-cert-auth=1",
+        "--peer-auto-tls",
     ]);
     assert_eq!(c.name, "n1");
     assert_eq!(c.data_dir, PathBuf::from("/var/lib/modkv"));
@@ -194,6 +212,26 @@ fn every_flag() {
     assert_eq!(c.auto_compaction, AutoCompaction::Revision(1000));
     assert_eq!(c.log_level, "debug");
     assert_eq!(c.plugin_dir, Some(PathBuf::from("/opt/plugins")));
+    assert_eq!(
+        c.client_tls,
+        TlsFlags {
+            cert_file: Some(PathBuf::from("/tls/server.crt")),
+            key_file: Some(PathBuf::from("/tls/server.key")),
+            trusted_ca_file: Some(PathBuf::from("/tls/ca.crt")),
+            client_cert_auth: true,
+            auto_tls: true,
+        }
+    );
+    assert_eq!(
+        c.peer_tls,
+        TlsFlags {
+            cert_file: Some(PathBuf::from("/tls/peer.crt")),
+            key_file: Some(PathBuf::from("/tls/peer.key")),
+            trusted_ca_file: Some(PathBuf::from("/tls/peer-ca.crt")),
+            client_cert_auth: true,
+            auto_tls: true,
+        }
+    );
 }
 
 #[test]
@@ -366,6 +404,16 @@ fn every_flag_reads_its_env_var() {
         ("MODKV_AUTO_COMPACTION_RETENTION", "15m"),
         ("MODKV_LOG_LEVEL", "error"),
         ("MODKV_PLUGIN_DIR", "pd"),
+        ("MODKV_CERT_FILE", "c.pem"),
+        ("MODKV_KEY_FILE", "k.pem"),
+        ("MODKV_TRUSTED_CA_FILE", "ca.pem"),
+        ("MODKV_CLIENT_CERT_AUTH", "true"),
+        ("MODKV_AUTO_TLS", "t"),
+        ("MODKV_PEER_CERT_FILE", "pc.pem"),
+        ("MODKV_PEER_KEY_FILE", "pk.pem"),
+        ("MODKV_PEER_TRUSTED_CA_FILE", "pca.pem"),
+        ("MODKV_PEER_CLIENT_CERT_AUTH", "TRUE"),
+        ("MODKV_PEER_AUTO_TLS", "1"),
     ];
     let c = with_env(&[], &env).unwrap();
     assert_eq!(c.name, "n1");
@@ -387,6 +435,15 @@ fn every_flag_reads_its_env_var() {
     assert_eq!(c.auto_compaction, AutoCompaction::Periodic(Duration::from_secs(900)));
     assert_eq!(c.log_level, "error");
     assert_eq!(c.plugin_dir, Some(PathBuf::from("pd")));
+    let tls = |cert: &str, key: &str, ca: &str| TlsFlags {
+        cert_file: Some(PathBuf::from(cert)),
+        key_file: Some(PathBuf::from(key)),
+        trusted_ca_file: Some(PathBuf::from(ca)),
+        client_cert_auth: true,
+        auto_tls: true,
+    };
+    assert_eq!(c.client_tls, tls("c.pem", "k.pem", "ca.pem"));
+    assert_eq!(c.peer_tls, tls("pc.pem", "pk.pem", "pca.pem"));
 }
 
 #[test]
@@ -449,6 +506,16 @@ auto-compaction-mode = "periodic"
 auto-compaction-retention = 2
 log-level = "debug"
 plugin-dir = "/p"
+cert-file = "/c.pem"
+key-file = "/k.pem"
+trusted-ca-file = "/ca.pem"
+client-cert-auth = true
+auto-tls = "true"
+peer-cert-file = "/pc.pem"
+peer-key-file = "/pk.pem"
+peer-trusted-ca-file = "/pca.pem"
+peer-client-cert-auth = false
+peer-auto-tls = true
 "#,
         &[],
     )
@@ -472,6 +539,14 @@ plugin-dir = "/p"
     assert_eq!(c.auto_compaction, AutoCompaction::Periodic(Duration::from_secs(7200)));
     assert_eq!(c.log_level, "debug");
     assert_eq!(c.plugin_dir, Some(PathBuf::from("/p")));
+    assert_eq!(c.client_tls.cert_file, Some(PathBuf::from("/c.pem")));
+    assert_eq!(c.client_tls.key_file, Some(PathBuf::from("/k.pem")));
+    assert_eq!(c.client_tls.trusted_ca_file, Some(PathBuf::from("/ca.pem")));
+    assert!(c.client_tls.client_cert_auth && c.client_tls.auto_tls);
+    assert_eq!(c.peer_tls.cert_file, Some(PathBuf::from("/pc.pem")));
+    assert_eq!(c.peer_tls.key_file, Some(PathBuf::from("/pk.pem")));
+    assert_eq!(c.peer_tls.trusted_ca_file, Some(PathBuf::from("/pca.pem")));
+    assert!(!c.peer_tls.client_cert_auth && c.peer_tls.auto_tls);
 }
 
 #[test]
@@ -505,6 +580,15 @@ fn file_wrong_value_type() {
     );
     let (e, _) = file_err("max-txn-ops = [1]\n");
     assert!(e.ends_with("key `max-txn-ops` must be a string or an integer, found an array"), "{e}");
+    let (e, path) = file_err("client-cert-auth = 1\n");
+    assert_eq!(
+        e,
+        format!("config file {path}: key `client-cert-auth` must be a boolean or a string, found an integer")
+    );
+    let (e, _) = file_err("peer-auto-tls = [true]\n");
+    assert!(e.ends_with("key `peer-auto-tls` must be a boolean or a string, found an array"), "{e}");
+    let (e, _) = file_err("auto-tls = \"yes\"\n");
+    assert_eq!(e, "invalid value \"yes\" for --auto-tls: expected true or false");
 }
 
 #[test]
@@ -837,6 +921,125 @@ fn go_duration_parser() {
     assert!(go_duration("9999999999h").is_err());
 }
 
+// ---------------------------------------------------------------- TLS flags
+
+#[test]
+fn boolean_flags_take_go_syntax() {
+    assert!(ok(&["--client-cert-auth"]).client_tls.client_cert_auth);
+    for value in ["true", "1", "t", "T", "TRUE", "True"] {
+        assert!(ok(&[&format!("--auto-tls={value}")]).client_tls.auto_tls, "{value}");
+    }
+    for value in ["false", "0", "f", "F", "FALSE", "False"] {
+        assert!(!ok(&[&format!("--peer-auto-tls={value}")]).peer_tls.auto_tls, "{value}");
+    }
+    // The last one wins, so a flag can be turned off again.
+    assert!(!ok(&["--client-cert-auth", "--client-cert-auth=false"]).client_tls.client_cert_auth);
+    assert_eq!(
+        err(&["--client-cert-auth=yes"]),
+        "invalid value \"yes\" for --client-cert-auth: expected true or false"
+    );
+    assert_eq!(
+        err(&["--peer-client-cert-auth="]),
+        "invalid value \"\" for --peer-client-cert-auth: expected true or false"
+    );
+    // Like Go's flag package, a separate word is not the flag's value.
+    let e = with_env(&["--client-cert-auth", "false"], &[]).unwrap_err();
+    assert!(matches!(e, ConfigError::Clap(_)), "{e}");
+    // Environment: an empty variable is unset, anything else is parsed.
+    let c = with_env(&[], &[("MODKV_CLIENT_CERT_AUTH", ""), ("MODKV_AUTO_TLS", "false")]).unwrap();
+    assert!(!c.client_tls.client_cert_auth && !c.client_tls.auto_tls);
+    let e = with_env(&[], &[("MODKV_PEER_AUTO_TLS", "on")]).unwrap_err().to_string();
+    assert_eq!(e, "invalid value \"on\" for --peer-auto-tls: expected true or false");
+}
+
+#[test]
+fn trusted_ca_alone_requires_client_certs() {
+    let flags = |ca: bool, auth: bool| TlsFlags {
+        trusted_ca_file: ca.then(|| PathBuf::from("ca.pem")),
+        client_cert_auth: auth,
+        ..TlsFlags::default()
+    };
+    assert!(!flags(false, false).requires_client_cert());
+    assert!(flags(true, false).requires_client_cert());
+    assert!(flags(false, true).requires_client_cert());
+    assert!(flags(true, true).is_empty());
+}
+
+#[test]
+fn https_client_url_needs_cert_and_key() {
+    let https = ["--listen-client-urls", "http://127.0.0.1:1,https://127.0.0.1:2379"];
+    assert_eq!(
+        err(&https),
+        "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme"
+    );
+    // --client-cert-auth / --trusted-ca-file alone are not enough.
+    let mut args = https.to_vec();
+    args.extend(["--client-cert-auth", "--trusted-ca-file", "ca.pem"]);
+    assert!(err(&args).starts_with("TLS key/cert (--cert-file, --key-file) must be provided"));
+    // Auto TLS, or both files, are.
+    let mut args = https.to_vec();
+    args.push("--auto-tls");
+    assert!(ok(&args).client_tls.auto_tls);
+    let mut args = https.to_vec();
+    args.extend(["--cert-file", "c.pem", "--key-file", "k.pem"]);
+    ok(&args);
+    // Only one of the two files (auto TLS does not fill in the other, as in etcd).
+    let mut args = https.to_vec();
+    args.extend(["--cert-file", "c.pem", "--auto-tls"]);
+    assert_eq!(err(&args), "--cert-file and --key-file must both be present [key: , cert: c.pem]");
+    let mut args = https.to_vec();
+    args.extend(["--key-file", "k.pem"]);
+    assert_eq!(err(&args), "--cert-file and --key-file must both be present [key: k.pem, cert: ]");
+    // The same settings from the environment or a file are checked the same way.
+    let e = with_env(&[], &[("MODKV_LISTEN_CLIENT_URLS", "https://127.0.0.1:2379")]).unwrap_err().to_string();
+    assert!(e.starts_with("TLS key/cert (--cert-file, --key-file) must be provided"), "{e}");
+    let c = with_file("listen-client-urls = \"https://127.0.0.1:2379\"\nauto-tls = true\n", &[]).unwrap();
+    assert!(c.client_tls.auto_tls);
+}
+
+#[test]
+fn https_peer_url_needs_cert_and_key() {
+    let peer = [
+        "--name",
+        "n1",
+        "--listen-peer-urls",
+        "https://127.0.0.1:2380",
+        "--initial-advertise-peer-urls",
+        "https://127.0.0.1:2380",
+    ];
+    assert_eq!(
+        err(&peer),
+        "cannot listen on TLS for 127.0.0.1:2380: KeyFile and CertFile are not presented \
+         (give --peer-cert-file and --peer-key-file, or --peer-auto-tls)"
+    );
+    // Client TLS settings do not count for peers, nor the other way round.
+    let mut args = peer.to_vec();
+    args.extend(["--cert-file", "c.pem", "--key-file", "k.pem", "--auto-tls"]);
+    assert!(err(&args).starts_with("cannot listen on TLS for 127.0.0.1:2380"));
+    let mut args = peer.to_vec();
+    args.push("--peer-auto-tls");
+    ok(&args);
+    let mut args = peer.to_vec();
+    args.extend(["--peer-cert-file", "p.pem"]);
+    assert_eq!(err(&args), "--peer-cert-file and --peer-key-file must both be present [key: , cert: p.pem]");
+    let mut args = peer.to_vec();
+    args.extend(["--peer-cert-file", "p.pem", "--peer-key-file", "pk.pem", "--peer-client-cert-auth"]);
+    let c = ok(&args);
+    assert!(c.peer_tls.client_cert_auth && c.peer_tls.requires_client_cert());
+    assert_eq!(c.client_tls, TlsFlags::default());
+}
+
+#[test]
+fn tls_flags_with_http_urls_are_accepted() {
+    // etcd only warns that they are ignored for http:// URLs (when the member starts).
+    let c = ok(&["--cert-file", "c.pem", "--client-cert-auth", "--peer-key-file", "k.pem"]);
+    assert_eq!(c.client_tls.cert_file, Some(PathBuf::from("c.pem")));
+    assert_eq!(c.peer_tls.key_file, Some(PathBuf::from("k.pem")));
+    // Empty paths mean unset.
+    let c = ok(&["--cert-file", "", "--peer-trusted-ca-file", ""]);
+    assert_eq!((c.client_tls.clone(), c.peer_tls.clone()), (TlsFlags::default(), TlsFlags::default()));
+}
+
 // ---------------------------------------------------------------- misc
 
 #[test]
@@ -848,6 +1051,9 @@ fn every_error_display_is_one_line() {
         &["--name", "n1", "--initial-cluster", "n1=http://a:1"],
         &["--heartbeat-interval", "300"],
         &["--auto-compaction-retention", "zz"],
+        &["--listen-client-urls", "https://127.0.0.1:1"],
+        &["--listen-peer-urls", "https://127.0.0.1:2"],
+        &["--listen-client-urls", "https://127.0.0.1:1", "--key-file", "k"],
     ];
     for args in cases {
         let e = err(args);

@@ -9,7 +9,8 @@ use prost::Message;
 use super::key_index::KeyIndex;
 use super::revision::Revision;
 use crate::error::{Error, Result};
-use crate::proto::mvccpb::KeyValue;
+use crate::proto::mvccpb::event::EventType;
+use crate::proto::mvccpb::{Event, KeyValue};
 use crate::storage::{meta, Backend, Cf, WriteBatch};
 
 /// Which keys a request addresses, from etcd's `key` / `range_end` pair.
@@ -100,6 +101,8 @@ struct State {
     compact_rev: i64,
     /// Encoded values of changes already in the index whose batch is not yet written to the backend.
     pending: HashMap<Revision, Vec<u8>>,
+    /// The changes made since the last commit, in revision order, for watchers.
+    events: Vec<Event>,
 }
 
 pub struct KvStore {
@@ -150,7 +153,7 @@ impl KvStore {
                 !ki.is_empty()
             });
         }
-        let state = State { index, current_rev, compact_rev, pending: HashMap::new() };
+        let state = State { index, current_rev, compact_rev, pending: HashMap::new(), events: Vec::new() };
         Ok(KvStore { backend, state: RwLock::new(state) })
     }
 
@@ -232,12 +235,49 @@ impl KvStore {
     }
 
     /// Writes a batch of applied changes to the backend; their values stop being held in memory.
-    pub fn commit(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+    /// Returns the changes committed since the last call, for watchers.
+    pub fn commit(&self, batch: WriteBatch, sync: bool) -> Result<Vec<Event>> {
+        self.flush(batch, sync)?;
+        Ok(std::mem::take(&mut self.write_state().events))
+    }
+
+    fn flush(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         if !batch.is_empty() {
             self.backend.write(batch, sync)?;
         }
         self.write_state().pending.clear();
         Ok(())
+    }
+
+    /// The changes in revisions `[from, to]` (tombstones as delete events, keyed by their revision's
+    /// key), read from the backend, in revision order. Callers check `from` against the compacted
+    /// revision first.
+    pub fn history(&self, from: i64, to: i64, mut visit: impl FnMut(Event) -> bool) -> Result<()> {
+        let start = Revision::new(from, 0).to_bytes(false);
+        let end = Revision::new(to.saturating_add(1), 0).to_bytes(false);
+        let mut bad = None;
+        self.backend.scan(Cf::Kv, &start, Some(&end), &mut |k, v| {
+            let Some((rev, tombstone)) = Revision::from_bytes(k) else { return true };
+            match KeyValue::decode(v) {
+                Ok(mut kv) => {
+                    let kind = if tombstone {
+                        kv.mod_revision = rev.main;
+                        EventType::Delete
+                    } else {
+                        EventType::Put
+                    };
+                    visit(Event { r#type: kind as i32, kv: Some(kv), prev_kv: None })
+                }
+                Err(e) => {
+                    bad = Some(e);
+                    false
+                }
+            }
+        })?;
+        match bad {
+            Some(e) => Err(Error::Internal(format!("mvcc: bad stored value: {e}"))),
+            None => Ok(()),
+        }
     }
 
     /// Compacts history before `rev`. The caller's batch (earlier applied changes) is committed first.
@@ -251,7 +291,7 @@ impl KvStore {
                 return Err(Error::FutureRev);
             }
         }
-        self.commit(std::mem::take(batch), false)?;
+        self.flush(std::mem::take(batch), false)?;
         let mut keep = HashSet::new();
         {
             let mut st = self.write_state();
@@ -325,12 +365,13 @@ impl WriteTxn<'_> {
         let enc = kv.encode_to_vec();
         self.batch.put(Cf::Kv, rev.to_bytes(false), enc.clone());
         st.pending.insert(rev, enc);
+        st.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None });
         self.sub += 1;
     }
 
-    /// Deletes the live keys in `kr`; returns how many.
-    pub fn delete_range(&mut self, kr: &KeyRange) -> i64 {
-        let Some(bounds) = kr.bounds() else { return 0 };
+    /// Deletes the live keys in `kr`; returns them.
+    pub fn delete_range(&mut self, kr: &KeyRange) -> Vec<Vec<u8>> {
+        let Some(bounds) = kr.bounds() else { return vec![] };
         let at = self.main;
         let mut st = self.store.write_state();
         let keys: Vec<Vec<u8>> =
@@ -343,9 +384,11 @@ impl WriteTxn<'_> {
             let enc = KeyValue { key: key.clone(), ..Default::default() }.encode_to_vec();
             self.batch.put(Cf::Kv, rev.to_bytes(true), enc.clone());
             st.pending.insert(rev, enc);
+            let kv = KeyValue { key: key.clone(), mod_revision: self.main, ..Default::default() };
+            st.events.push(Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: None });
             self.sub += 1;
         }
-        keys.len() as i64
+        keys
     }
 
     /// Ends the transaction; returns the store's revision after it.
@@ -399,7 +442,7 @@ mod tests {
 
         let mut b = WriteBatch::default();
         let mut t = s.write(&mut b);
-        assert_eq!(t.delete_range(&KeyRange::new(b"a", b"c")), 2);
+        assert_eq!(t.delete_range(&KeyRange::new(b"a", b"c")), vec![b"a".to_vec(), b"b".to_vec()]);
         t.put(b"a", b"3".to_vec(), 0);
         assert_eq!(t.range(&KeyRange::single(b"a"), RangeOptions::default()).unwrap().kvs[0].version, 1);
         assert_eq!(t.end(), 5);
@@ -409,7 +452,7 @@ mod tests {
 
         let mut b = WriteBatch::default();
         let mut t = s.write(&mut b);
-        assert_eq!(t.delete_range(&KeyRange::single(b"nope")), 0);
+        assert!(t.delete_range(&KeyRange::single(b"nope")).is_empty());
         assert_eq!(t.end(), 5, "deleting nothing does not bump the revision");
     }
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use raft::eraftpb::{ConfState, Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
@@ -17,6 +17,8 @@ use crate::storage::{Backend, WriteBatch};
 /// Entries kept in the log behind the applied index when it is compacted, so a briefly slow peer can
 /// still catch up from the log (etcd's `SnapshotCatchUpEntries`).
 const CATCH_UP_ENTRIES: u64 = 5000;
+/// A ReadIndex batch unanswered for this long is sent again.
+const READ_RETRY: Duration = Duration::from_secs(1);
 /// Commands taken from the channel in one loop turn: they share one Ready, one fsync.
 const MAX_BATCH: usize = 4096;
 
@@ -35,6 +37,7 @@ pub struct RaftStatus {
     pub leader: AtomicU64,
     pub term: AtomicU64,
     pub commit: AtomicU64,
+    /// Times a new leader became known (`etcd_server_leader_changes_seen_total`).
     pub leader_changes: AtomicU64,
 }
 
@@ -76,7 +79,7 @@ pub struct RaftNode {
     /// ReadIndex requests waiting to be sent as one batch.
     reads: Vec<oneshot::Sender<u64>>,
     /// Sent ReadIndex batches by context.
-    read_batches: HashMap<u64, Vec<oneshot::Sender<u64>>>,
+    read_batches: HashMap<u64, (Instant, Vec<oneshot::Sender<u64>>)>,
     next_read: u64,
 }
 
@@ -165,6 +168,7 @@ impl RaftNode {
                 _ = &mut stop => return Ok(()),
                 _ = ticker.tick() => {
                     self.node.tick();
+                    self.retry_lost_reads();
                 }
                 cmd = self.rx.recv() => {
                     let Some(cmd) = cmd else { return Ok(()) };
@@ -197,14 +201,36 @@ impl RaftNode {
     }
 
     /// Sends all waiting reads as one ReadIndex request: one round serves them all.
+    ///
+    /// raft-rs drops a ReadIndex silently while the leader has not committed an entry of its own term,
+    /// or while no leader is known: the reads wait here until it can answer.
     fn send_reads(&mut self) {
         if self.reads.is_empty() {
+            return;
+        }
+        let raft = &self.node.raft;
+        let can_answer = match raft.state {
+            StateRole::Leader => raft.commit_to_current_term(),
+            _ => raft.leader_id != raft::INVALID_ID,
+        };
+        if !can_answer {
             return;
         }
         self.next_read += 1;
         let ctx = self.next_read;
         self.node.read_index(ctx.to_be_bytes().to_vec());
-        self.read_batches.insert(ctx, std::mem::take(&mut self.reads));
+        self.read_batches.insert(ctx, (Instant::now(), std::mem::take(&mut self.reads)));
+    }
+
+    /// Sends again the reads of batches raft never answered (dropped on a leader change or a lost message).
+    fn retry_lost_reads(&mut self) {
+        let lost: Vec<u64> =
+            self.read_batches.iter().filter(|(_, (at, _))| at.elapsed() > READ_RETRY).map(|(ctx, _)| *ctx).collect();
+        for ctx in lost {
+            if let Some((_, waiters)) = self.read_batches.remove(&ctx) {
+                self.reads.extend(waiters.into_iter().filter(|tx| !tx.is_closed()));
+            }
+        }
     }
 
     /// One turn of raft-rs's Ready loop, in the order raft-rs prescribes.
@@ -213,11 +239,15 @@ impl RaftNode {
         if let Some(ss) = rd.ss() {
             let old = self.status.leader.swap(ss.leader_id, Ordering::SeqCst);
             if old != ss.leader_id {
-                self.status.leader_changes.fetch_add(1, Ordering::SeqCst);
+                if ss.leader_id != 0 {
+                    // As etcd counts `etcd_server_leader_changes_seen_total`: losing the leader is not a
+                    // change, the next leader is.
+                    self.status.leader_changes.fetch_add(1, Ordering::SeqCst);
+                }
                 tracing::info!(leader = format_args!("{:x}", ss.leader_id), role = ?ss.raft_state, "leader changed");
-                if ss.raft_state != StateRole::Leader {
-                    // Reads waiting on the old leader will never be answered.
-                    self.read_batches.clear();
+                // Reads sent to the old leader will never be answered: ask the new one.
+                for (_, (_, waiters)) in self.read_batches.drain() {
+                    self.reads.extend(waiters);
                 }
             }
         }
@@ -243,7 +273,7 @@ impl RaftNode {
         self.send(rd.take_persisted_messages());
         for rs in rd.take_read_states() {
             let ctx = rs.request_ctx.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0);
-            for tx in self.read_batches.remove(&ctx).unwrap_or_default() {
+            for tx in self.read_batches.remove(&ctx).map(|(_, b)| b).unwrap_or_default() {
                 let _ = tx.send(rs.index);
             }
         }

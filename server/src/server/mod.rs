@@ -7,6 +7,7 @@
 //!                    └──read_index──▶ wait until applied ≥ index ──▶ mvcc read
 //! ```
 
+pub mod compactor;
 pub mod idgen;
 pub mod membership;
 pub mod validate;
@@ -19,16 +20,23 @@ use std::time::Duration;
 use prost::Message;
 use tokio::sync::watch;
 
+use crate::alarm::AlarmStore;
 use crate::apply::{self, Applied};
 use crate::error::{Error, Result};
+use crate::lease::{Lessor, MAX_LEASE_TTL};
+use crate::metrics::Metrics;
 use crate::mvcc::KvStore;
+use crate::proto::etcdserverpb::alarm_request::AlarmAction;
+use crate::proto::etcdserverpb::request_op::Request as Op;
 use crate::proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse, DeleteRangeRequest,
+    DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use crate::proto::modkvpb::{InternalRaftRequest, RequestHeader};
 use crate::raft::RaftHandle;
 use crate::storage::{Backend, WriteBatch};
+use crate::watch::WatchHub;
 use idgen::IdGen;
 use membership::Cluster;
 use wait::Wait;
@@ -39,35 +47,71 @@ pub const ETCD_VERSION: &str = "3.4.23";
 pub const ETCD_CLUSTER_VERSION: &str = "3.4.0";
 
 pub struct ServerConfig {
+    /// Largest state machine size before writes are refused (`--quota-backend-bytes`).
+    pub quota_backend_bytes: u64,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     /// How long a request waits for raft before `etcdserver: request timed out`.
     pub request_timeout: Duration,
 }
 
+/// The parts a server is made of, as `embed` assembles them.
+pub struct Parts {
+    pub kv: Arc<KvStore>,
+    pub lessor: Arc<Lessor>,
+    pub alarms: Arc<AlarmStore>,
+    pub watch: Arc<WatchHub>,
+    pub backend: Arc<dyn Backend>,
+    pub cluster: Arc<Cluster>,
+    pub raft: RaftHandle,
+    pub wait: Arc<Wait>,
+    pub applied: watch::Receiver<u64>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Bytes etcd adds to a put's quota cost for the key's bookkeeping, and to a lease grant's.
+const PUT_OVERHEAD: u64 = 256;
+const LEASE_OVERHEAD: u64 = 64;
+
+/// How often the leader looks for expired leases.
+const LEASE_EXPIRY_CHECK: Duration = Duration::from_millis(500);
+
 pub struct EtcdServer {
     cfg: ServerConfig,
     pub kv: Arc<KvStore>,
+    pub lessor: Arc<Lessor>,
+    pub alarms: Arc<AlarmStore>,
+    pub watch: Arc<WatchHub>,
     pub backend: Arc<dyn Backend>,
     pub cluster: Arc<Cluster>,
     pub raft: RaftHandle,
     wait: Arc<Wait>,
     applied: watch::Receiver<u64>,
+    pub metrics: Arc<Metrics>,
     ids: IdGen,
 }
 
 impl EtcdServer {
-    pub fn new(
-        cfg: ServerConfig,
-        kv: Arc<KvStore>,
-        backend: Arc<dyn Backend>,
-        cluster: Arc<Cluster>,
-        raft: RaftHandle,
-        wait: Arc<Wait>,
-        applied: watch::Receiver<u64>,
-    ) -> EtcdServer {
-        let ids = IdGen::new(cluster.member_id);
-        EtcdServer { cfg, kv, backend, cluster, raft, wait, applied, ids }
+    pub fn new(cfg: ServerConfig, p: Parts) -> EtcdServer {
+        let ids = IdGen::new(p.cluster.member_id);
+        EtcdServer {
+            cfg,
+            kv: p.kv,
+            lessor: p.lessor,
+            alarms: p.alarms,
+            watch: p.watch,
+            backend: p.backend,
+            cluster: p.cluster,
+            raft: p.raft,
+            wait: p.wait,
+            applied: p.applied,
+            metrics: p.metrics,
+            ids,
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader() == self.cluster.member_id
     }
 
     pub fn applied_index(&self) -> u64 {
@@ -113,6 +157,7 @@ impl EtcdServer {
 
     pub async fn put(&self, r: PutRequest) -> Result<PutResponse> {
         validate::put(&r)?;
+        self.check_quota(PUT_OVERHEAD + (r.key.len() + r.value.len()) as u64).await?;
         match self.propose(InternalRaftRequest { put: Some(r), ..Default::default() }).await? {
             Applied::Put(mut resp) => {
                 self.fill(&mut resp.header);
@@ -142,10 +187,11 @@ impl EtcdServer {
             }
             let mut unused = WriteBatch::default();
             let mut w = self.kv.write(&mut unused);
-            let mut resp = apply::txn::txn(&mut w, &r)?;
+            let mut resp = apply::txn::txn(&mut w, &r, &self.lessor)?;
             self.fill(&mut resp.header);
             return Ok(resp);
         }
+        self.check_quota(txn_cost(&r)).await?;
         match self.propose(InternalRaftRequest { txn: Some(r), ..Default::default() }).await? {
             Applied::Txn(mut resp) => {
                 self.fill(&mut resp.header);
@@ -165,6 +211,115 @@ impl EtcdServer {
         }
     }
 
+    pub async fn lease_grant(&self, mut r: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+        if r.ttl > MAX_LEASE_TTL {
+            return Err(Error::LeaseTtlTooLarge);
+        }
+        self.check_quota(LEASE_OVERHEAD).await?;
+        if r.id == 0 {
+            // As etcd: a fresh id from the request id generator, kept positive.
+            r.id = (self.ids.next() & (i64::MAX as u64)) as i64;
+        }
+        match self.propose(InternalRaftRequest { lease_grant: Some(r), ..Default::default() }).await? {
+            Applied::LeaseGrant(mut resp) => {
+                self.fill(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn lease_revoke(&self, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
+        match self.propose(InternalRaftRequest { lease_revoke: Some(r), ..Default::default() }).await? {
+            Applied::LeaseRevoke(mut resp) => {
+                self.fill(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Refuses a write that would take the state machine past `--quota-backend-bytes`, raising the
+    /// NOSPACE alarm as etcd does.
+    async fn check_quota(&self, cost: u64) -> Result<()> {
+        if self.backend.size_on_disk() + cost < self.cfg.quota_backend_bytes {
+            return Ok(());
+        }
+        if !self.alarms.is_raised(AlarmType::Nospace) {
+            let req = AlarmRequest {
+                action: AlarmAction::Activate as i32,
+                member_id: self.cluster.member_id,
+                alarm: AlarmType::Nospace as i32,
+            };
+            if let Err(e) = self.alarm(req).await {
+                tracing::warn!(%e, "raising the NOSPACE alarm failed");
+            }
+        }
+        Err(Error::NoSpace)
+    }
+
+    /// Lists, raises or clears alarms; raising and clearing go through raft.
+    pub async fn alarm(&self, r: AlarmRequest) -> Result<AlarmResponse> {
+        if AlarmAction::try_from(r.action) == Ok(AlarmAction::Get) {
+            let kind = AlarmType::try_from(r.alarm).unwrap_or(AlarmType::None);
+            return Ok(AlarmResponse {
+                header: Some(self.header(self.kv.current_rev())),
+                alarms: self.alarms.get(kind),
+            });
+        }
+        match self.propose(InternalRaftRequest { alarm: Some(r), ..Default::default() }).await? {
+            Applied::Alarm(mut resp) => {
+                self.fill(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Reclaims the space of deleted data (etcd's defragment), off the async workers.
+    pub async fn defragment(&self) -> Result<()> {
+        let backend = self.backend.clone();
+        tokio::task::spawn_blocking(move || backend.defragment())
+            .await
+            .map_err(|e| Error::Internal(format!("defragment: {e}")))??;
+        Ok(())
+    }
+
+    /// Keep-alive: only the leader's clock counts.
+    pub fn lease_renew(&self, id: i64) -> Result<i64> {
+        if !self.is_leader() {
+            return Err(if self.leader() == 0 { Error::NoLeader } else { Error::NotLeader });
+        }
+        self.lessor.renew(id)
+    }
+
+    /// Revokes expired leases while this member leads, until `stop` fires.
+    pub async fn run_lease_expiry(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(LEASE_EXPIRY_CHECK);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tick.tick() => {}
+            }
+            if !self.is_leader() {
+                continue;
+            }
+            for id in self.lessor.take_expired() {
+                let s = self.clone();
+                tokio::spawn(async move {
+                    match s.lease_revoke(LeaseRevokeRequest { id }).await {
+                        Ok(_) => tracing::debug!(lease = format_args!("{id:x}"), "revoked expired lease"),
+                        Err(Error::LeaseNotFound) => {}
+                        Err(e) => {
+                            tracing::warn!(lease = format_args!("{id:x}"), %e, "revoking expired lease failed");
+                            s.lessor.revoke_failed(id);
+                        }
+                    }
+                });
+            }
+        }
+    }
+
     /// Proposes a request to raft and waits until it is applied.
     async fn propose(&self, mut req: InternalRaftRequest) -> Result<Applied> {
         let id = self.ids.next();
@@ -174,15 +329,25 @@ impl EtcdServer {
             return Err(Error::RequestTooLarge);
         }
         let rx = self.wait.register(id);
+        // Counted in etcd_server_proposals_pending until this request is answered.
+        let _pending = self.metrics.proposal_pending();
         if let Err(e) = self.raft.propose(id, data).await {
             self.wait.cancel(id);
+            self.metrics.proposal_failed();
             return Err(e);
         }
         match tokio::time::timeout(self.cfg.request_timeout, rx).await {
-            Ok(Ok(result)) => result,
+            Ok(Ok(result)) => {
+                if matches!(result, Err(Error::NoLeader)) {
+                    // Raft dropped the proposal: the node answers NoLeader only for that.
+                    self.metrics.proposal_failed();
+                }
+                result
+            }
             Ok(Err(_)) => Err(Error::Stopped),
             Err(_) => {
                 self.wait.cancel(id);
+                self.metrics.proposal_failed();
                 Err(Error::Timeout)
             }
         }
@@ -199,6 +364,19 @@ impl EtcdServer {
             .map_err(|_| Error::Stopped)?;
         Ok(())
     }
+}
+
+/// A txn's quota cost: its puts, nested txns included.
+fn txn_cost(t: &TxnRequest) -> u64 {
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .map(|op| match &op.request {
+            Some(Op::RequestPut(p)) => PUT_OVERHEAD + (p.key.len() + p.value.len()) as u64,
+            Some(Op::RequestTxn(n)) => txn_cost(n),
+            _ => 0,
+        })
+        .sum()
 }
 
 fn unexpected(a: Applied) -> Error {

@@ -5,7 +5,8 @@
 //!   raft::log  ──┐                      ┌─ Cf::RaftLog   (index → raft Entry)
 //!                ├─ Backend (trait) ────┼─ Cf::RaftState (hard state, conf state, truncation point)
 //!   mvcc / apply ┘    └ RocksDb          ├─ Cf::Kv        (revision → mvccpb.KeyValue)
-//!                                        └─ Cf::Meta      (applied index, current / compacted revision)
+//!                                        ├─ Cf::Meta      (applied index, current / compacted revision)
+//!                                        └─ Cf::Lease     (lease id → granted TTL)
 //! ```
 //!
 //! Everything that must change together goes into one [`WriteBatch`]: the apply layer writes the applied
@@ -23,10 +24,13 @@ pub enum Cf {
     RaftState,
     Kv,
     Meta,
+    Lease,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 4] = [Cf::RaftLog, Cf::RaftState, Cf::Kv, Cf::Meta];
+    pub const ALL: [Cf; 5] = [Cf::RaftLog, Cf::RaftState, Cf::Kv, Cf::Meta, Cf::Lease];
+    /// The state machine (etcd's backend database), without the raft log (etcd's WAL).
+    pub const STATE: [Cf; 3] = [Cf::Kv, Cf::Meta, Cf::Lease];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -34,6 +38,7 @@ impl Cf {
             Cf::RaftState => "raft_state",
             Cf::Kv => "kv",
             Cf::Meta => "meta",
+            Cf::Lease => "lease",
         }
     }
 }
@@ -94,12 +99,21 @@ pub trait Backend: Send + Sync + 'static {
     fn last(&self, cf: Cf) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
     /// Applies a batch atomically; with `sync` it is on stable storage (fsync) before this returns.
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()>;
-    /// Bytes the store occupies on disk (live and not yet reclaimed).
+    /// Bytes the state machine occupies on disk, live and not yet reclaimed (etcd's `dbSize`; the raft
+    /// log is not counted, as etcd does not count its WAL).
     fn size_on_disk(&self) -> u64;
-    /// Bytes of live data, an estimate.
+    /// Bytes of live state machine data, an estimate (etcd's `dbSizeInUse`).
     fn size_in_use(&self) -> u64;
+    /// Reclaims the space of deleted and overwritten data (etcd's defragment).
+    fn defragment(&self) -> Result<()>;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<()>;
+}
+
+/// Told how long each [`Backend::write`] took (the metrics' disk latency histograms); `sync` as the
+/// write was asked.
+pub trait WriteObserver: Send + Sync + 'static {
+    fn observe_write(&self, sync: bool, elapsed: std::time::Duration);
 }
 
 /// Keys of the [`Cf::Meta`] column family.
@@ -115,6 +129,8 @@ pub mod meta {
     pub const CLUSTER_ID: &[u8] = b"cluster_id";
     /// The JSON-encoded member list.
     pub const MEMBERS: &[u8] = b"members";
+    /// The JSON-encoded raised alarms.
+    pub const ALARMS: &[u8] = b"alarms";
 
     pub fn encode_u64(v: u64) -> Vec<u8> {
         v.to_be_bytes().to_vec()

@@ -1,13 +1,16 @@
 //! [`Backend`] on RocksDB: one database, one column family per [`Cf`].
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
 
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteOptions, DB};
 
-use super::{Backend, Cf, Op, Result, StorageError, WriteBatch};
+use super::{Backend, Cf, Op, Result, StorageError, WriteBatch, WriteObserver};
 
 pub struct RocksDb {
     db: DB,
+    observer: Option<Arc<dyn WriteObserver>>,
 }
 
 fn err(e: rocksdb::Error) -> StorageError {
@@ -29,7 +32,13 @@ impl RocksDb {
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(err)?;
-        Ok(RocksDb { db })
+        Ok(RocksDb { db, observer: None })
+    }
+
+    /// Reports the duration of every write to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn WriteObserver>) -> RocksDb {
+        self.observer = Some(observer);
+        self
     }
 
     fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
@@ -37,8 +46,9 @@ impl RocksDb {
         self.db.cf_handle(cf.name()).expect("column family created at open")
     }
 
+    /// A RocksDB integer property summed over the state machine's column families.
     fn int_property(&self, name: &str) -> u64 {
-        Cf::ALL.iter().filter_map(|cf| self.db.property_int_value_cf(self.cf(*cf), name).ok().flatten()).sum()
+        Cf::STATE.iter().filter_map(|cf| self.db.property_int_value_cf(self.cf(*cf), name).ok().flatten()).sum()
     }
 }
 
@@ -93,7 +103,12 @@ impl Backend for RocksDb {
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
-        self.db.write_opt(wb, &wo).map_err(err)
+        let started = Instant::now();
+        let result = self.db.write_opt(wb, &wo).map_err(err);
+        if let Some(o) = &self.observer {
+            o.observe_write(sync, started.elapsed());
+        }
+        result
     }
 
     fn size_on_disk(&self) -> u64 {
@@ -102,6 +117,13 @@ impl Backend for RocksDb {
 
     fn size_in_use(&self) -> u64 {
         self.int_property("rocksdb.estimate-live-data-size") + self.int_property("rocksdb.cur-size-all-mem-tables")
+    }
+
+    fn defragment(&self) -> Result<()> {
+        for cf in Cf::ALL {
+            self.db.compact_range_cf(self.cf(cf), None::<&[u8]>, None::<&[u8]>);
+        }
+        self.db.flush().map_err(err)
     }
 
     fn flush(&self) -> Result<()> {

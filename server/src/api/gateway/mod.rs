@@ -1,0 +1,480 @@
+//! The JSON gateway: etcd 3.4's grpc-gateway API (`POST /v3/kv/range` with a JSON body, …) on the
+//! client port, answering byte for byte as etcd does.
+//!
+//! ```text
+//!   POST /v3/<path> ─▶ body ─▶ jsonpb::Schema::canonical   (Go's decoding and its error messages)
+//!                           ─▶ pbjson Deserialize          (generated from the protos)
+//!                           ─▶ the tonic service method    (the same code the gRPC API runs)
+//!                           ─▶ pbjson Serialize + GoFormatter ─▶ 200 JSON
+//!                      errors ─▶ {"error","message","code"} with grpc-gateway's HTTP status
+//! ```
+//!
+//! `/v3beta/...` is an alias of `/v3/...` (etcd 3.4 rewrites it); services modkv does not have yet
+//! answer as a gRPC `Unimplemented` would reach etcd's gateway (501, code 12). Every response carries
+//! etcd's CORS headers; `OPTIONS` answers 200 with no body, other methods than POST 405, unknown
+//! paths under `/v3/` grpc-gateway's 404.
+
+mod gojson;
+pub mod json;
+mod jsonpb;
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use axum::routing::any;
+use axum::Router;
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::{Code, Request, Status};
+
+use crate::api::cluster::ClusterService;
+use crate::api::kv::KvService;
+use crate::api::lease::{self, LeaseService};
+use crate::api::maintenance::MaintenanceService;
+use crate::proto::etcdserverpb::cluster_server::Cluster as _;
+use crate::proto::etcdserverpb::kv_server::Kv as _;
+use crate::proto::etcdserverpb::lease_server::Lease as _;
+use crate::proto::etcdserverpb::maintenance_server::Maintenance as _;
+use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, WatchRequest};
+use crate::server::EtcdServer;
+use jsonpb::Schema;
+
+/// etcd's default `--max-request-bytes`.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1_572_864;
+/// What etcd's gRPC server accepts above `--max-request-bytes` (`grpcOverheadBytes`).
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// The most body bytes read at all (etcd reads any size; JSON needs about 4/3 of the proto size).
+const MIN_BODY_CAP: usize = 64 * 1024 * 1024;
+
+/// The etcd gateway methods: path (under `/v3/` and `/v3beta/`) → what serves it.
+#[derive(Clone, Copy, Debug)]
+enum Rpc {
+    Range,
+    Put,
+    DeleteRange,
+    Txn,
+    Compact,
+    MemberAdd,
+    MemberRemove,
+    MemberUpdate,
+    MemberList,
+    MemberPromote,
+    Alarm,
+    Status,
+    Defragment,
+    Hash,
+    Snapshot,
+    MoveLeader,
+    LeaseGrant,
+    LeaseRevoke,
+    LeaseKeepAlive,
+    LeaseTimeToLive,
+    LeaseLeases,
+    Watch,
+    /// A method of a service modkv does not serve yet: its request type and how it streams.
+    Missing {
+        service: &'static str,
+        input: &'static str,
+        stream: Streaming,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Streaming {
+    Unary,
+    /// Server-streaming: a bad body is `InvalidArgument` (400), failures come as stream errors.
+    Server,
+}
+
+const fn missing(service: &'static str, input: &'static str) -> Rpc {
+    Rpc::Missing { service, input, stream: Streaming::Unary }
+}
+
+const AUTH: &str = "etcdserverpb.Auth";
+const LOCK: &str = "v3lockpb.Lock";
+const ELECTION: &str = "v3electionpb.Election";
+
+/// etcd 3.4's gateway paths (from the `google.api.http` options of its protos).
+const ROUTES: &[(&str, Rpc)] = &[
+    ("kv/range", Rpc::Range),
+    ("kv/put", Rpc::Put),
+    ("kv/deleterange", Rpc::DeleteRange),
+    ("kv/txn", Rpc::Txn),
+    ("kv/compaction", Rpc::Compact),
+    ("watch", Rpc::Watch),
+    ("lease/grant", Rpc::LeaseGrant),
+    ("lease/revoke", Rpc::LeaseRevoke),
+    ("kv/lease/revoke", Rpc::LeaseRevoke),
+    ("lease/keepalive", Rpc::LeaseKeepAlive),
+    ("lease/timetolive", Rpc::LeaseTimeToLive),
+    ("kv/lease/timetolive", Rpc::LeaseTimeToLive),
+    ("lease/leases", Rpc::LeaseLeases),
+    ("kv/lease/leases", Rpc::LeaseLeases),
+    ("cluster/member/add", Rpc::MemberAdd),
+    ("cluster/member/remove", Rpc::MemberRemove),
+    ("cluster/member/update", Rpc::MemberUpdate),
+    ("cluster/member/list", Rpc::MemberList),
+    ("cluster/member/promote", Rpc::MemberPromote),
+    ("maintenance/alarm", Rpc::Alarm),
+    ("maintenance/status", Rpc::Status),
+    ("maintenance/defragment", Rpc::Defragment),
+    // etcd binds both Hash and HashKV to this path; Hash, registered first, wins.
+    ("maintenance/hash", Rpc::Hash),
+    ("maintenance/snapshot", Rpc::Snapshot),
+    ("maintenance/transfer-leadership", Rpc::MoveLeader),
+    ("auth/enable", missing(AUTH, ".etcdserverpb.AuthEnableRequest")),
+    ("auth/disable", missing(AUTH, ".etcdserverpb.AuthDisableRequest")),
+    ("auth/authenticate", missing(AUTH, ".etcdserverpb.AuthenticateRequest")),
+    ("auth/user/add", missing(AUTH, ".etcdserverpb.AuthUserAddRequest")),
+    ("auth/user/get", missing(AUTH, ".etcdserverpb.AuthUserGetRequest")),
+    ("auth/user/list", missing(AUTH, ".etcdserverpb.AuthUserListRequest")),
+    ("auth/user/delete", missing(AUTH, ".etcdserverpb.AuthUserDeleteRequest")),
+    ("auth/user/changepw", missing(AUTH, ".etcdserverpb.AuthUserChangePasswordRequest")),
+    ("auth/user/grant", missing(AUTH, ".etcdserverpb.AuthUserGrantRoleRequest")),
+    ("auth/user/revoke", missing(AUTH, ".etcdserverpb.AuthUserRevokeRoleRequest")),
+    ("auth/role/add", missing(AUTH, ".etcdserverpb.AuthRoleAddRequest")),
+    ("auth/role/get", missing(AUTH, ".etcdserverpb.AuthRoleGetRequest")),
+    ("auth/role/list", missing(AUTH, ".etcdserverpb.AuthRoleListRequest")),
+    ("auth/role/delete", missing(AUTH, ".etcdserverpb.AuthRoleDeleteRequest")),
+    ("auth/role/grant", missing(AUTH, ".etcdserverpb.AuthRoleGrantPermissionRequest")),
+    ("auth/role/revoke", missing(AUTH, ".etcdserverpb.AuthRoleRevokePermissionRequest")),
+    ("lock/lock", missing(LOCK, ".v3lockpb.LockRequest")),
+    ("lock/unlock", missing(LOCK, ".v3lockpb.UnlockRequest")),
+    ("election/campaign", missing(ELECTION, ".v3electionpb.CampaignRequest")),
+    ("election/proclaim", missing(ELECTION, ".v3electionpb.ProclaimRequest")),
+    ("election/leader", missing(ELECTION, ".v3electionpb.LeaderRequest")),
+    (
+        "election/observe",
+        Rpc::Missing { service: ELECTION, input: ".v3electionpb.LeaderRequest", stream: Streaming::Server },
+    ),
+    ("election/resign", missing(ELECTION, ".v3electionpb.ResignRequest")),
+];
+
+struct Gateway {
+    server: Arc<EtcdServer>,
+    kv: KvService,
+    lease: LeaseService,
+    cluster: ClusterService,
+    maintenance: MaintenanceService,
+    schema: &'static Schema,
+    /// The largest request etcd's gRPC server takes (`--max-request-bytes` + 512 KiB).
+    max_recv: usize,
+}
+
+fn schema() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        Schema::from_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET).expect("the built-in descriptor set decodes")
+    })
+}
+
+/// The gateway for `server`, with etcd's default `--max-request-bytes`.
+pub fn router(server: Arc<EtcdServer>) -> Router {
+    router_with_max_request_bytes(server, DEFAULT_MAX_REQUEST_BYTES)
+}
+
+/// The gateway for `server`; requests whose protobuf encoding exceeds `max_request_bytes` + 512 KiB
+/// are refused as etcd's gRPC server refuses them.
+pub fn router_with_max_request_bytes(server: Arc<EtcdServer>, max_request_bytes: usize) -> Router {
+    let gw = Arc::new(Gateway {
+        kv: KvService { server: server.clone() },
+        lease: LeaseService { server: server.clone() },
+        cluster: ClusterService { server: server.clone() },
+        maintenance: MaintenanceService { server: server.clone() },
+        server,
+        schema: schema(),
+        max_recv: max_request_bytes + GRPC_OVERHEAD_BYTES,
+    });
+    let mut router = Router::new();
+    for (path, rpc) in ROUTES {
+        for prefix in ["/v3/", "/v3beta/"] {
+            let gw = gw.clone();
+            let rpc = *rpc;
+            router = router.route(
+                &format!("{prefix}{path}"),
+                any(move |method: Method, body: Body| async move { with_cors(serve(&gw, rpc, method, body).await) }),
+            );
+        }
+    }
+    for path in ["/v3/", "/v3/{*rest}", "/v3beta/", "/v3beta/{*rest}"] {
+        router = router.route(path, any(|method: Method| async move { with_cors(not_found(method)) }));
+    }
+    router
+}
+
+/// etcd's access controller adds these to every HTTP response.
+fn with_cors(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert("access-control-allow-headers", HeaderValue::from_static("accept, content-type, authorization"));
+    h.insert("access-control-allow-methods", HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"));
+    h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    r
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    r
+}
+
+fn not_found(method: Method) -> Response {
+    if method == Method::OPTIONS {
+        return Response::new(Body::empty());
+    }
+    text(StatusCode::NOT_FOUND, "Not Found\n")
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// A unary call's error as grpc-gateway writes it.
+fn error(code: Code, message: &str) -> Response {
+    json_response(json::http_status(code), json::error_body(code, message))
+}
+
+fn status_error(s: &Status) -> Response {
+    error(s.code(), s.message())
+}
+
+/// A streaming call failing before its first message.
+fn stream_error(s: &Status) -> Response {
+    json_response(json::http_status(s.code()), json::stream_error_body(s.code(), s.message()))
+}
+
+fn ok<T: Serialize>(resp: &T) -> Response {
+    match json::to_go_json(resp) {
+        Ok(body) => {
+            let mut r = json_response(StatusCode::OK, body);
+            r.headers_mut().insert("grpc-metadata-content-type", HeaderValue::from_static("application/grpc"));
+            r
+        }
+        Err(e) => error(Code::Internal, &format!("modkv: encoding the response: {e}")),
+    }
+}
+
+fn too_large(len: usize, max: usize) -> Status {
+    Status::resource_exhausted(format!("grpc: received message larger than max ({len} vs. {max})"))
+}
+
+impl Gateway {
+    /// Decodes a request body into `Req` with etcd's errors (as a `Status` to answer with).
+    fn decode<Req>(&self, input: &str, body: &[u8]) -> Result<Req, Status>
+    where
+        Req: prost::Message + DeserializeOwned,
+    {
+        let canonical = self.schema.canonical(input, body).map_err(Status::invalid_argument)?;
+        let req: Req = serde_json::from_value(canonical).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let len = req.encoded_len();
+        if len > self.max_recv {
+            return Err(too_large(len, self.max_recv));
+        }
+        Ok(req)
+    }
+
+    /// The requests of a bidirectional call: every JSON value of the body in turn, as grpc-gateway
+    /// sends them. A bad first value fails the call with a plain error (`Unknown`, 500); a bad later
+    /// one ends the requests there.
+    fn decode_stream<Req>(&self, input: &str, body: &[u8]) -> Result<Vec<Req>, Box<Response>>
+    where
+        Req: prost::Message + DeserializeOwned,
+    {
+        let mut out = Vec::new();
+        for (i, value) in self.schema.canonical_stream(input, body).into_iter().enumerate() {
+            let req = value
+                .map_err(Status::unknown)
+                .and_then(|v| serde_json::from_value::<Req>(v).map_err(|e| Status::unknown(e.to_string())))
+                .and_then(|r| {
+                    if r.encoded_len() > self.max_recv {
+                        Err(too_large(r.encoded_len(), self.max_recv))
+                    } else {
+                        Ok(r)
+                    }
+                });
+            match req {
+                Ok(r) => out.push(r),
+                Err(s) if i == 0 => return Err(Box::new(error(s.code(), s.message()))),
+                Err(_) => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn unary<Req, Resp, F, Fut>(&self, input: &str, body: &[u8], call: F) -> Response
+    where
+        Req: prost::Message + DeserializeOwned,
+        Resp: Serialize,
+        F: FnOnce(Req) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
+        let req = match self.decode::<Req>(input, body) {
+            Ok(r) => r,
+            Err(s) => return status_error(&s),
+        };
+        match call(req).await {
+            Ok(resp) => ok(resp.get_ref()),
+            Err(s) => status_error(&s),
+        }
+    }
+}
+
+async fn serve(gw: &Gateway, rpc: Rpc, method: Method, body: Body) -> Response {
+    if method == Method::OPTIONS {
+        return Response::new(Body::empty());
+    }
+    if method != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+    }
+    let cap = MIN_BODY_CAP.max(gw.max_recv * 4);
+    let body = match axum::body::to_bytes(body, cap).await {
+        Ok(b) => b,
+        Err(_) => return status_error(&too_large(cap + 1, gw.max_recv)),
+    };
+    call(gw, rpc, &body).await
+}
+
+async fn call(gw: &Gateway, rpc: Rpc, body: &Bytes) -> Response {
+    const ES: &str = ".etcdserverpb.";
+    match rpc {
+        Rpc::Range => gw.unary(&format!("{ES}RangeRequest"), body, |r| gw.kv.range(Request::new(r))).await,
+        Rpc::Put => gw.unary(&format!("{ES}PutRequest"), body, |r| gw.kv.put(Request::new(r))).await,
+        Rpc::DeleteRange => {
+            gw.unary(&format!("{ES}DeleteRangeRequest"), body, |r| gw.kv.delete_range(Request::new(r))).await
+        }
+        Rpc::Txn => gw.unary(&format!("{ES}TxnRequest"), body, |r| gw.kv.txn(Request::new(r))).await,
+        Rpc::Compact => gw.unary(&format!("{ES}CompactionRequest"), body, |r| gw.kv.compact(Request::new(r))).await,
+        Rpc::MemberAdd => {
+            gw.unary(&format!("{ES}MemberAddRequest"), body, |r| gw.cluster.member_add(Request::new(r))).await
+        }
+        Rpc::MemberRemove => {
+            gw.unary(&format!("{ES}MemberRemoveRequest"), body, |r| gw.cluster.member_remove(Request::new(r))).await
+        }
+        Rpc::MemberUpdate => {
+            gw.unary(&format!("{ES}MemberUpdateRequest"), body, |r| gw.cluster.member_update(Request::new(r))).await
+        }
+        Rpc::MemberList => {
+            gw.unary(&format!("{ES}MemberListRequest"), body, |r| gw.cluster.member_list(Request::new(r))).await
+        }
+        Rpc::MemberPromote => {
+            gw.unary(&format!("{ES}MemberPromoteRequest"), body, |r| gw.cluster.member_promote(Request::new(r))).await
+        }
+        Rpc::Alarm => gw.unary(&format!("{ES}AlarmRequest"), body, |r| gw.maintenance.alarm(Request::new(r))).await,
+        Rpc::Status => gw.unary(&format!("{ES}StatusRequest"), body, |r| gw.maintenance.status(Request::new(r))).await,
+        Rpc::Defragment => {
+            gw.unary(&format!("{ES}DefragmentRequest"), body, |r| gw.maintenance.defragment(Request::new(r))).await
+        }
+        Rpc::Hash => gw.unary(&format!("{ES}HashRequest"), body, |r| gw.maintenance.hash(Request::new(r))).await,
+        Rpc::MoveLeader => {
+            gw.unary(&format!("{ES}MoveLeaderRequest"), body, |r| gw.maintenance.move_leader(Request::new(r))).await
+        }
+        Rpc::LeaseGrant => {
+            gw.unary(&format!("{ES}LeaseGrantRequest"), body, |r| gw.lease.lease_grant(Request::new(r))).await
+        }
+        Rpc::LeaseRevoke => {
+            gw.unary(&format!("{ES}LeaseRevokeRequest"), body, |r| gw.lease.lease_revoke(Request::new(r))).await
+        }
+        Rpc::LeaseTimeToLive => {
+            gw.unary(&format!("{ES}LeaseTimeToLiveRequest"), body, |r| gw.lease.lease_time_to_live(Request::new(r)))
+                .await
+        }
+        Rpc::LeaseLeases => {
+            gw.unary(&format!("{ES}LeaseLeasesRequest"), body, |r| gw.lease.lease_leases(Request::new(r))).await
+        }
+        Rpc::LeaseKeepAlive => {
+            let reqs = match gw.decode_stream::<LeaseKeepAliveRequest>(&format!("{ES}LeaseKeepAliveRequest"), body) {
+                Ok(r) => r,
+                Err(e) => return *e,
+            };
+            // The client's send side closes after the body: the call ends once every request is answered.
+            let server = gw.server.clone();
+            let mut failed = false;
+            let answers =
+                futures::stream::iter(reqs).map(move |r| lease::keep_alive_once(&server, r.id).map_err(Status::from));
+            let answers = answers.take_while(move |a| {
+                let go_on = !failed;
+                failed |= a.is_err();
+                futures::future::ready(go_on)
+            });
+            stream_response(Box::pin(answers)).await
+        }
+        Rpc::Watch => {
+            let reqs = match gw.decode_stream::<WatchRequest>(&format!("{ES}WatchRequest"), body) {
+                Ok(r) => r,
+                Err(e) => return *e,
+            };
+            // etcd keeps a watch stream open after the client's requests end, until the client goes.
+            let requests = futures::stream::iter(reqs.into_iter().map(Ok)).chain(futures::stream::pending());
+            let rx = crate::api::watch::session(gw.server.clone(), Box::pin(requests));
+            stream_response(tokio_stream::wrappers::ReceiverStream::new(rx)).await
+        }
+        Rpc::Snapshot => {
+            let req = match gw.decode(&format!("{ES}SnapshotRequest"), body) {
+                Ok(r) => r,
+                Err(s) => return status_error(&s),
+            };
+            match gw.maintenance.snapshot(Request::new(req)).await {
+                Ok(stream) => stream_response(stream.into_inner()).await,
+                Err(s) => stream_error(&s),
+            }
+        }
+        Rpc::Missing { service, input, stream } => {
+            if let Err(e) = gw.schema.canonical(input, body) {
+                return error(Code::InvalidArgument, &e);
+            }
+            let s = Status::unimplemented(format!("unknown service {service}"));
+            match stream {
+                Streaming::Unary => status_error(&s),
+                Streaming::Server => stream_error(&s),
+            }
+        }
+    }
+}
+
+/// A server stream as grpc-gateway forwards it: a failure before the first message is the response;
+/// after that every message is a `{"result":…}` line and a failure ends the body with `{"error":…}`.
+async fn stream_response<S, T>(mut stream: S) -> Response
+where
+    S: futures::Stream<Item = Result<T, Status>> + Send + Unpin + 'static,
+    T: Serialize + Send + 'static,
+{
+    let chunk = |item: Result<T, Status>| -> Bytes {
+        match item {
+            Ok(m) => Bytes::from(json::result_chunk(&m).unwrap_or_default()),
+            Err(s) => Bytes::from(json::stream_error_body(s.code(), s.message())),
+        }
+    };
+    let first = match stream.next().await {
+        None => return ok_stream(Body::empty()),
+        Some(Err(s)) => return stream_error(&s),
+        Some(Ok(m)) => chunk(Ok(m)),
+    };
+    let mut failed = false;
+    let rest = stream.take_while(move |item| {
+        let go_on = !failed;
+        failed |= item.is_err();
+        futures::future::ready(go_on)
+    });
+    let body = futures::stream::once(futures::future::ready(first))
+        .chain(rest.map(chunk))
+        .map(Ok::<_, std::convert::Infallible>);
+    ok_stream(Body::from_stream(body))
+}
+
+fn ok_stream(body: Body) -> Response {
+    let mut r = Response::new(body);
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert("grpc-metadata-content-type", HeaderValue::from_static("application/grpc"));
+    r
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,96 @@
+//! The Lease service (`etcdserverpb.Lease`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::Error;
+use crate::proto::etcdserverpb::lease_server::Lease;
+use crate::proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
+    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
+};
+use crate::server::EtcdServer;
+
+pub struct LeaseService {
+    pub server: Arc<EtcdServer>,
+}
+
+/// One keep-alive answer: the lease's TTL, or TTL 0 for a lease that does not exist (as etcd answers).
+pub fn keep_alive_once(server: &EtcdServer, id: i64) -> Result<LeaseKeepAliveResponse, Error> {
+    let ttl = match server.lease_renew(id) {
+        Ok(ttl) => ttl,
+        Err(Error::LeaseNotFound) => 0,
+        Err(e) => return Err(e),
+    };
+    Ok(LeaseKeepAliveResponse { header: Some(server.header(server.kv.current_rev())), id, ttl })
+}
+
+pub fn time_to_live(server: &EtcdServer, r: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
+    let header = Some(server.header(server.kv.current_rev()));
+    match server.lessor.time_to_live(r.id) {
+        None => LeaseTimeToLiveResponse { header, id: r.id, ttl: -1, ..Default::default() },
+        Some(t) => LeaseTimeToLiveResponse {
+            header,
+            id: r.id,
+            ttl: t.remaining,
+            granted_ttl: t.granted,
+            keys: if r.keys { t.keys } else { vec![] },
+        },
+    }
+}
+
+pub fn leases(server: &EtcdServer) -> LeaseLeasesResponse {
+    let leases = server.lessor.leases().into_iter().map(|id| LeaseStatus { id }).collect();
+    LeaseLeasesResponse { header: Some(server.header(server.kv.current_rev())), leases }
+}
+
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+        Ok(Response::new(self.server.lease_grant(req.into_inner()).await?))
+    }
+
+    async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
+        Ok(Response::new(self.server.lease_revoke(req.into_inner()).await?))
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let mut requests = req.into_inner();
+        let server = self.server.clone();
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            while let Some(Ok(r)) = requests.next().await {
+                let resp = keep_alive_once(&server, r.id).map_err(Status::from);
+                let failed = resp.is_err();
+                if tx.send(resp).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        Ok(Response::new(time_to_live(&self.server, req.get_ref())))
+    }
+
+    async fn lease_leases(&self, _: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+        Ok(Response::new(leases(&self.server)))
+    }
+}

@@ -1,0 +1,219 @@
+//! The Watch service (`etcdserverpb.Watch`): one session per stream, as etcd's `serverWatchStream`.
+//! The same session serves the JSON gateway's `/v3/watch`.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::mvcc::{KeyRange, RangeOptions};
+use crate::proto::etcdserverpb::watch_create_request::FilterType;
+use crate::proto::etcdserverpb::watch_request::RequestUnion;
+use crate::proto::etcdserverpb::watch_server::Watch;
+use crate::proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
+use crate::proto::mvccpb::Event;
+use crate::server::EtcdServer;
+use crate::watch::{WatchBatch, WatchHandle, WatchSpec};
+
+/// How often a watcher that asked for progress notifications hears the current revision when idle
+/// (etcd's default).
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
+/// Responses buffered towards one client stream.
+const OUT_BUFFER: usize = 128;
+/// Event batches buffered per stream before its watchers fall back to catching up from history.
+const BATCH_BUFFER: usize = 1024;
+
+const ERR_DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
+const ERR_EMPTY_RANGE: &str = "mvcc: watcher range is empty";
+
+pub struct WatchService {
+    pub server: Arc<EtcdServer>,
+}
+
+struct Watching {
+    handle: WatchHandle,
+    prev_kv: bool,
+    progress_notify: bool,
+    last_sent: Instant,
+}
+
+/// Runs a watch session over `requests`; responses come out of the returned channel. The session ends
+/// (and its watchers are cancelled) when `requests` fails or the receiver is dropped; a clean end of
+/// `requests` leaves the watchers running.
+pub fn session<S>(server: Arc<EtcdServer>, requests: S) -> mpsc::Receiver<Result<WatchResponse, Status>>
+where
+    S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
+{
+    let (out, rx) = mpsc::channel(OUT_BUFFER);
+    tokio::spawn(Session { server, out, watching: HashMap::new(), next_id: 0 }.run(requests));
+    rx
+}
+
+struct Session {
+    server: Arc<EtcdServer>,
+    out: mpsc::Sender<Result<WatchResponse, Status>>,
+    watching: HashMap<i64, Watching>,
+    next_id: i64,
+}
+
+impl Session {
+    async fn run<S>(mut self, mut requests: S)
+    where
+        S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin,
+    {
+        let (batch_tx, mut batches) = mpsc::channel::<WatchBatch>(BATCH_BUFFER);
+        let mut progress = tokio::time::interval(PROGRESS_INTERVAL);
+        progress.tick().await;
+        // As in etcd, a client that closes its send side (grpcurl, grpc-gateway after the request body) keeps
+        // its watchers: the session ends on a stream error or when the client goes, not at the end of requests.
+        let mut requests_done = false;
+        loop {
+            let ok = tokio::select! {
+                req = requests.next(), if !requests_done => match req {
+                    Some(Ok(r)) => self.request(r, &batch_tx).await,
+                    Some(Err(_)) => false,
+                    None => {
+                        requests_done = true;
+                        true
+                    }
+                },
+                Some(b) = batches.recv() => self.deliver(b).await,
+                _ = progress.tick() => self.progress().await,
+                _ = self.out.closed() => false,
+            };
+            if !ok {
+                break;
+            }
+        }
+        for (_, w) in self.watching.drain() {
+            self.server.watch.cancel(w.handle);
+        }
+    }
+
+    fn response(&self, revision: i64, watch_id: i64) -> WatchResponse {
+        WatchResponse { header: Some(self.server.header(revision)), watch_id, ..Default::default() }
+    }
+
+    async fn send(&self, r: WatchResponse) -> bool {
+        self.out.send(Ok(r)).await.is_ok()
+    }
+
+    async fn request(&mut self, r: WatchRequest, batch_tx: &mpsc::Sender<WatchBatch>) -> bool {
+        let rev = self.server.kv.current_rev();
+        match r.request_union {
+            Some(RequestUnion::CreateRequest(c)) => {
+                let resp = self.create(c, batch_tx, rev);
+                self.send(resp).await
+            }
+            Some(RequestUnion::CancelRequest(c)) => match self.watching.remove(&c.watch_id) {
+                Some(w) => {
+                    self.server.watch.cancel(w.handle);
+                    self.send(WatchResponse { canceled: true, ..self.response(rev, c.watch_id) }).await
+                }
+                None => true,
+            },
+            Some(RequestUnion::ProgressRequest(_)) => {
+                // Not tied to one watcher: etcd answers with watch id -1.
+                self.send(self.response(self.server.watch.notified_rev(), -1)).await
+            }
+            None => true,
+        }
+    }
+
+    fn create(&mut self, c: WatchCreateRequest, batch_tx: &mpsc::Sender<WatchBatch>, rev: i64) -> WatchResponse {
+        let fail = |reason: &str| WatchResponse {
+            created: true,
+            canceled: true,
+            cancel_reason: reason.to_string(),
+            ..self.response(rev, -1)
+        };
+        let range = KeyRange::new(&c.key, &c.range_end);
+        if matches!(&range.end, Some(end) if !end.is_empty() && end.as_slice() <= c.key.as_slice()) {
+            return fail(ERR_EMPTY_RANGE);
+        }
+        let id = if c.watch_id != 0 {
+            if self.watching.contains_key(&c.watch_id) {
+                return fail(ERR_DUPLICATE_ID);
+            }
+            c.watch_id
+        } else {
+            while self.watching.contains_key(&self.next_id) {
+                self.next_id += 1;
+            }
+            self.next_id += 1;
+            self.next_id - 1
+        };
+        let filters: Vec<FilterType> = c.filters.iter().filter_map(|f| FilterType::try_from(*f).ok()).collect();
+        let spec = WatchSpec {
+            range,
+            start_revision: c.start_revision,
+            no_put: filters.contains(&FilterType::Noput),
+            no_delete: filters.contains(&FilterType::Nodelete),
+            watch_id: id,
+        };
+        let handle = self.server.watch.watch(spec, batch_tx.clone());
+        let w = Watching { handle, prev_kv: c.prev_kv, progress_notify: c.progress_notify, last_sent: Instant::now() };
+        self.watching.insert(id, w);
+        WatchResponse { created: true, ..self.response(rev, id) }
+    }
+
+    async fn deliver(&mut self, b: WatchBatch) -> bool {
+        let Some(w) = self.watching.get_mut(&b.watch_id) else { return true };
+        w.last_sent = Instant::now();
+        if b.compact_revision != 0 {
+            self.watching.remove(&b.watch_id);
+            let r = WatchResponse {
+                compact_revision: b.compact_revision,
+                canceled: true,
+                ..self.response(b.revision, b.watch_id)
+            };
+            return self.send(r).await;
+        }
+        let prev_kv = w.prev_kv;
+        let events = if prev_kv { b.events.into_iter().map(|e| self.with_prev(e)).collect() } else { b.events };
+        self.send(WatchResponse { events, ..self.response(b.revision, b.watch_id) }).await
+    }
+
+    /// Adds the key's value just before the event's revision.
+    fn with_prev(&self, mut e: Event) -> Event {
+        if let Some(kv) = &e.kv {
+            let opts = RangeOptions { rev: kv.mod_revision - 1, ..Default::default() };
+            e.prev_kv =
+                self.server.kv.range(&KeyRange::single(&kv.key), opts).ok().and_then(|r| r.kvs.into_iter().next());
+        }
+        e
+    }
+
+    async fn progress(&mut self) -> bool {
+        let rev = self.server.watch.notified_rev();
+        let due: Vec<i64> = self
+            .watching
+            .iter()
+            .filter(|(_, w)| w.progress_notify && w.last_sent.elapsed() >= PROGRESS_INTERVAL / 2)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if !self.send(self.response(rev, id)).await {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
+        let rx = session(self.server.clone(), req.into_inner());
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,396 @@
+//! Prometheus metrics under etcd 3.4's names, so existing etcd dashboards and alerts work against modkv.
+//!
+//! ```text
+//!   Metrics ── Registry ─┬─ registered:   proposals pending / failed, disk histograms (storage hook),
+//!                        │                peer round-trip time, grpc_server_* (grpc layer)
+//!                        ├─ ServerCollector:  read from the EtcdServer at scrape time (leader, commit and
+//!                        │                    applied index, db size, revisions, ids, versions)
+//!                        └─ ProcessCollector: read from /proc/self at scrape time (process_*)
+//!   /metrics (client port and --listen-metrics-urls) ── Metrics::encode
+//! ```
+//!
+//! Output is the Prometheus text format 0.0.4 (`text/plain; version=0.0.4`), as etcd serves it, or
+//! OpenMetrics when the scraper asks for it. Names, types, label names and help texts follow what etcd
+//! 3.4 exposes; modkv's own metrics are under `modkv_`.
+
+pub mod grpc;
+mod process;
+
+use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::server::{EtcdServer, ETCD_CLUSTER_VERSION, ETCD_VERSION};
+use crate::storage::WriteObserver;
+
+/// The content type of the Prometheus text format, exactly as etcd sends it.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type of OpenMetrics text, served when the scraper's `Accept` asks for it.
+pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// `etcd_network_peer_round_trip_time_seconds`'s label set: the peer's member id in hex.
+type PeerLabels = [(&'static str, String); 1];
+type PeerHistograms = Family<PeerLabels, Histogram, fn() -> Histogram>;
+
+/// Every metric of one member.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    proposals_pending: Gauge,
+    proposals_failed: Counter,
+    wal_fsync: Histogram,
+    backend_commit: Histogram,
+    peer_rtt: PeerHistograms,
+    grpc: grpc::GrpcMetrics,
+    server: Arc<ServerCollector>,
+}
+
+/// etcd's disk latency buckets: 1 ms … 8.192 s (`prometheus.ExponentialBuckets(0.001, 2, 14)`).
+fn disk_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 14))
+}
+
+/// etcd's peer round-trip buckets: 0.1 ms … 0.8192 s (`prometheus.ExponentialBuckets(0.0001, 2, 14)`).
+fn peer_rtt_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 14))
+}
+
+/// Registers under etcd's help text; the registry appends the final period itself.
+fn register(registry: &mut Registry, name: &str, help: &str, metric: impl prometheus_client::registry::Metric) {
+    registry.register(name, help.strip_suffix('.').unwrap_or(help), metric);
+}
+
+impl Metrics {
+    /// Creates the registry with every metric at zero. `quota_backend_bytes` is `--quota-backend-bytes`
+    /// (0: etcd's default).
+    pub fn new(quota_backend_bytes: u64) -> Arc<Metrics> {
+        let mut registry = Registry::default();
+        let proposals_pending = Gauge::default();
+        let proposals_failed = Counter::default();
+        let wal_fsync = disk_histogram();
+        let backend_commit = disk_histogram();
+        let peer_rtt = PeerHistograms::new_with_constructor(peer_rtt_histogram);
+        // Counters are registered without `_total`; the encoder appends it.
+        register(
+            &mut registry,
+            "etcd_server_proposals_pending",
+            "The current number of pending proposals to commit.",
+            proposals_pending.clone(),
+        );
+        register(
+            &mut registry,
+            "etcd_server_proposals_failed",
+            "The total number of failed proposals seen.",
+            proposals_failed.clone(),
+        );
+        register(
+            &mut registry,
+            "etcd_disk_wal_fsync_duration_seconds",
+            "The latency distributions of fsync called by WAL.",
+            wal_fsync.clone(),
+        );
+        register(
+            &mut registry,
+            "etcd_disk_backend_commit_duration_seconds",
+            "The latency distributions of commit called by backend.",
+            backend_commit.clone(),
+        );
+        register(
+            &mut registry,
+            "etcd_network_peer_round_trip_time_seconds",
+            "Round-Trip-Time histogram between peers.",
+            peer_rtt.clone(),
+        );
+        let grpc = grpc::GrpcMetrics::new(&mut registry);
+        let quota =
+            if quota_backend_bytes == 0 { crate::config::DEFAULT_QUOTA_BACKEND_BYTES } else { quota_backend_bytes };
+        let server = Arc::new(ServerCollector { server: OnceLock::new(), quota_backend_bytes: quota });
+        registry.register_collector(Box::new(server.clone()));
+        registry.register_collector(Box::new(process::ProcessCollector));
+        Arc::new(Metrics {
+            registry,
+            proposals_pending,
+            proposals_failed,
+            wal_fsync,
+            backend_commit,
+            peer_rtt,
+            grpc,
+            server,
+        })
+    }
+
+    /// The server whose state the scrape-time metrics read. Held weakly: the server may hold the metrics.
+    pub fn set_server(&self, server: &Arc<EtcdServer>) {
+        let _ = self.server.server.set(Arc::downgrade(server));
+    }
+
+    /// Counts a proposal as pending until the returned guard is dropped (`etcd_server_proposals_pending`).
+    pub fn proposal_pending(&self) -> PendingProposal {
+        self.proposals_pending.inc();
+        PendingProposal(self.proposals_pending.clone())
+    }
+
+    /// Counts a proposal that raft dropped, that timed out or that the stopping server abandoned
+    /// (`etcd_server_proposals_failed_total`).
+    pub fn proposal_failed(&self) {
+        self.proposals_failed.inc();
+    }
+
+    /// A round trip to the peer `to` (`etcd_network_peer_round_trip_time_seconds{To="<hex id>"}`).
+    pub fn observe_peer_rtt(&self, to: u64, rtt: Duration) {
+        self.peer_rtt.get_or_create(&[("To", format!("{to:x}"))]).observe(rtt.as_secs_f64());
+    }
+
+    /// The tower layer that counts the gRPC services' requests (`grpc_server_*`).
+    pub fn grpc_layer(&self) -> grpc::GrpcMetricsLayer {
+        self.grpc.layer()
+    }
+
+    /// Everything, in the Prometheus text format 0.0.4 or, with `openmetrics`, as OpenMetrics text.
+    pub fn encode(&self, openmetrics: bool) -> String {
+        let mut om = String::with_capacity(64 * 1024);
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut om, &self.registry) {
+            tracing::warn!(%e, "encoding metrics failed");
+        }
+        if openmetrics {
+            om
+        } else {
+            openmetrics_to_text(&om)
+        }
+    }
+}
+
+/// Decrements `etcd_server_proposals_pending` when dropped.
+#[must_use]
+pub struct PendingProposal(Gauge);
+
+impl Drop for PendingProposal {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl WriteObserver for Metrics {
+    /// A synced write is what etcd's WAL fsync is (the raft log and hard state made durable); an
+    /// unsynced one is etcd's backend commit (the applied key space).
+    fn observe_write(&self, sync: bool, elapsed: Duration) {
+        let h = if sync { &self.wal_fsync } else { &self.backend_commit };
+        h.observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Rewrites prometheus-client's OpenMetrics text as the Prometheus text format 0.0.4 that etcd serves:
+/// a counter family is named with its `_total` suffix, `# UNIT` and `# EOF` go, OpenMetrics-only types
+/// become `untyped`, and a family without samples is left out (as Go's client does).
+fn openmetrics_to_text(om: &str) -> String {
+    let mut out = String::with_capacity(om.len());
+    let mut help: Option<&str> = None;
+    let mut header = String::new();
+    for line in om.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest);
+            header.clear();
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let Some((name, kind)) = rest.rsplit_once(' ') else { continue };
+            let (family, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "gauge" | "histogram" | "summary" => (name.to_string(), kind),
+                "info" => (format!("{name}_info"), "gauge"),
+                _ => (name.to_string(), "untyped"),
+            };
+            header.clear();
+            if let Some(text) = help.take().and_then(|h| h.strip_prefix(name)) {
+                let _ = writeln!(header, "# HELP {family}{text}");
+            }
+            let _ = writeln!(header, "# TYPE {family} {kind}");
+        } else if line.starts_with('#') || line.is_empty() {
+            // `# UNIT`, `# EOF`: not part of the 0.0.4 format.
+        } else {
+            out.push_str(&header);
+            header.clear();
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Metrics read from the server at scrape time.
+#[derive(Debug)]
+struct ServerCollector {
+    server: OnceLock<Weak<EtcdServer>>,
+    quota_backend_bytes: u64,
+}
+
+fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt::Result {
+    let g = ConstGauge::new(v);
+    g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+/// A gauge that is always 1 and carries its information in one label, like `etcd_server_version`.
+fn label_gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, labels: &[(&str, &str)]) -> std::fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    ConstGauge::new(1i64).encode(m.encode_family(&labels)?)
+}
+
+/// `3.4.0` → `3.4`, as etcd labels its cluster version.
+fn major_minor(v: &str) -> &str {
+    match v.match_indices('.').nth(1) {
+        Some((i, _)) => &v[..i],
+        None => v,
+    }
+}
+
+impl Collector for ServerCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let Some(s) = self.server.get().and_then(Weak::upgrade) else { return Ok(()) };
+        let leader = s.leader();
+        let me = s.cluster.member_id;
+        let on_disk = s.backend.size_on_disk();
+        let in_use = s.backend.size_in_use();
+        let e = &mut enc;
+        label_gauge(
+            e,
+            "etcd_cluster_version",
+            "Which version is running. 1 for 'cluster_version' label with current cluster version",
+            &[("cluster_version", major_minor(ETCD_CLUSTER_VERSION))],
+        )?;
+        let compact = s.kv.compact_rev();
+        gauge(
+            e,
+            "etcd_debugging_mvcc_compact_revision",
+            "The revision of the last compaction in store.",
+            if compact > 0 { compact } else { -1 },
+        )?;
+        gauge(e, "etcd_debugging_mvcc_current_revision", "The current revision of store.", s.kv.current_rev())?;
+        let physical = "Total size of the underlying database physically allocated in bytes.";
+        gauge(e, "etcd_debugging_mvcc_db_total_size_in_bytes", physical, on_disk as i64)?;
+        gauge(e, "etcd_mvcc_db_total_size_in_bytes", physical, on_disk as i64)?;
+        gauge(
+            e,
+            "etcd_mvcc_db_total_size_in_use_in_bytes",
+            "Total size of the underlying database logically in use in bytes.",
+            in_use as i64,
+        )?;
+        gauge(
+            e,
+            "etcd_server_has_leader",
+            "Whether or not a leader exists. 1 is existence, 0 is not.",
+            (leader != 0) as i64,
+        )?;
+        label_gauge(
+            e,
+            "etcd_server_id",
+            "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
+            &[("server_id", &format!("{me:x}"))],
+        )?;
+        gauge(
+            e,
+            "etcd_server_is_leader",
+            "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+            (leader != 0 && leader == me) as i64,
+        )?;
+        gauge(e, "etcd_server_is_learner", "Whether or not this member is a learner. 1 if is, 0 otherwise.", 0)?;
+        let changes = ConstCounter::new(s.raft.status.leader_changes.load(std::sync::atomic::Ordering::SeqCst));
+        changes.encode(e.encode_descriptor(
+            "etcd_server_leader_changes_seen",
+            "The number of leader changes seen.",
+            None,
+            MetricType::Counter,
+        )?)?;
+        // Gauges in etcd despite the `_total`: they are the applied and commit indexes.
+        gauge(
+            e,
+            "etcd_server_proposals_applied_total",
+            "The total number of consensus proposals applied.",
+            s.applied_index() as i64,
+        )?;
+        gauge(
+            e,
+            "etcd_server_proposals_committed_total",
+            "The total number of consensus proposals committed.",
+            s.commit_index() as i64,
+        )?;
+        gauge(
+            e,
+            "etcd_server_quota_backend_bytes",
+            "Current backend storage quota size in bytes.",
+            self.quota_backend_bytes as i64,
+        )?;
+        label_gauge(
+            e,
+            "etcd_server_version",
+            "Which version is running. 1 for 'server_version' label with current version.",
+            &[("server_version", ETCD_VERSION)],
+        )?;
+        label_gauge(
+            e,
+            "modkv_build_info",
+            "modkv's version and the etcd version it speaks. Always 1.",
+            &[("version", env!("CARGO_PKG_VERSION")), ("etcd_version", ETCD_VERSION)],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_format_names_counters_with_total_and_drops_empty_families() {
+        let m = Metrics::new(0);
+        m.proposal_failed();
+        {
+            let _p = m.proposal_pending();
+            assert!(m.encode(false).contains("\netcd_server_proposals_pending 1\n"));
+        }
+        m.observe_write(true, Duration::from_millis(3));
+        let text = m.encode(false);
+        assert!(text.starts_with("# HELP "), "{text}");
+        assert!(text.contains(
+            "# HELP etcd_server_proposals_failed_total The total number of failed proposals seen.\n\
+             # TYPE etcd_server_proposals_failed_total counter\n\
+             etcd_server_proposals_failed_total 1\n"
+        ));
+        assert!(text.contains("\netcd_server_proposals_pending 0\n"));
+        assert!(text.contains("etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.002\"} 0\n"));
+        assert!(text.contains("etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.004\"} 1\n"));
+        assert!(text.contains("etcd_disk_wal_fsync_duration_seconds_bucket{le=\"8.192\"} 1\n"));
+        assert!(text.contains("etcd_disk_wal_fsync_duration_seconds_count 1\n"));
+        assert!(text.contains("# TYPE grpc_server_handled_total counter\n"));
+        assert!(text.contains(
+            "grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Put\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 0\n"
+        ));
+        // No peers: the round-trip histogram has no samples and is left out, as etcd does.
+        assert!(!text.contains("etcd_network_peer_round_trip_time_seconds"));
+        assert!(!text.contains("# EOF"));
+        assert!(!text.contains("# UNIT"));
+        m.observe_peer_rtt(0xabc, Duration::from_millis(1));
+        let text = m.encode(false);
+        assert!(text.contains("# TYPE etcd_network_peer_round_trip_time_seconds histogram\n"));
+        assert!(
+            text.contains("etcd_network_peer_round_trip_time_seconds_bucket{le=\"0.0016\",To=\"abc\"} 1\n"),
+            "{text}"
+        );
+        // OpenMetrics as prometheus-client writes it.
+        let om = m.encode(true);
+        assert!(om.contains("# TYPE etcd_server_proposals_failed counter\n"));
+        assert!(om.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn major_minor_version() {
+        assert_eq!(major_minor("3.4.0"), "3.4");
+        assert_eq!(major_minor("3.4"), "3.4");
+    }
+}

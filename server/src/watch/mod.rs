@@ -1,0 +1,319 @@
+//! The watch layer (etcd's watchable store): watchers on key ranges get every change, in revision order,
+//! from the revision they ask for on.
+//!
+//! ```text
+//!   apply ──commit──▶ WatchHub::notify(events) ──▶ synced watchers (their stream's channel)
+//!                                                   │ channel full: the watcher becomes unsynced
+//!   sync task (every 100 ms) ──reads history from mvcc──▶ unsynced watchers, until caught up
+//! ```
+//!
+//! Each watcher remembers the next revision it needs, so an event is delivered once and none is skipped
+//! whether it comes from `notify` or from history. A watcher whose next revision was compacted away gets
+//! one response carrying the compact revision and is cancelled, as in etcd.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::mvcc::{KeyRange, KvStore};
+use crate::proto::mvccpb::event::EventType;
+use crate::proto::mvccpb::Event;
+
+/// How often unsynced watchers are caught up from history.
+const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// Revisions read from history in one round (etcd's `watchBatchMaxRevs`).
+const MAX_REVS_PER_SYNC: i64 = 1000;
+
+/// What a watcher's stream receives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchBatch {
+    pub watch_id: i64,
+    pub events: Vec<Event>,
+    /// The store revision these events bring the watcher to.
+    pub revision: i64,
+    /// Non-zero: the watcher asked for compacted history and is cancelled.
+    pub compact_revision: i64,
+}
+
+/// What a watcher asks for.
+#[derive(Debug, Clone)]
+pub struct WatchSpec {
+    pub range: KeyRange,
+    /// 0: from the next change on.
+    pub start_revision: i64,
+    pub no_put: bool,
+    pub no_delete: bool,
+    pub watch_id: i64,
+}
+
+struct Watcher {
+    spec: WatchSpec,
+    next_rev: i64,
+    synced: bool,
+    tx: mpsc::Sender<WatchBatch>,
+}
+
+impl Watcher {
+    fn wants(&self, e: &Event) -> bool {
+        let Some(kv) = &e.kv else { return false };
+        if kv.mod_revision < self.next_rev || !self.spec.range.contains(&kv.key) {
+            return false;
+        }
+        match EventType::try_from(e.r#type) {
+            Ok(EventType::Put) => !self.spec.no_put,
+            Ok(EventType::Delete) => !self.spec.no_delete,
+            Err(_) => false,
+        }
+    }
+}
+
+fn mod_rev(e: &Event) -> i64 {
+    e.kv.as_ref().map_or(0, |kv| kv.mod_revision)
+}
+
+struct State {
+    watchers: HashMap<u64, Watcher>,
+    next_handle: u64,
+    /// The store revision of the last notify: synced watchers have everything up to it.
+    notified_rev: i64,
+}
+
+pub struct WatchHub {
+    kv: Arc<KvStore>,
+    state: Mutex<State>,
+}
+
+/// Identifies a watcher in the hub.
+pub type WatchHandle = u64;
+
+impl WatchHub {
+    pub fn new(kv: Arc<KvStore>) -> Arc<WatchHub> {
+        let notified_rev = kv.current_rev();
+        Arc::new(WatchHub { kv, state: Mutex::new(State { watchers: HashMap::new(), next_handle: 1, notified_rev }) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a watcher; its batches go to `tx`.
+    pub fn watch(&self, spec: WatchSpec, tx: mpsc::Sender<WatchBatch>) -> WatchHandle {
+        let mut st = self.lock();
+        let next_rev = if spec.start_revision > 0 { spec.start_revision } else { st.notified_rev + 1 };
+        let synced = next_rev > st.notified_rev;
+        let handle = st.next_handle;
+        st.next_handle += 1;
+        st.watchers.insert(handle, Watcher { spec, next_rev, synced, tx });
+        handle
+    }
+
+    pub fn cancel(&self, handle: WatchHandle) {
+        self.lock().watchers.remove(&handle);
+    }
+
+    /// The store revision watchers have been notified up to.
+    pub fn notified_rev(&self) -> i64 {
+        self.lock().notified_rev
+    }
+
+    pub fn watcher_count(&self) -> usize {
+        self.lock().watchers.len()
+    }
+
+    /// Delivers committed changes (the store is at `rev` after them) to synced watchers.
+    ///
+    /// `events` may span several revisions (apply commits several raft entries at once), but etcd notifies
+    /// once per write txn: a watcher gets one batch per revision, carrying that revision.
+    pub fn notify(&self, events: &[Event], rev: i64) {
+        let runs: Vec<(i64, &[Event])> =
+            events.chunk_by(|a, b| mod_rev(a) == mod_rev(b)).map(|run| (mod_rev(&run[0]), run)).collect();
+        let mut st = self.lock();
+        st.notified_rev = rev;
+        st.watchers.retain(|_, w| {
+            if !w.synced {
+                return true;
+            }
+            for &(run_rev, run) in &runs {
+                let mine: Vec<Event> = run.iter().filter(|e| w.wants(e)).cloned().collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                let batch =
+                    WatchBatch { watch_id: w.spec.watch_id, events: mine, revision: run_rev, compact_revision: 0 };
+                match w.tx.try_send(batch) {
+                    Ok(()) => w.next_rev = run_rev + 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        // A slow reader: catch it up from history later instead of buffering without bound.
+                        // `next_rev` is at most `run_rev`: nothing from here on was delivered.
+                        w.synced = false;
+                        return true;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                }
+            }
+            w.next_rev = w.next_rev.max(rev + 1);
+            true
+        });
+    }
+
+    /// Catches unsynced watchers up from history, one bounded round. Returns whether any is still behind.
+    pub fn sync_round(&self) -> bool {
+        let (from, target) = {
+            let st = self.lock();
+            let from = st.watchers.values().filter(|w| !w.synced).map(|w| w.next_rev).min();
+            match from {
+                None => return false,
+                Some(from) => (from, st.notified_rev.min(from + MAX_REVS_PER_SYNC - 1)),
+            }
+        };
+        // The compact revision itself is still readable: what survived compaction there (the puts; tombstones
+        // are dropped) is delivered, as etcd does for a watch starting at the compact revision.
+        let compact_rev = self.kv.compact_rev();
+        let mut events = Vec::new();
+        let read = if from > target {
+            Ok(())
+        } else {
+            self.kv.history(from.max(compact_rev), target, |e| {
+                events.push(e);
+                true
+            })
+        };
+        // A compaction during the read may have removed part of what was read.
+        let compact_after = self.kv.compact_rev();
+        let mut st = self.lock();
+        let notified = st.notified_rev;
+        st.watchers.retain(|_, w| {
+            if w.synced {
+                return true;
+            }
+            if w.next_rev < compact_after {
+                // etcd sends this response without a header revision (0).
+                let batch = WatchBatch {
+                    watch_id: w.spec.watch_id,
+                    events: vec![],
+                    revision: 0,
+                    compact_revision: compact_after,
+                };
+                // Dropped when the stream is gone or full: it retries on the next round.
+                return w.tx.try_send(batch).is_err_and(|e| matches!(e, mpsc::error::TrySendError::Full(_)));
+            }
+            if read.is_err() || w.next_rev > target + 1 {
+                return true;
+            }
+            let mine: Vec<Event> = events.iter().filter(|e| w.wants(e)).cloned().collect();
+            if !mine.is_empty() {
+                // Like etcd, a batch from history carries the store's revision, even when more history follows.
+                let batch =
+                    WatchBatch { watch_id: w.spec.watch_id, events: mine, revision: notified, compact_revision: 0 };
+                match w.tx.try_send(batch) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => return true,
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                }
+            }
+            w.next_rev = target + 1;
+            if w.next_rev > notified {
+                w.synced = true;
+            }
+            true
+        });
+        if let Err(e) = read {
+            tracing::warn!(%e, "reading watch history failed");
+        }
+        st.watchers.values().any(|w| !w.synced)
+    }
+
+    /// Runs sync rounds until `stop` fires.
+    pub async fn run_sync(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(SYNC_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tick.tick() => {
+                    let hub = self.clone();
+                    // History reads touch the disk: keep them off the async workers.
+                    let behind = tokio::task::spawn_blocking(move || hub.sync_round()).await.unwrap_or(false);
+                    if behind {
+                        tick.reset_immediately();
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{Backend, RocksDb, WriteBatch};
+
+    fn put(kv: &KvStore, hub: &WatchHub, k: &str) {
+        let mut b = WriteBatch::default();
+        let mut w = kv.write(&mut b);
+        w.put(k.as_bytes(), b"v".to_vec(), 0);
+        let rev = w.end();
+        let events = kv.commit(b, false).unwrap();
+        hub.notify(&events, rev);
+    }
+
+    fn spec(key: &str, start: i64) -> WatchSpec {
+        WatchSpec {
+            range: KeyRange::new(key.as_bytes(), b""),
+            start_revision: start,
+            no_put: false,
+            no_delete: false,
+            watch_id: 0,
+        }
+    }
+
+    fn revs(b: &WatchBatch) -> Vec<i64> {
+        b.events.iter().map(|e| e.kv.as_ref().unwrap().mod_revision).collect()
+    }
+
+    #[test]
+    fn live_history_slow_readers_and_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(RocksDb::open(dir.path()).unwrap());
+        let kv = Arc::new(KvStore::open(backend).unwrap());
+        let hub = WatchHub::new(kv.clone());
+        let (tx, mut live) = mpsc::channel(16);
+        hub.watch(spec("a", 0), tx);
+        put(&kv, &hub, "a"); // 2
+        put(&kv, &hub, "b"); // 3
+        put(&kv, &hub, "a"); // 4
+        assert_eq!(revs(&live.try_recv().unwrap()), vec![2]);
+        assert_eq!(revs(&live.try_recv().unwrap()), vec![4]);
+        assert!(live.try_recv().is_err());
+
+        // From history, then live, with no gap and no repeat.
+        let (tx, mut old) = mpsc::channel(16);
+        hub.watch(spec("a", 1), tx);
+        assert!(!hub.sync_round());
+        assert_eq!(revs(&old.try_recv().unwrap()), vec![2, 4]);
+        put(&kv, &hub, "a"); // 5
+        assert_eq!(revs(&old.try_recv().unwrap()), vec![5]);
+
+        // A reader whose channel is full falls back to history and still sees every revision once.
+        let (tx, mut slow) = mpsc::channel(1);
+        hub.watch(spec("a", 0), tx);
+        put(&kv, &hub, "a"); // 6
+        put(&kv, &hub, "a"); // 7: channel full
+        put(&kv, &hub, "a"); // 8
+        assert_eq!(revs(&slow.try_recv().unwrap()), vec![6]);
+        hub.sync_round();
+        assert_eq!(revs(&slow.try_recv().unwrap()), vec![7, 8]);
+
+        // Compacted history: one response naming the compact revision.
+        let mut b = WriteBatch::default();
+        kv.compact(6, &mut b).unwrap();
+        kv.commit(b, false).unwrap();
+        let (tx, mut late) = mpsc::channel(16);
+        hub.watch(spec("a", 3), tx);
+        hub.sync_round();
+        let b = late.try_recv().unwrap();
+        assert_eq!((b.compact_revision, b.events.len()), (6, 0));
+        assert_eq!(hub.watcher_count(), 3);
+    }
+}
