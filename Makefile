@@ -60,6 +60,12 @@ deps-build:
 
 deps-test:
 	@$(MAKE) --no-print-directory apt-install PACKAGES="$(TEST_PACKAGES)"
+	@# The Python etcd3gw client for tests/tests/etcd3gw.rs (pip from apt if missing; Debian's
+	@# system python3 refuses plain `pip install` (PEP 668), hence the second attempt).
+	@python3 -c 'import etcd3gw' 2>/dev/null || python3 -m pip --version >/dev/null 2>&1 || \
+		$(MAKE) --no-print-directory apt-install PACKAGES="python3-pip"
+	@python3 -c 'import etcd3gw' 2>/dev/null || python3 -m pip install --quiet 'etcd3gw>=2,<3' 2>/dev/null || \
+		python3 -m pip install --quiet --break-system-packages 'etcd3gw>=2,<3'
 
 ## apt-install: install the Debian PACKAGES that are missing (idempotent; no apt-get update otherwise)
 apt-install:

@@ -243,18 +243,18 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
     };
     let (node, raft) =
         RaftNode::new(node_cfg, log, backend.clone(), wait.clone(), applied_index, applied_rx.clone(), apply_tx)?;
-    let apply_thread = Applier::new(
-        kv.clone(),
-        lessor.clone(),
-        alarms.clone(),
-        watch_hub.clone(),
-        wait.clone(),
+    let applier = Applier {
+        kv: kv.clone(),
+        lessor: lessor.clone(),
+        alarms: alarms.clone(),
+        watch: watch_hub.clone(),
+        wait: wait.clone(),
         applied_index,
         applied_tx,
-        fatal_tx.clone(),
-    )
-    .spawn(apply_rx)
-    .map_err(|e| EmbedError::Server(format!("cannot start apply thread: {e}")))?;
+        fatal: fatal_tx.clone(),
+    };
+    let apply_thread =
+        applier.spawn(apply_rx).map_err(|e| EmbedError::Server(format!("cannot start apply thread: {e}")))?;
     let (raft_stop, raft_stop_rx) = oneshot::channel();
     let raft_thread = node
         .spawn(raft_stop_rx, fatal_tx.clone())

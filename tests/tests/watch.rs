@@ -315,8 +315,10 @@ both_kinds! {
         assert_eq!(slow.next(), "id=0 rev=1 created");
         let mut got = Vec::new();
         let mut last: std::collections::HashMap<Vec<u8>, KeyValue> = Default::default();
+        let mut responses = 0;
         while got.len() < N {
             let r = slow.recv();
+            responses += 1;
             assert!(!r.canceled && !r.created && r.watch_id == 0, "{}", r.summary());
             for e in &r.events {
                 let kv = e.kv.clone().unwrap();
@@ -327,6 +329,7 @@ both_kinds! {
             }
         }
         assert_eq!(got, revs, "every revision exactly once, in order");
+        eprintln!("DEBUG responses={responses}");
         slow.assert_quiet(QUIET);
         assert_eq!(put(&s.endpoint(), "s/live", "1"), N as i64 + 2);
         assert_eq!(slow.next(), format!("id=0 rev={0} PUT s/live=1@{0}", N + 2));

@@ -48,15 +48,18 @@ pub enum Applied {
 
 pub type ApplyResult = Result<Applied>;
 
+/// The apply loop's state; `embed` builds it and hands it to [`Applier::spawn`].
 pub struct Applier {
-    kv: Arc<KvStore>,
-    lessor: Arc<Lessor>,
-    alarms: Arc<AlarmStore>,
-    watch: Arc<WatchHub>,
-    wait: Arc<Wait>,
-    applied_index: u64,
-    applied_tx: watch::Sender<u64>,
-    fatal: mpsc::UnboundedSender<String>,
+    pub kv: Arc<KvStore>,
+    pub lessor: Arc<Lessor>,
+    pub alarms: Arc<AlarmStore>,
+    pub watch: Arc<WatchHub>,
+    pub wait: Arc<Wait>,
+    /// The last applied index (from storage at start).
+    pub applied_index: u64,
+    pub applied_tx: watch::Sender<u64>,
+    /// Where a failure that stops applying is reported.
+    pub fatal: mpsc::UnboundedSender<String>,
 }
 
 /// The applied index stored in `backend` (0 on a new member).
@@ -65,19 +68,6 @@ pub fn stored_applied_index(backend: &dyn Backend) -> Result<u64> {
 }
 
 impl Applier {
-    pub fn new(
-        kv: Arc<KvStore>,
-        lessor: Arc<Lessor>,
-        alarms: Arc<AlarmStore>,
-        watch: Arc<WatchHub>,
-        wait: Arc<Wait>,
-        applied_index: u64,
-        applied_tx: watch::Sender<u64>,
-        fatal: mpsc::UnboundedSender<String>,
-    ) -> Applier {
-        Applier { kv, lessor, alarms, watch, wait, applied_index, applied_tx, fatal }
-    }
-
     /// Applies batches of committed entries until the sender is dropped.
     pub fn spawn(
         mut self,
