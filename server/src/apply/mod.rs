@@ -34,9 +34,29 @@ use crate::server::wait::Wait;
 use crate::storage::{meta, Backend, Cf, WriteBatch};
 use crate::watch::WatchHub;
 
-/// What applying one request produced.
-#[derive(Debug, Clone)]
-pub enum Applied {
+macro_rules! applied {
+    ($($variant:ident($t:ty)),* $(,)?) => {
+        /// What applying one request produced.
+        #[derive(Debug, Clone)]
+        pub enum Applied {
+            $($variant($t)),*
+        }
+
+        $(impl TryFrom<Applied> for $t {
+            type Error = Applied;
+
+            fn try_from(a: Applied) -> std::result::Result<$t, Applied> {
+                match a {
+                    Applied::$variant(r) => Ok(r),
+                    #[allow(unreachable_patterns)]
+                    other => Err(other),
+                }
+            }
+        })*
+    };
+}
+
+applied! {
     Put(PutResponse),
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),

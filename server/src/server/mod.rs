@@ -158,24 +158,12 @@ impl EtcdServer {
     pub async fn put(&self, r: PutRequest) -> Result<PutResponse> {
         validate::put(&r)?;
         self.check_quota(PUT_OVERHEAD + (r.key.len() + r.value.len()) as u64).await?;
-        match self.propose(InternalRaftRequest { put: Some(r), ..Default::default() }).await? {
-            Applied::Put(mut resp) => {
-                self.fill(&mut resp.header);
-                Ok(resp)
-            }
-            other => Err(unexpected(other)),
-        }
+        self.propose_for(InternalRaftRequest { put: Some(r), ..Default::default() }).await
     }
 
     pub async fn delete_range(&self, r: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         validate::delete(&r)?;
-        match self.propose(InternalRaftRequest { delete_range: Some(r), ..Default::default() }).await? {
-            Applied::DeleteRange(mut resp) => {
-                self.fill(&mut resp.header);
-                Ok(resp)
-            }
-            other => Err(unexpected(other)),
-        }
+        self.propose_for(InternalRaftRequest { delete_range: Some(r), ..Default::default() }).await
     }
 
     pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse> {
@@ -192,23 +180,11 @@ impl EtcdServer {
             return Ok(resp);
         }
         self.check_quota(txn_cost(&r)).await?;
-        match self.propose(InternalRaftRequest { txn: Some(r), ..Default::default() }).await? {
-            Applied::Txn(mut resp) => {
-                self.fill(&mut resp.header);
-                Ok(resp)
-            }
-            other => Err(unexpected(other)),
-        }
+        self.propose_for(InternalRaftRequest { txn: Some(r), ..Default::default() }).await
     }
 
     pub async fn compact(&self, r: CompactionRequest) -> Result<CompactionResponse> {
-        match self.propose(InternalRaftRequest { compaction: Some(r), ..Default::default() }).await? {
-            Applied::Compaction(mut resp) => {
-                self.fill(&mut resp.header);
-                Ok(resp)
-            }
-            other => Err(unexpected(other)),
-        }
+        self.propose_for(InternalRaftRequest { compaction: Some(r), ..Default::default() }).await
     }
 
     pub async fn lease_grant(&self, mut r: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
@@ -220,23 +196,11 @@ impl EtcdServer {
             // As etcd: a fresh id from the request id generator, kept positive.
             r.id = (self.ids.next() & (i64::MAX as u64)) as i64;
         }
-        match self.propose(InternalRaftRequest { lease_grant: Some(r), ..Default::default() }).await? {
-            Applied::LeaseGrant(mut resp) => {
-                self.fill(&mut resp.header);
-                Ok(resp)
-            }
-            other => Err(unexpected(other)),
-        }
+        self.propose_for(InternalRaftRequest { lease_grant: Some(r), ..Default::default() }).await
     }
 
     pub async fn lease_revoke(&self, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
-        match self.propose(InternalRaftRequest { lease_revoke: Some(r), ..Default::default() }).await? {
-            Applied::LeaseRevoke(mut resp) => {
-                self.fill(&mut resp.header);
-                Ok(resp)
-            }
-            other => Err(unexpected(other)),
-        }
+        self.propose_for(InternalRaftRequest { lease_revoke: Some(r), ..Default::default() }).await
     }
 
     /// Refuses a write that would take the state machine past `--quota-backend-bytes`, raising the
@@ -262,18 +226,10 @@ impl EtcdServer {
     pub async fn alarm(&self, r: AlarmRequest) -> Result<AlarmResponse> {
         if AlarmAction::try_from(r.action) == Ok(AlarmAction::Get) {
             let kind = AlarmType::try_from(r.alarm).unwrap_or(AlarmType::None);
-            return Ok(AlarmResponse {
-                header: Some(self.header(self.kv.current_rev())),
-                alarms: self.alarms.get(kind),
-            });
+            return Ok(AlarmResponse { header: None, alarms: self.alarms.get(kind) });
         }
-        match self.propose(InternalRaftRequest { alarm: Some(r), ..Default::default() }).await? {
-            Applied::Alarm(mut resp) => {
-                self.fill(&mut resp.header);
-                Ok(resp)
-            }
-            other => Err(unexpected(other)),
-        }
+        // As in etcd 3.4, an alarm response carries no header.
+        self.propose(InternalRaftRequest { alarm: Some(r), ..Default::default() }).await?.try_into().map_err(unexpected)
     }
 
     /// Reclaims the space of deleted data (etcd's defragment), off the async workers.
@@ -318,6 +274,17 @@ impl EtcdServer {
                 });
             }
         }
+    }
+
+    /// Proposes a request and returns its response (of the type the request makes), with this member's
+    /// header.
+    async fn propose_for<T>(&self, req: InternalRaftRequest) -> Result<T>
+    where
+        T: Headed + TryFrom<Applied, Error = Applied>,
+    {
+        let mut resp = T::try_from(self.propose(req).await?).map_err(unexpected)?;
+        self.fill(resp.header_mut());
+        Ok(resp)
     }
 
     /// Proposes a request to raft and waits until it is applied.
@@ -378,6 +345,23 @@ fn txn_cost(t: &TxnRequest) -> u64 {
         })
         .sum()
 }
+
+/// Responses that carry a [`ResponseHeader`].
+pub trait Headed {
+    fn header_mut(&mut self) -> &mut Option<ResponseHeader>;
+}
+
+macro_rules! headed {
+    ($($t:ty),*) => {
+        $(impl Headed for $t {
+            fn header_mut(&mut self) -> &mut Option<ResponseHeader> {
+                &mut self.header
+            }
+        })*
+    };
+}
+
+headed!(PutResponse, DeleteRangeResponse, TxnResponse, CompactionResponse, LeaseGrantResponse, LeaseRevokeResponse);
 
 fn unexpected(a: Applied) -> Error {
     Error::Internal(format!("unexpected apply result {a:?}"))
