@@ -4,20 +4,24 @@
 //! The layers, top to bottom, named as etcd names them:
 //!
 //! ```text
-//!   config    flags, MODKV_* environment, TOML file            → Config
+//!   config    flags, MODKV_* environment, TOML file → Config
 //!   embed     start a member: storage, raft, listeners; ready / error channel; ordered close
-//!   api       gRPC services (one file each) on the client listeners
-//!   server    validate, propose to raft and wait by request id; linearizable reads (ReadIndex)
-//!   raft      one task owns raft-rs's RawNode; Ready loop; log on storage
-//!   apply     committed entries → mvcc, results to waiting requests
-//!   mvcc      revisioned key space (etcd's data model)
-//!   lease     leases, their TTLs and attached keys      watch   watchers fed from apply and history
-//!   storage   Backend trait, RocksDB behind it
+//!   api       the client port: one mux for gRPC (one file per service) and HTTP (health, version,
+//!             metrics, the JSON gateway)
+//!   server    validate, propose to raft and wait by request id; linearizable reads (ReadIndex);
+//!             quota, lease expiry, auto compaction
+//!   raft      one task owns raft-rs's RawNode and follows its Ready steps; the log on storage
+//!   apply     committed entries → mvcc / lease / alarm, results to the waiting requests
+//!   mvcc      the revisioned key space (etcd's data model)
+//!   lease     leases, their TTLs and attached keys
+//!   watch     watchers fed by apply, caught up from history when behind
+//!   storage   the Backend trait, RocksDB behind it
 //! ```
 //!
-//! `proto` holds the etcd wire types generated from this crate's own `.proto` files; `error` the
-//! client-facing errors with etcd's messages and their gRPC codes.
-//! `metrics` holds the Prometheus metrics under etcd's names, served at `/metrics`.
+//! Beside the layers: `proto` (etcd's wire types, generated from this crate's own `.proto` files),
+//! `error` (client-facing errors with etcd's messages, mapped to gRPC codes in one table), `alarm`
+//! (NOSPACE and friends), `metrics` (Prometheus metrics under etcd's names), `tls` (rustls configs for
+//! client and peer URLs).
 
 pub mod alarm;
 pub mod api;
