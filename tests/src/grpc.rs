@@ -145,3 +145,85 @@ pub fn range(endpoint: &str, req: RangeRequest) -> Result<RangeResponse, GrpcErr
             .map_err(|s| (code_name(s.code()), s.message().to_string()))
     })
 }
+
+/// `etcdserverpb.PutRequest`
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PutRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+    #[prost(int64, tag = "3")]
+    pub lease: i64,
+    #[prost(bool, tag = "4")]
+    pub prev_kv: bool,
+    #[prost(bool, tag = "5")]
+    pub ignore_value: bool,
+    #[prost(bool, tag = "6")]
+    pub ignore_lease: bool,
+}
+
+impl PutRequest {
+    pub fn new(key: &str, value: &str) -> PutRequest {
+        PutRequest { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec(), ..Default::default() }
+    }
+}
+
+/// `etcdserverpb.PutResponse`
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PutResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(message, optional, tag = "2")]
+    pub prev_kv: Option<KeyValue>,
+}
+
+/// A blocking client that keeps one HTTP/2 connection (and its own current-thread runtime) for many
+/// calls, e.g. one per thread in a load test.
+pub struct Client {
+    rt: tokio::runtime::Runtime,
+    grpc: tonic::client::Grpc<tonic::transport::Channel>,
+}
+
+impl Client {
+    /// Connects to `endpoint` (`http://127.0.0.1:PORT`); every call is bounded by 10 s.
+    pub fn connect(endpoint: &str) -> Result<Client, GrpcError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        let channel = rt.block_on(async {
+            tonic::transport::Endpoint::from_shared(endpoint.to_string())
+                .map_err(|e| ("InvalidEndpoint".to_string(), e.to_string()))?
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(10))
+                .connect()
+                .await
+                .map_err(|e| ("Connect".to_string(), e.to_string()))
+        })?;
+        Ok(Client { rt, grpc: tonic::client::Grpc::new(channel) })
+    }
+
+    fn unary<Req, Resp>(&mut self, path: &'static str, req: Req) -> Result<Resp, GrpcError>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        let grpc = &mut self.grpc;
+        self.rt.block_on(async move {
+            grpc.ready().await.map_err(|e| ("NotReady".to_string(), e.to_string()))?;
+            let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+            grpc.unary(tonic::Request::new(req), PathAndQuery::from_static(path), codec)
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|s| (code_name(s.code()), s.message().to_string()))
+        })
+    }
+
+    /// `/etcdserverpb.KV/Put`
+    pub fn put(&mut self, req: PutRequest) -> Result<PutResponse, GrpcError> {
+        self.unary("/etcdserverpb.KV/Put", req)
+    }
+
+    /// `/etcdserverpb.KV/Range`
+    pub fn range(&mut self, req: RangeRequest) -> Result<RangeResponse, GrpcError> {
+        self.unary("/etcdserverpb.KV/Range", req)
+    }
+}
