@@ -536,7 +536,7 @@ impl WatchClient {
 
     /// [`WatchResponse::summary`] of the next response.
     #[track_caller]
-    pub fn next(&mut self) -> String {
+    pub fn next_summary(&mut self) -> String {
         self.recv().summary()
     }
 

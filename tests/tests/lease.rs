@@ -384,7 +384,7 @@ both_kinds! {
         // The short lease still expires, taking its key.
         wait_gone(&s, "k3", Duration::from_secs(15));
         assert_eq!(s.revision(), 6);
-        assert_eq!(lease_list(&s), [id.clone()]);
+        assert_eq!(lease_list(&s), std::slice::from_ref(&id));
 
         assert_eq!(header_rev(&s.ctl_json(&["lease", "revoke", &id])), 7);
         assert_eq!(s.ctl_ok(&["get", "", "--from-key"]), "free\nd\n");
