@@ -26,6 +26,8 @@ TEST_ARGS  ?=
 BUILD_PACKAGES := clang libclang-dev
 TEST_PACKAGES  := etcd-server etcd-client curl
 WASM_TARGET  := wasm32-wasip2
+# The example plugins `make plugins` builds (plugins/<name>/).
+PLUGINS      := hello json-guard audit kv-browser
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all build run test plugins deps deps-build deps-test deps-wasm apt-install fmt clean
@@ -36,21 +38,33 @@ all: build
 build: deps-build
 	$(CARGO) build --release -p modkv --bin modkv
 
-## run: build, then start a single member (data in ./default.modkv)
-run: build
+## run: build (server and example plugins), then start a single member (data in ./default.modkv)
+run: build plugins
 	@if [ -d "$(PLUGIN_DIR)" ]; then \
 		set -x; exec "$(MODKV)" --data-dir default.modkv --plugin-dir "$(PLUGIN_DIR)" $(RUN_ARGS); \
 	else \
 		set -x; exec "$(MODKV)" --data-dir default.modkv $(RUN_ARGS); \
 	fi
 
-## test: integration tests (tests/), against the built binary and real etcd
-test: deps-test build
-	MODKV_BIN="$(abspath $(MODKV))" $(CARGO) test --release -p modkv-tests $(TEST_ARGS)
+## test: the whole suite: the server's unit tests, the plugin SDK's and example plugins' unit tests, then
+## the integration tests (tests/) against the built binary, the example plugins and the real etcd
+test: deps-test build plugins
+	$(CARGO) test --release -p modkv --lib
+	$(CARGO) test --manifest-path plugins/Cargo.toml --workspace
+	MODKV_BIN="$(abspath $(MODKV))" MODKV_PLUGIN_DIR="$(abspath $(PLUGIN_DIR))" \
+		$(CARGO) test --release -p modkv-tests $(TEST_ARGS)
 
-## plugins: placeholder until plugins/ has content; creates the plugin dir
+## plugins: build the example plugins (plugins/, their own workspace) for wasm32-wasip2 into
+## $(CARGO_TARGET_DIR)/plugins/ as <name>.wasm, plus <name>.toml where the plugin has one
 plugins: deps-wasm
+	$(CARGO) build --manifest-path plugins/Cargo.toml --target $(WASM_TARGET) --release
 	mkdir -p "$(PLUGIN_DIR)"
+	@for p in $(PLUGINS); do \
+		wasm="$(TARGET)/$(WASM_TARGET)/release/$$(echo "$$p" | tr - _).wasm"; \
+		install -m 644 "$$wasm" "$(PLUGIN_DIR)/$$p.wasm" || exit 1; \
+		if [ -f "plugins/$$p/$$p.toml" ]; then install -m 644 "plugins/$$p/$$p.toml" "$(PLUGIN_DIR)/$$p.toml" || exit 1; fi; \
+		echo "plugins: $(PLUGIN_DIR)/$$p.wasm ($$(stat -c %s "$$wasm") bytes)"; \
+	done
 
 ## deps: everything below (each target also installs just what it needs)
 deps: deps-build deps-test deps-wasm
