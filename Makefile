@@ -24,7 +24,7 @@ TEST_ARGS  ?=
 
 # What each target needs: clang for RocksDB's bindings, etcd 3.4 for the tests' side-by-side checks.
 BUILD_PACKAGES := clang libclang-dev
-TEST_PACKAGES  := etcd-server etcd-client curl
+TEST_PACKAGES  := etcd-server etcd-client curl chromium
 WASM_TARGET  := wasm32-wasip2
 # The example plugins `make plugins` builds (plugins/<name>/).
 PLUGINS      := hello json-guard audit kv-browser

@@ -118,6 +118,7 @@ pub struct Etcd {
     raft_stop: Option<oneshot::Sender<()>>,
     raft_thread: Option<std::thread::JoinHandle<()>>,
     apply_thread: Option<std::thread::JoinHandle<()>>,
+    plugins: Option<crate::plugin::PluginHost>,
 }
 
 /// Opens the data dir (creating it), refusing one that is not modkv's or not writable.
@@ -280,6 +281,16 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
     };
     let server = Arc::new(EtcdServer::new(server_cfg, parts));
     metrics.set_server(&server);
+    // Plugins: every component in --plugin-dir is loaded before clients are served (a plugin that fails
+    // to load is logged and skipped), then the directory is watched for changes (and SIGHUP).
+    let plugins = match &cfg.plugin_dir {
+        Some(dir) => Some(
+            crate::plugin::start(&server, dir, Some(cfg.data_dir.join("plugin-cache")))
+                .await
+                .map_err(|e| EmbedError::Server(format!("--plugin-dir {}: {e}", dir.display())))?,
+        ),
+        None => None,
+    };
 
     let (stop_serving, stop_rx) = watch::channel(false);
     let mut serving = Vec::new();
@@ -338,6 +349,7 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
         raft_stop: Some(raft_stop),
         raft_thread: Some(raft_thread),
         apply_thread: Some(apply_thread),
+        plugins,
     })
 }
 
@@ -377,6 +389,10 @@ impl Etcd {
             for t in &self.serving {
                 t.abort();
             }
+        }
+        if let Some(plugins) = self.plugins.take() {
+            tracing::info!("stopping: plugin reloads");
+            plugins.stop().await;
         }
         tracing::info!("stopping: background work");
         let _ = self.stop_background.send(true);

@@ -47,6 +47,12 @@ pub enum Error {
     TooManyRequests,
     #[error("etcdserver: member not found")]
     MemberNotFound,
+    /// A plugin's pre-put hook refused the put (or one put of a txn, which fails the whole txn).
+    #[error("etcdserver: plugin {plugin} rejected the put: {message}")]
+    PluginRejected { plugin: String, message: String },
+    /// A fail-closed plugin's pre-put hook failed (trap, time limit, memory cap), so the put is refused.
+    #[error("etcdserver: plugin {plugin} failed, the put is refused (fail-closed): {reason}")]
+    PluginFailed { plugin: String, reason: String },
     /// A storage failure; the server logs the cause, the client learns only that it failed.
     #[error("etcdserver: {0}")]
     Internal(String),
@@ -57,13 +63,19 @@ impl Error {
     pub fn code(&self) -> Code {
         use Error::*;
         match self {
-            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | RequestTooLarge => {
-                Code::InvalidArgument
-            }
+            EmptyKey
+            | KeyNotFound
+            | ValueProvided
+            | LeaseProvided
+            | TooManyOps
+            | DuplicateKey
+            | RequestTooLarge
+            | PluginRejected { .. } => Code::InvalidArgument,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            NotLeader | LeaseExists => Code::FailedPrecondition,
+            // A broken plugin is the server's state, not the request's fault; retrying helps once it is fixed.
+            NotLeader | LeaseExists | PluginFailed { .. } => Code::FailedPrecondition,
             NoLeader | LeaderChanged | Stopped | Timeout => Code::Unavailable,
             Internal(_) => Code::Internal,
         }

@@ -16,6 +16,7 @@
 //!   lease     leases, their TTLs and attached keys
 //!   watch     watchers fed by apply, caught up from history when behind
 //!   storage   the Backend trait, RocksDB behind it
+//!   plugin    WebAssembly components from --plugin-dir: routes on the client port, pre-put hook, metrics
 //! ```
 //!
 //! Beside the layers: `proto` (etcd's wire types, generated from this crate's own `.proto` files),
@@ -32,6 +33,7 @@ pub mod error;
 pub mod lease;
 pub mod metrics;
 pub mod mvcc;
+pub mod plugin;
 pub mod proto;
 pub mod raft;
 pub mod server;

@@ -17,12 +17,21 @@ use crate::server::{EtcdServer, ETCD_CLUSTER_VERSION, ETCD_VERSION};
 const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub fn router(server: Arc<EtcdServer>) -> Router {
+    let plugins = server.clone();
     Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
         .with_state(server)
         .method_not_allowed_fallback(|| async { (StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n") })
-        .fallback(not_found)
+        .fallback(move |req: axum::extract::Request| plugin_or_not_found(plugins.clone(), req))
+}
+
+/// A path no built-in endpoint serves: a plugin's route if one covers it, else 404.
+async fn plugin_or_not_found(server: Arc<EtcdServer>, req: axum::extract::Request) -> Response {
+    match server.plugins.serve_http(req).await {
+        Some(resp) => resp,
+        None => not_found().await,
+    }
 }
 
 /// `/metrics` (any method, as etcd's handler takes): the Prometheus text format, or OpenMetrics when the

@@ -5,7 +5,9 @@
 //!                        │                peer round-trip time, grpc_server_* (grpc layer)
 //!                        ├─ ServerCollector:  read from the EtcdServer at scrape time (leader, commit and
 //!                        │                    applied index, db size, revisions, ids, versions)
-//!                        └─ ProcessCollector: read from /proc/self at scrape time (process_*)
+//!                        ├─ ProcessCollector: read from /proc/self at scrape time (process_*)
+//!                        └─ plugin:  per-plugin calls / errors / traps / latency, and each loaded
+//!                                    plugin's own metrics (modkv_plugin_<plugin>_<metric>)
 //!   /metrics (client port and --listen-metrics-urls) ── Metrics::encode
 //! ```
 //!
@@ -14,6 +16,7 @@
 //! 3.4 exposes; modkv's own metrics are under `modkv_`.
 
 pub mod grpc;
+pub mod plugin;
 mod process;
 
 use std::fmt::Write as _;
@@ -52,6 +55,7 @@ pub struct Metrics {
     peer_rtt: PeerHistograms,
     grpc: grpc::GrpcMetrics,
     server: Arc<ServerCollector>,
+    plugins: plugin::PluginMetrics,
 }
 
 /// etcd's disk latency buckets: 1 ms … 8.192 s (`prometheus.ExponentialBuckets(0.001, 2, 14)`).
@@ -111,6 +115,7 @@ impl Metrics {
             peer_rtt.clone(),
         );
         let grpc = grpc::GrpcMetrics::new(&mut registry);
+        let plugins = plugin::PluginMetrics::new(&mut registry);
         let quota =
             if quota_backend_bytes == 0 { crate::config::DEFAULT_QUOTA_BACKEND_BYTES } else { quota_backend_bytes };
         let server = Arc::new(ServerCollector { server: OnceLock::new(), quota_backend_bytes: quota });
@@ -125,6 +130,7 @@ impl Metrics {
             peer_rtt,
             grpc,
             server,
+            plugins,
         })
     }
 
@@ -148,6 +154,11 @@ impl Metrics {
     /// A round trip to the peer `to` (`etcd_network_peer_round_trip_time_seconds{To="<hex id>"}`).
     pub fn observe_peer_rtt(&self, to: u64, rtt: Duration) {
         self.peer_rtt.get_or_create(&[("To", format!("{to:x}"))]).observe(rtt.as_secs_f64());
+    }
+
+    /// The WebAssembly plugins' metrics: per-plugin calls, errors, traps, latency, and their own.
+    pub fn plugins(&self) -> &plugin::PluginMetrics {
+        &self.plugins
     }
 
     /// The tower layer that counts the gRPC services' requests (`grpc_server_*`).

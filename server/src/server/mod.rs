@@ -89,6 +89,8 @@ pub struct EtcdServer {
     applied: watch::Receiver<u64>,
     pub metrics: Arc<Metrics>,
     ids: IdGen,
+    /// The WebAssembly plugins: their pre-put hooks run in `put` and `txn` before the proposal.
+    pub plugins: crate::plugin::Plugins,
 }
 
 impl EtcdServer {
@@ -107,6 +109,7 @@ impl EtcdServer {
             applied: p.applied,
             metrics: p.metrics,
             ids,
+            plugins: crate::plugin::Plugins::default(),
         }
     }
 
@@ -156,7 +159,14 @@ impl EtcdServer {
     }
 
     pub async fn put(&self, r: PutRequest) -> Result<PutResponse> {
+        self.put_by(r, &[]).await
+    }
+
+    /// A put made by the plugins in `plugins` (through their host `put` import, the last one calling):
+    /// their own pre-put hooks are skipped, the others run.
+    pub async fn put_by(&self, mut r: PutRequest, plugins: &[Arc<str>]) -> Result<PutResponse> {
         validate::put(&r)?;
+        self.plugins.pre_put(&mut r, false, plugins).await?;
         self.check_quota(PUT_OVERHEAD + (r.key.len() + r.value.len()) as u64).await?;
         self.propose_for(InternalRaftRequest { put: Some(r), ..Default::default() }).await
     }
@@ -166,7 +176,7 @@ impl EtcdServer {
         self.propose_for(InternalRaftRequest { delete_range: Some(r), ..Default::default() }).await
     }
 
-    pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse> {
+    pub async fn txn(&self, mut r: TxnRequest) -> Result<TxnResponse> {
         validate::txn(&r, self.cfg.max_txn_ops)?;
         if apply::txn::is_read_only(&r) {
             // Reads only: served here like a Range, never through the log.
@@ -179,6 +189,7 @@ impl EtcdServer {
             self.fill(&mut resp.header);
             return Ok(resp);
         }
+        self.plugins.pre_put_txn(&mut r, &[]).await?;
         self.check_quota(txn_cost(&r)).await?;
         self.propose_for(InternalRaftRequest { txn: Some(r), ..Default::default() }).await
     }
@@ -252,12 +263,19 @@ impl EtcdServer {
     /// Revokes expired leases while this member leads, until `stop` fires.
     pub async fn run_lease_expiry(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(LEASE_EXPIRY_CHECK);
+        let mut was_leader = false;
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
                 _ = tick.tick() => {}
             }
-            if !self.is_leader() {
+            let leading = self.is_leader();
+            if leading && !was_leader {
+                // A new leader cannot know the old one's clock: every lease gets its full TTL again.
+                self.lessor.promote();
+            }
+            was_leader = leading;
+            if !leading {
                 continue;
             }
             for id in self.lessor.take_expired() {

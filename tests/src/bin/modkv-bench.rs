@@ -6,7 +6,8 @@
 //! ```
 //!
 //! `seq`: one client, one put at a time: latency. `par`: `clients` concurrent clients spread over `conns`
-//! HTTP/2 connections: throughput. Prints one line of figures (`key=value`), nothing is asserted.
+//! HTTP/2 connections: throughput. `--key-prefix json/ --json true` writes JSON values under a prefix (to
+//! measure a pre-put hook such as json-guard). Prints one line of figures (`key=value`), nothing is asserted.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,10 @@ struct Args {
     conns: usize,
     value_size: usize,
     label: String,
+    /// Keys are `<key_prefix><client>/<n>`.
+    key_prefix: String,
+    /// Values are a JSON document (`{"v":"xxx…"}`) of about `value_size` bytes.
+    json: bool,
 }
 
 fn parse() -> Args {
@@ -33,6 +38,8 @@ fn parse() -> Args {
         conns: 10,
         value_size: 256,
         label: "server".into(),
+        key_prefix: "bench/".into(),
+        json: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.chunks(2);
@@ -45,6 +52,8 @@ fn parse() -> Args {
             "--conns" => a.conns = v.parse().expect("--conns takes a number"),
             "--value-size" => a.value_size = v.parse().expect("--value-size takes a number"),
             "--label" => a.label = v.clone(),
+            "--key-prefix" => a.key_prefix = v.clone(),
+            "--json" => a.json = v == "true",
             other => panic!("unknown flag {other}"),
         }
     }
@@ -59,10 +68,10 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-async fn worker(mut c: KvClient<Channel>, id: usize, n: usize, value: Vec<u8>) -> Vec<Duration> {
+async fn worker(mut c: KvClient<Channel>, prefix: String, id: usize, n: usize, value: Vec<u8>) -> Vec<Duration> {
     let mut lat = Vec::with_capacity(n);
     for i in 0..n {
-        let key = format!("bench/{id:04}/{i:08}").into_bytes();
+        let key = format!("{prefix}{id:04}/{i:08}").into_bytes();
         let t = Instant::now();
         c.put(PutRequest { key, value: value.clone(), ..Default::default() }).await.expect("put failed");
         lat.push(t.elapsed());
@@ -73,7 +82,11 @@ async fn worker(mut c: KvClient<Channel>, id: usize, n: usize, value: Vec<u8>) -
 #[tokio::main]
 async fn main() {
     let a = parse();
-    let value = vec![b'x'; a.value_size];
+    let value = if a.json {
+        format!(r#"{{"v":"{}"}}"#, "x".repeat(a.value_size.saturating_sub(8))).into_bytes()
+    } else {
+        vec![b'x'; a.value_size]
+    };
     let (clients, conns) = if a.mode == "seq" { (1, 1) } else { (a.clients, a.conns.max(1)) };
     let mut channels = Vec::new();
     for _ in 0..conns {
@@ -82,7 +95,10 @@ async fn main() {
     let per = a.total / clients;
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients)
-        .map(|id| tokio::spawn(worker(KvClient::new(channels[id % conns].clone()), id, per, value.clone())))
+        .map(|id| {
+            let client = KvClient::new(channels[id % conns].clone());
+            tokio::spawn(worker(client, a.key_prefix.clone(), id, per, value.clone()))
+        })
         .collect();
     let mut lat = Vec::new();
     for t in tasks {
@@ -92,13 +108,14 @@ async fn main() {
     lat.sort();
     let mean = lat.iter().map(|d| d.as_secs_f64()).sum::<f64>() / lat.len().max(1) as f64 * 1000.0;
     println!(
-        "bench server={} mode={} clients={} conns={} puts={} value_bytes={} secs={:.2} qps={:.0} mean_ms={:.3} p50_ms={:.3} p99_ms={:.3}",
+        "bench server={} mode={} prefix={} clients={} conns={} puts={} value_bytes={} secs={:.2} qps={:.0} mean_ms={:.3} p50_ms={:.3} p99_ms={:.3}",
         a.label,
+        a.key_prefix,
         a.mode,
         clients,
         conns,
         lat.len(),
-        a.value_size,
+        value.len(),
         secs,
         lat.len() as f64 / secs,
         mean,

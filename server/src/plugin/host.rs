@@ -1,0 +1,512 @@
+//! The wasmtime side of plugins: one [`Engine`] (pooling allocator, epoch interruption, a ticker thread),
+//! one [`Linker`] with the host imports of `plugin-sdk/wit/plugin.wit` and WASI p2 stubs, the compile
+//! cache, and calls: a fresh [`Store`] per call, with a memory cap, an epoch deadline and a wall-clock
+//! limit, whose failures become a [`CallError`].
+//!
+//! ```text
+//!   call(plugin, hook) ─▶ Store{State: WASI ctx (nothing granted by default), limiter, grants}
+//!                         ├─ PluginPre::instantiate_async (pooled slots)
+//!                         ├─ call_<export>  ──▶ host imports: log, config, range/put/delete ─▶ EtcdServer
+//!                         │                                   counter-add, gauge-set, histogram-observe
+//!                         └─ epoch tick (10 ms): yield to tokio; past the time limit: trap
+//! ```
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::config::{granted, PluginConfig, MAX_MEMORY_BYTES};
+use crate::metrics::plugin::{CallOutcome, MetricKind, PluginMetricSet};
+use crate::server::EtcdServer;
+
+wasmtime::component::bindgen!({
+    path: "../plugin-sdk/wit",
+    world: "plugin",
+    imports: { default: async },
+    exports: { default: async },
+});
+
+pub use modkv::plugin::types as wit;
+
+/// How often the engine's epoch advances: the granularity of time limits and of yielding to tokio.
+const TICK: Duration = Duration::from_millis(10);
+/// Wall-clock slack on top of a plugin's time limit before its call is abandoned (the epoch deadline
+/// normally traps first; this catches time spent waiting in host calls).
+const WALL_CLOCK_SLACK: Duration = Duration::from_millis(50);
+/// Captured guest stdout/stderr per call.
+const PIPE_CAPACITY: usize = 64 * 1024;
+/// Table elements a plugin may grow to.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Longest log line or message taken from a plugin.
+const MAX_MESSAGE: usize = 4096;
+
+/// What a plugin is, for the calls into it: its name, settings and metrics, and the server its host
+/// imports act on.
+pub struct PluginInfo {
+    pub name: Arc<str>,
+    pub config: PluginConfig,
+    /// Set once its manifest is known; metric updates before that are ignored.
+    pub metrics: OnceLock<Arc<PluginMetricSet>>,
+    pub server: Weak<EtcdServer>,
+}
+
+/// The data of one call's [`Store`].
+pub struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    info: Arc<PluginInfo>,
+    /// Plugins whose host calls led to this one, this one last: their pre-put hooks are skipped for
+    /// writes this call makes, so a plugin never re-enters its own hook and hooks cannot cycle.
+    chain: Vec<Arc<str>>,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// The memory cap of one call, remembering whether it was hit (so the error can say so).
+struct Limiter {
+    memory_bytes: usize,
+    memory_hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.memory_hit = true;
+            wasmtime::bail!("memory limit of {} bytes exceeded (growing to {desired})", self.memory_bytes);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Why a call into a plugin did not produce a result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("exceeded its time limit of {} ms", .0.as_millis())]
+    Timeout(Duration),
+    #[error("exceeded its memory limit of {0} bytes")]
+    Memory(u64),
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CallError {
+    pub fn outcome(&self) -> CallOutcome {
+        match self {
+            CallError::Failed(_) => CallOutcome::Error,
+            _ => CallOutcome::Trap,
+        }
+    }
+}
+
+/// The engine, the linker, and the epoch ticker.
+pub struct Runtime {
+    pub engine: Engine,
+    linker: Linker<State>,
+    cache_dir: Option<PathBuf>,
+    stop_ticker: Arc<AtomicBool>,
+    ticker: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn engine() -> Result<Engine, String> {
+    let mut c = wasmtime::Config::new();
+    c.wasm_component_model(true).epoch_interruption(true);
+    let mut pool = PoolingAllocationConfig::new();
+    // Slots for concurrent calls: each call holds one component instance (a few core instances, one
+    // or two memories) until it returns; past this, calls fail cleanly with an instantiation error.
+    pool.total_component_instances(256)
+        .total_core_instances(2048)
+        .total_memories(512)
+        .total_tables(1024)
+        .total_stacks(256)
+        .max_memory_size(MAX_MEMORY_BYTES as usize);
+    let mut pooled = c.clone();
+    pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    match Engine::new(&pooled) {
+        Ok(e) => Ok(e),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "plugin engine: pooling allocator unavailable, allocating on demand");
+            c.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+            Engine::new(&c).map_err(|e| format!("{e:#}"))
+        }
+    }
+}
+
+impl Runtime {
+    /// Creates the engine and starts its epoch ticker. `cache_dir`: where compiled components are kept
+    /// (`None`: in memory only, i.e. compiled at every start).
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Arc<Runtime>, String> {
+        let engine = engine()?;
+        let mut linker = Linker::<State>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| format!("{e:#}"))?;
+        Plugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(|e| format!("{e:#}"))?;
+        if let Some(dir) = &cache_dir {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                tracing::warn!(dir = %dir.display(), %e, "plugin cache dir unusable; compiling in memory only");
+            }
+        }
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (engine, stop) = (engine.clone(), stop_ticker.clone());
+            std::thread::Builder::new()
+                .name("plugin-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| format!("cannot start the plugin epoch thread: {e}"))?
+        };
+        Ok(Arc::new(Runtime { engine, linker, cache_dir, stop_ticker, ticker: std::sync::Mutex::new(Some(ticker)) }))
+    }
+
+    /// Stops the epoch ticker (calls still running then trap at their next deadline check only if the
+    /// wall-clock limit ends them; none should be running).
+    pub fn stop(&self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Compiles a component, or loads it from the cache (keyed by the content's SHA-256 and the
+    /// engine's compatibility hash, which covers the wasmtime version and settings). Blocking: run it
+    /// off the async workers. Returns the component and whether it came from the cache.
+    pub fn compile(&self, bytes: &[u8]) -> Result<(Component, bool), String> {
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let path = self.cache_dir.as_ref().map(|dir| dir.join(self.cache_name(&digest)));
+        if let Some(path) = &path {
+            if path.exists() {
+                // SAFETY: the cache dir is inside the member's data dir, written only by `serialize` below
+                // under a name that binds it to this engine; a file that does not deserialize is recompiled.
+                match unsafe { Component::deserialize_file(&self.engine, path) } {
+                    Ok(c) => return Ok((c, true)),
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %format!("{e:#}"), "plugin cache entry unusable; recompiling")
+                    }
+                }
+            }
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| one_line(&format!("{e:#}")))?;
+        if let Some(path) = &path {
+            match component.serialize() {
+                Ok(data) => {
+                    let tmp = path.with_extension("tmp");
+                    if let Err(e) = std::fs::write(&tmp, data).and_then(|_| std::fs::rename(&tmp, path)) {
+                        tracing::warn!(file = %path.display(), %e, "cannot write the plugin cache entry");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot serialize a compiled plugin"),
+            }
+        }
+        Ok((component, false))
+    }
+
+    fn cache_name(&self, digest: &[u8; 32]) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{hex}-{:016x}.cwasm", h.finish())
+    }
+
+    /// Removes cached compilations of anything but the components whose SHA-256 is in `keep`.
+    pub fn prune_cache(&self, keep: &[[u8; 32]]) {
+        let Some(dir) = &self.cache_dir else { return };
+        let keep: Vec<String> = keep.iter().map(|d| self.cache_name(d)).collect();
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".cwasm") && !keep.contains(&name) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// Links a component's imports: a component importing anything the host does not offer fails here.
+    pub fn prepare(&self, component: &Component) -> Result<PluginPre<State>, String> {
+        let pre = self.linker.instantiate_pre(component).map_err(|e| one_line(&format!("{e:#}")))?;
+        PluginPre::new(pre).map_err(|e| one_line(&format!("{e:#}")))
+    }
+
+    /// A fresh store for one call into `info`.
+    fn store(&self, info: &Arc<PluginInfo>, chain: &[Arc<str>]) -> (Store<State>, MemoryOutputPipe, MemoryOutputPipe) {
+        let (stdout, stderr) = (MemoryOutputPipe::new(PIPE_CAPACITY), MemoryOutputPipe::new(PIPE_CAPACITY));
+        let mut b = WasiCtxBuilder::new();
+        b.stdout(stdout.clone()).stderr(stderr.clone());
+        b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        let grants = &info.config.grants;
+        for name in &grants.env {
+            if let Ok(v) = std::env::var(name) {
+                b.env(name, v);
+            }
+        }
+        if grants.network {
+            b.inherit_network().allow_tcp(true).allow_udp(true).allow_ip_name_lookup(true);
+        }
+        for (guest, host) in &grants.dirs {
+            if let Err(e) = b.preopened_dir(host, guest, wasmtime_wasi::FsPerms::ReadOnly) {
+                tracing::warn!(plugin = %info.name, dir = %host.display(), error = %format!("{e:#}"), "granted dir unavailable");
+            }
+        }
+        let mut chain = chain.to_vec();
+        chain.push(info.name.clone());
+        let state = State {
+            wasi: b.build(),
+            table: ResourceTable::new(),
+            limiter: Limiter { memory_bytes: info.config.memory_bytes as usize, memory_hit: false },
+            info: info.clone(),
+            chain,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let deadline = Instant::now() + info.config.time;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                // Let the other tasks of this tokio worker run, then carry on.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        (store, stdout, stderr)
+    }
+
+    /// Calls `manifest`.
+    pub async fn manifest(&self, pre: &PluginPre<State>, info: &Arc<PluginInfo>) -> Result<wit::Manifest, CallError> {
+        let (mut store, out, err) = self.store(info, &[]);
+        let call = async {
+            let p = pre.instantiate_async(&mut store).await?;
+            p.call_manifest(&mut store).await
+        };
+        let r = tokio::time::timeout(info.config.time + WALL_CLOCK_SLACK, call).await;
+        finish(info, r, &store, &out, &err)
+    }
+
+    /// Calls `handle-http`.
+    pub async fn handle_http(
+        &self,
+        pre: &PluginPre<State>,
+        info: &Arc<PluginInfo>,
+        req: &wit::HttpRequest,
+    ) -> Result<wit::HttpResponse, CallError> {
+        let (mut store, out, err) = self.store(info, &[]);
+        let call = async {
+            let p = pre.instantiate_async(&mut store).await?;
+            p.call_handle_http(&mut store, req).await
+        };
+        let r = tokio::time::timeout(info.config.time + WALL_CLOCK_SLACK, call).await;
+        finish(info, r, &store, &out, &err)
+    }
+
+    /// Calls `pre-put`; `chain`: the plugins whose writes this put is (their hooks are not run).
+    pub async fn pre_put(
+        &self,
+        pre: &PluginPre<State>,
+        info: &Arc<PluginInfo>,
+        chain: &[Arc<str>],
+        req: &wit::PutRequest,
+    ) -> Result<wit::PutDecision, CallError> {
+        let (mut store, out, err) = self.store(info, chain);
+        let call = async {
+            let p = pre.instantiate_async(&mut store).await?;
+            p.call_pre_put(&mut store, req).await
+        };
+        let r = tokio::time::timeout(info.config.time + WALL_CLOCK_SLACK, call).await;
+        finish(info, r, &store, &out, &err)
+    }
+}
+
+/// Turns a call's result into the value or a [`CallError`], and passes on what the guest printed.
+fn finish<R>(
+    info: &PluginInfo,
+    r: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
+    store: &Store<State>,
+    stdout: &MemoryOutputPipe,
+    stderr: &MemoryOutputPipe,
+) -> Result<R, CallError> {
+    let printed = |pipe: &MemoryOutputPipe| String::from_utf8_lossy(&pipe.contents()).trim().to_string();
+    let (out, err) = (printed(stdout), printed(stderr));
+    if !out.is_empty() {
+        tracing::info!(plugin = %info.name, "stdout: {}", out.replace('\n', " | "));
+    }
+    if !err.is_empty() {
+        tracing::warn!(plugin = %info.name, "stderr: {}", err.replace('\n', " | "));
+    }
+    let e = match r {
+        Ok(Ok(v)) => return Ok(v),
+        Err(_) => return Err(CallError::Timeout(info.config.time)),
+        Ok(Err(e)) => e,
+    };
+    if store.data().limiter.memory_hit {
+        return Err(CallError::Memory(info.config.memory_bytes));
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Err(CallError::Timeout(info.config.time)),
+        Some(trap) => {
+            // A Rust guest's panic message is on its stderr; it says more than `unreachable`.
+            let panic: Vec<&str> = err
+                .lines()
+                .map(|l| l.find("panicked at ").map_or(l, |i| &l[i..]).trim())
+                .filter(|l| !l.is_empty() && !l.starts_with("note: "))
+                .take(3)
+                .collect();
+            let trap = trap.to_string();
+            let mut msg = trap.strip_prefix("wasm trap: ").unwrap_or(&trap).to_string();
+            if !panic.is_empty() {
+                msg = format!("{msg} ({})", truncate(&panic.join(" "), 512));
+            }
+            Err(CallError::Trap(msg))
+        }
+        None => Err(CallError::Failed(one_line(&format!("{e:#}")))),
+    }
+}
+
+/// Error text on one line (wasmtime's parse errors span several).
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+impl State {
+    fn server(&self) -> Result<Arc<EtcdServer>, String> {
+        self.info.server.upgrade().ok_or_else(|| "etcdserver: server stopped".to_string())
+    }
+
+    fn metric(&self, name: String, kind: MetricKind, labels: Vec<String>, value: f64) {
+        let Some(set) = self.info.metrics.get() else { return };
+        if let Err(e) = set.update(&name, kind, labels, value) {
+            tracing::debug!(plugin = %self.info.name, %e, "plugin metric update ignored");
+        }
+    }
+}
+
+/// `a/b` or `[a/b, a/c)` for a permission error.
+fn describe(key: &[u8], end: &[u8]) -> String {
+    let k = String::from_utf8_lossy(key);
+    match end {
+        b"" => format!("key {k:?}"),
+        b"\0" => format!("keys from {k:?} on"),
+        _ => format!("keys [{k:?}, {:?})", String::from_utf8_lossy(end)),
+    }
+}
+
+impl modkv::plugin::types::Host for State {}
+
+impl modkv::plugin::host::Host for State {
+    async fn log(&mut self, level: modkv::plugin::host::Level, message: String) {
+        use modkv::plugin::host::Level;
+        let name = &self.info.name;
+        let message = truncate(&message, MAX_MESSAGE);
+        match level {
+            Level::Debug => tracing::debug!(plugin = %name, "{message}"),
+            Level::Info => tracing::info!(plugin = %name, "{message}"),
+            Level::Warn => tracing::warn!(plugin = %name, "{message}"),
+            Level::Error => tracing::error!(plugin = %name, "{message}"),
+        }
+    }
+
+    async fn config(&mut self, key: String) -> Option<String> {
+        self.info.config.values.get(&key).cloned()
+    }
+
+    async fn range(
+        &mut self,
+        key: Vec<u8>,
+        range_end: Vec<u8>,
+        limit: i64,
+        serializable: bool,
+    ) -> Result<wit::RangeResult, String> {
+        if !granted(&self.info.config.read, &key, &range_end) {
+            return Err(format!(
+                "permission denied: plugin {} may not read {}",
+                self.info.name,
+                describe(&key, &range_end)
+            ));
+        }
+        let server = self.server()?;
+        let r = crate::proto::etcdserverpb::RangeRequest { key, range_end, limit, serializable, ..Default::default() };
+        let resp = server.range(r).await.map_err(|e| e.to_string())?;
+        Ok(wit::RangeResult {
+            revision: resp.header.map_or(0, |h| h.revision),
+            kvs: resp
+                .kvs
+                .into_iter()
+                .map(|kv| wit::KeyValue {
+                    key: kv.key,
+                    value: kv.value,
+                    create_revision: kv.create_revision,
+                    mod_revision: kv.mod_revision,
+                    version: kv.version,
+                    lease: kv.lease,
+                })
+                .collect(),
+            more: resp.more,
+            count: resp.count,
+        })
+    }
+
+    async fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<i64, String> {
+        if !granted(&self.info.config.write, &key, b"") {
+            return Err(format!("permission denied: plugin {} may not write {}", self.info.name, describe(&key, b"")));
+        }
+        let server = self.server()?;
+        let r = crate::proto::etcdserverpb::PutRequest { key, value, ..Default::default() };
+        let resp = server.put_by(r, &self.chain).await.map_err(|e| e.to_string())?;
+        Ok(resp.header.map_or(0, |h| h.revision))
+    }
+
+    async fn delete(&mut self, key: Vec<u8>, range_end: Vec<u8>) -> Result<i64, String> {
+        if !granted(&self.info.config.write, &key, &range_end) {
+            return Err(format!(
+                "permission denied: plugin {} may not delete {}",
+                self.info.name,
+                describe(&key, &range_end)
+            ));
+        }
+        let server = self.server()?;
+        let r = crate::proto::etcdserverpb::DeleteRangeRequest { key, range_end, ..Default::default() };
+        let resp = server.delete_range(r).await.map_err(|e| e.to_string())?;
+        Ok(resp.deleted)
+    }
+
+    async fn counter_add(&mut self, name: String, label_values: Vec<String>, value: f64) {
+        self.metric(name, MetricKind::Counter, label_values, value)
+    }
+
+    async fn gauge_set(&mut self, name: String, label_values: Vec<String>, value: f64) {
+        self.metric(name, MetricKind::Gauge, label_values, value)
+    }
+
+    async fn histogram_observe(&mut self, name: String, label_values: Vec<String>, value: f64) {
+        self.metric(name, MetricKind::Histogram, label_values, value)
+    }
+}

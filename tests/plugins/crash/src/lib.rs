@@ -1,0 +1,24 @@
+//! Hostile: panics (a trap) in its route and its pre-put hook.
+wit_bindgen::generate!({ path: "../../../plugin-sdk/wit", world: "plugin" });
+
+struct Crash;
+
+impl Guest for Crash {
+    fn manifest() -> Manifest {
+        Manifest {
+            name: "crash".into(),
+            version: "1".into(),
+            routes: vec!["/crash".into()],
+            hooked_prefixes: vec![b"crash/".to_vec()],
+            metrics: vec![],
+        }
+    }
+    fn handle_http(req: HttpRequest) -> HttpResponse {
+        panic!("boom at {}", req.path)
+    }
+    fn pre_put(_req: PutRequest) -> PutDecision {
+        panic!("hook boom")
+    }
+}
+
+export!(Crash);

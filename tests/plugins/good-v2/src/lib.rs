@@ -1,0 +1,3 @@
+//! `good`, version 2 (for the hot reload test).
+const VERSION: &str = "2";
+include!("../../good/src/plugin.rs");

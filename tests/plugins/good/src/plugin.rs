@@ -1,0 +1,142 @@
+wit_bindgen::generate!({ path: "../../../plugin-sdk/wit", world: "plugin" });
+
+use modkv::plugin::host;
+use modkv::plugin::types::{MetricDef, MetricKind};
+
+struct Good;
+
+fn json(status: u16, body: String) -> HttpResponse {
+    HttpResponse {
+        status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.into_bytes(),
+    }
+}
+
+fn quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `k=v&...` → the value of `name` (no percent-decoding: tests use plain keys).
+fn param<'a>(query: &'a str, name: &str) -> &'a str {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map_or("", |(_, v)| v)
+}
+
+impl Guest for Good {
+    fn manifest() -> Manifest {
+        Manifest {
+            name: "good".into(),
+            version: VERSION.into(),
+            routes: vec!["/good".into()],
+            hooked_prefixes: vec![b"guard/".to_vec(), b"up/".to_vec()],
+            metrics: vec![
+                MetricDef {
+                    name: "requests_total".into(),
+                    help: "Requests served, by path".into(),
+                    kind: MetricKind::Counter,
+                    labels: vec!["path".into()],
+                    buckets: vec![],
+                },
+                MetricDef {
+                    name: "value_bytes".into(),
+                    help: "Sizes of hooked values".into(),
+                    kind: MetricKind::Histogram,
+                    labels: vec![],
+                    buckets: vec![10.0, 100.0, 1000.0],
+                },
+                MetricDef {
+                    name: "last_status".into(),
+                    help: "Status of the last response".into(),
+                    kind: MetricKind::Gauge,
+                    labels: vec![],
+                    buckets: vec![],
+                },
+            ],
+        }
+    }
+
+    fn handle_http(req: HttpRequest) -> HttpResponse {
+        host::counter_add("requests_total", &[req.path.clone()], 1.0);
+        host::log(host::Level::Info, &format!("good {VERSION} serving {} {}", req.method, req.path));
+        let resp = match req.path.as_str() {
+            "/good/hello" => {
+                let greeting = host::config("greeting").unwrap_or_default();
+                json(
+                    200,
+                    format!(
+                        r#"{{"plugin":"good","version":{},"greeting":{},"method":{},"query":{},"body":{}}}"#,
+                        quote(VERSION),
+                        quote(&greeting),
+                        quote(&req.method),
+                        quote(&req.query),
+                        quote(&String::from_utf8_lossy(&req.body)),
+                    ),
+                )
+            }
+            "/good/get" => {
+                let key = param(&req.query, "k");
+                match host::range(key.as_bytes(), b"", 0, false) {
+                    Ok(r) => {
+                        let value = r.kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
+                        json(
+                            200,
+                            format!(
+                                r#"{{"revision":{},"count":{},"value":{}}}"#,
+                                r.revision,
+                                r.count,
+                                value.map_or("null".to_string(), |v| quote(&v))
+                            ),
+                        )
+                    }
+                    Err(e) => json(403, format!(r#"{{"error":{}}}"#, quote(&e))),
+                }
+            }
+            "/good/put" => match host::put(param(&req.query, "k").as_bytes(), param(&req.query, "v").as_bytes()) {
+                Ok(rev) => json(200, format!(r#"{{"revision":{rev}}}"#)),
+                Err(e) => json(403, format!(r#"{{"error":{}}}"#, quote(&e))),
+            },
+            "/good/delete" => match host::delete(param(&req.query, "k").as_bytes(), b"") {
+                Ok(n) => json(200, format!(r#"{{"deleted":{n}}}"#)),
+                Err(e) => json(403, format!(r#"{{"error":{}}}"#, quote(&e))),
+            },
+            _ => json(404, r#"{"error":"no such page"}"#.into()),
+        };
+        host::gauge_set("last_status", &[], resp.status as f64);
+        resp
+    }
+
+    fn pre_put(req: PutRequest) -> PutDecision {
+        host::histogram_observe("value_bytes", &[], req.value.len() as f64);
+        if req.key.starts_with(b"guard/") {
+            let v = String::from_utf8_lossy(&req.value);
+            let v = v.trim();
+            if v.starts_with('{') && v.ends_with('}') {
+                PutDecision::Allow
+            } else if req.in_txn {
+                PutDecision::Reject("value is not valid JSON (in a txn)".into())
+            } else {
+                PutDecision::Reject("value is not valid JSON".into())
+            }
+        } else if req.key.starts_with(b"up/") {
+            PutDecision::Rewrite(req.value.to_ascii_uppercase())
+        } else {
+            PutDecision::Allow
+        }
+    }
+}
+
+export!(Good);

@@ -1,0 +1,423 @@
+//! WebAssembly plugins (modkv only): routes on the client port, the pre-put hook through etcdctl (plain
+//! put and txn: reject, rewrite, fail-open / fail-closed on a trapping hook), host KV calls and their
+//! grants, plugin metrics in /metrics, hostile plugins (infinite loop, memory growth past the cap, panic,
+//! huge response, unknown import) and malformed files, and hot reload under load.
+//!
+//! The test plugins are small guest crates in `tests/plugins/` (their own workspace), built once per
+//! test binary with `cargo build --release --target wasm32-wasip2` into `$CARGO_TARGET_DIR/test-plugins`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use modkv_tests::http::{request, HttpResponse};
+use modkv_tests::*;
+
+/// Builds the test plugins (once per test binary) and returns the directory holding the `.wasm` files.
+fn built() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()).map(PathBuf::from) {
+            Some(t) if t.is_absolute() => t,
+            Some(t) => workspace_root().join(t),
+            None => workspace_root().join("target"),
+        }
+        .join("test-plugins");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let started = Instant::now();
+        let out = Command::new(cargo)
+            .current_dir(workspace_root().join("tests/plugins"))
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("RUSTFLAGS")
+            .output()
+            .expect("run cargo to build the test plugins");
+        assert!(
+            out.status.success(),
+            "building tests/plugins failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("test plugins built in {:?}", started.elapsed());
+        target.join("wasm32-wasip2/release")
+    })
+}
+
+/// Copies the built plugin `crate_name` into `dir` as `<name>.wasm`, atomically (written under a name the
+/// server ignores, then renamed), as an operator's deploy would.
+fn install(dir: &Path, crate_name: &str, name: &str) {
+    let src = built().join(format!("{}.wasm", crate_name.replace('-', "_")));
+    write_atomic(dir, &format!("{name}.wasm"), &std::fs::read(&src).unwrap_or_else(|e| panic!("{src:?}: {e}")));
+}
+
+fn write_atomic(dir: &Path, name: &str, data: &[u8]) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, data).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+fn start(dir: &Path) -> Server {
+    Server::start(Kind::Modkv, ServerOpts::new().args(["--plugin-dir", dir.to_str().unwrap()]))
+}
+
+fn get(s: &Server, path: &str) -> HttpResponse {
+    request(&s.endpoint(), "GET", path, b"")
+}
+
+#[track_caller]
+fn assert_response(r: &HttpResponse, status: u16, body: &str) {
+    assert_eq!((r.status, r.text().as_str()), (status, body), "{r:?}");
+}
+
+/// `good` still answers and etcdctl still reads and writes: the server is unharmed.
+#[track_caller]
+fn assert_serving(s: &Server) {
+    assert_eq!(get(s, "/good/hello").status, 200);
+    assert_eq!(s.etcdctl(&["put", "alive", "yes"]).ok(), "OK\n");
+    assert_eq!(s.etcdctl(&["get", "alive", "--print-value-only"]).ok(), "yes\n");
+}
+
+/// etcdctl 3.4 prints an error its client library does not know (a plugin's) as the whole gRPC status:
+/// `Error: rpc error: code = <code> desc = <desc>`.
+#[track_caller]
+fn assert_ctl_error(out: &CtlOutput, code: &str, desc: &str) {
+    let status = format!("rpc error: code = {code} desc = {desc}");
+    assert_eq!(
+        (out.status, out.stdout.as_str(), out.error_lines()),
+        (1, "", vec![format!("Error: {status}")]),
+        "{out:#?}"
+    );
+    assert!(out.rpc_errors().iter().all(|e| *e == status), "{out:#?}");
+}
+
+/// Waits (up to `limit`) until `f` holds; returns how long it took.
+#[track_caller]
+fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !f() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
+}
+
+const GOOD_TOML: &str = r#"
+[grants]
+read = ["good/"]
+write = ["good/", "guard/"]
+
+[config]
+greeting = "hello from config"
+"#;
+
+/// One server with every kind of plugin: what works, what is hostile, what does not load.
+fn hostile_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    install(d, "good", "good");
+    std::fs::write(d.join("good.toml"), GOOD_TOML).unwrap();
+    install(d, "spin", "spin");
+    std::fs::write(d.join("spin.toml"), "failure-mode = \"fail-open\"\n[limits]\ntime-ms = 200\n").unwrap();
+    install(d, "hog", "hog");
+    std::fs::write(d.join("hog.toml"), "[limits]\nmemory-bytes = 16777216\n").unwrap();
+    // The same panicking component twice, fail-closed and fail-open, each on its own prefixes.
+    install(d, "crash", "crash-closed");
+    std::fs::write(d.join("crash-closed.toml"), "hooked-prefixes = [\"closed/\"]\n").unwrap();
+    install(d, "crash", "crash-open");
+    std::fs::write(
+        d.join("crash-open.toml"),
+        "routes = [\"/crash-open\"]\nhooked-prefixes = [\"open/\"]\nfailure-mode = \"fail-open\"\n",
+    )
+    .unwrap();
+    install(d, "huge", "huge");
+    install(d, "alien", "alien");
+    // Malformed: not WebAssembly at all, and a good component with a broken settings file.
+    std::fs::write(d.join("broken.wasm"), b"this is not a wasm component\n").unwrap();
+    install(d, "good", "badconf");
+    std::fs::write(d.join("badconf.toml"), "[limits\ntime-ms = 'x'\n").unwrap();
+    dir
+}
+
+#[test]
+#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+fn routes_hooks_metrics_and_hostile_plugins() {
+    let dir = hostile_dir();
+    let s = start(dir.path());
+    let ep = s.endpoint();
+    let log = s.log();
+
+    // Load errors name the file and the reason; everything else loaded.
+    for needle in [
+        "alien.wasm: failed to load: cannot link it: component imports instance `test:alien/evil`, but a matching implementation was not found in the linker",
+        "broken.wasm: failed to load: not a loadable WebAssembly component: failed to parse WebAssembly module",
+        "badconf.wasm: failed to load: ",
+        "badconf.toml: TOML parse error at line 1, column 8",
+        "plugins (startup): 6 loaded plugins=[\"crash-closed\", \"crash-open\", \"good\", \"hog\", \"huge\", \"spin\"]",
+    ] {
+        assert!(log.contains(needle), "log lacks {needle:?}:\n{log}");
+    }
+
+    // Routes next to the built-in endpoints; the plugin's config reaches it.
+    let r = request(&ep, "POST", "/good/hello?x=1", b"payload");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.json(),
+        json!({"plugin": "good", "version": "1", "greeting": "hello from config", "method": "POST", "query": "x=1", "body": "payload"})
+    );
+    assert_response(&get(&s, "/good/nope"), 404, r#"{"error":"no such page"}"#);
+    assert_response(&get(&s, "/goodness"), 404, "404 page not found\n");
+    assert_response(&get(&s, "/health"), 200, r#"{"health":"true"}"#);
+
+    // Host KV calls, within the grants.
+    let r = get(&s, "/good/put?k=good/a&v=xyz");
+    assert_eq!(r.status, 200, "{r:?}");
+    let rev = r.json()["revision"].as_i64().unwrap();
+    assert_eq!(s.etcdctl(&["get", "good/a", "--print-value-only"]).ok(), "xyz\n");
+    assert_eq!(get(&s, "/good/get?k=good/a").json(), json!({"revision": rev, "count": 1, "value": "xyz"}));
+    assert_response(
+        &get(&s, "/good/get?k=secret"),
+        403,
+        r#"{"error":"permission denied: plugin good may not read key \"secret\""}"#,
+    );
+    assert_response(
+        &get(&s, "/good/put?k=secret&v=1"),
+        403,
+        r#"{"error":"permission denied: plugin good may not write key \"secret\""}"#,
+    );
+    // A plugin's own writes do not go through its own hook (this value would be rejected).
+    assert_eq!(get(&s, "/good/put?k=guard/raw&v=notjson").status, 200);
+    assert_eq!(s.etcdctl(&["get", "guard/raw", "--print-value-only"]).ok(), "notjson\n");
+    assert_eq!(get(&s, "/good/delete?k=good/a").json(), json!({"deleted": 1}));
+
+    // Hostile routes: each a clean 500 naming the plugin; everyone else keeps being served.
+    let started = Instant::now();
+    assert_response(&get(&s, "/spin"), 500, "plugin spin failed: exceeded its time limit of 200 ms\n");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_serving(&s);
+    assert_response(&get(&s, "/hog"), 500, "plugin hog failed: exceeded its memory limit of 16777216 bytes\n");
+    assert_serving(&s);
+    let r = get(&s, "/crash");
+    assert_eq!(r.status, 500, "{r:?}");
+    let text = r.text();
+    assert!(
+        text.starts_with("plugin crash-closed failed: trapped: wasm `unreachable` instruction executed (panicked at ")
+            && text.ends_with(": boom at /crash)\n"),
+        "{text}"
+    );
+    assert_eq!(get(&s, "/crash-open").status, 500);
+    assert_serving(&s);
+    assert_response(
+        &get(&s, "/huge"),
+        500,
+        "plugin huge failed: response body of 25165824 bytes exceeds the limit of 16777216 bytes\n",
+    );
+    let r = get(&s, "/huge/small");
+    assert_eq!((r.status, r.body.len()), (200, 1 << 20));
+    assert_eq!(get(&s, "/alien").status, 404);
+    assert_serving(&s);
+
+    // A spinning call does not hold up the others.
+    let spinning = {
+        let ep = ep.clone();
+        thread::spawn(move || (0..3).map(|_| request(&ep, "GET", "/spin", b"").status).collect::<Vec<_>>())
+    };
+    for _ in 0..20 {
+        assert_eq!(get(&s, "/good/hello").status, 200);
+    }
+    assert_eq!(spinning.join().unwrap(), vec![500, 500, 500]);
+
+    // Pre-put: rejection reaches etcdctl with the plugin's name and text; nothing is written.
+    assert_ctl_error(
+        &s.etcdctl(&["put", "guard/a", "not json"]),
+        "InvalidArgument",
+        "etcdserver: plugin good rejected the put: value is not valid JSON",
+    );
+    assert_eq!(s.etcdctl(&["get", "guard/a"]).ok(), "");
+    assert_eq!(s.etcdctl(&["put", "guard/b", r#"{"a":1}"#]).ok(), "OK\n");
+    assert_eq!(s.etcdctl(&["get", "guard/b", "--print-value-only"]).ok(), "{\"a\":1}\n");
+    // Inside a txn: one bad put fails the whole txn.
+    let rev = s.revision();
+    assert_ctl_error(
+        &s.etcdctl_stdin(&["txn"], b"\nput guard/t1 {\"ok\":1}\nput guard/t2 bad\n\n\n"),
+        "InvalidArgument",
+        "etcdserver: plugin good rejected the put: value is not valid JSON (in a txn)",
+    );
+    // ... in either branch (which one runs is only known at apply).
+    assert_ctl_error(
+        &s.etcdctl_stdin(&["txn"], b"mod(\"guard/b\") > \"0\"\n\nput guard/t1 {}\n\nput guard/t2 bad\n\n"),
+        "InvalidArgument",
+        "etcdserver: plugin good rejected the put: value is not valid JSON (in a txn)",
+    );
+    assert_eq!(s.etcdctl(&["get", "guard/t", "--prefix"]).ok(), "");
+    assert_eq!(s.revision(), rev);
+
+    // Rewrite: the log only holds the final value.
+    assert_eq!(s.etcdctl(&["put", "up/x", "hello"]).ok(), "OK\n");
+    assert_eq!(s.etcdctl(&["get", "up/x", "--print-value-only"]).ok(), "HELLO\n");
+    assert_eq!(s.etcdctl_stdin(&["txn"], b"\nput up/y abc\nput guard/t3 {}\n\n\n").ok(), "SUCCESS\n\nOK\n\nOK\n");
+    assert_eq!(s.etcdctl(&["get", "up/y", "--print-value-only"]).ok(), "ABC\n");
+
+    // A trapping hook: fail-closed refuses the put, fail-open lets it through.
+    let out = s.etcdctl(&["put", "closed/k", "v"]);
+    let prefix = "Error: rpc error: code = FailedPrecondition desc = etcdserver: plugin crash-closed failed, the put is refused (fail-closed): trapped: wasm `unreachable` instruction executed (panicked at ";
+    let lines = out.error_lines();
+    assert!(
+        out.status == 1 && lines.len() == 1 && lines[0].starts_with(prefix) && lines[0].ends_with(": hook boom)"),
+        "{out:#?}"
+    );
+    assert!(out.rpc_errors().iter().all(|e| e.starts_with("rpc error: code = FailedPrecondition desc = ")), "{out:#?}");
+    assert_eq!(s.etcdctl(&["get", "closed/k"]).ok(), "");
+    assert_eq!(s.etcdctl(&["put", "open/k", "v"]).ok(), "OK\n");
+    assert_eq!(s.etcdctl(&["get", "open/k", "--print-value-only"]).ok(), "v\n");
+    // A hook past its time limit, fail-open: allowed after the limit.
+    let started = Instant::now();
+    assert_eq!(s.etcdctl(&["put", "spin/k", "v"]).ok(), "OK\n");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+
+    // Metrics: the plugin's own, and the host's per-plugin counters and latency.
+    let m = get(&s, "/metrics").text();
+    for needle in [
+        "# TYPE modkv_plugin_good_requests_total counter\n",
+        "modkv_plugin_good_requests_total{path=\"/good/hello\"} 25.0\n",
+        "# TYPE modkv_plugin_good_value_bytes histogram\n",
+        "modkv_plugin_good_value_bytes_bucket{le=",
+        "\nmodkv_plugin_good_last_status 200.0\n",
+        "modkv_plugin_calls_total{plugin=\"spin\",hook=\"http\"} 4\n",
+        "modkv_plugin_traps_total{plugin=\"spin\",hook=\"http\"} 4\n",
+        "modkv_plugin_traps_total{plugin=\"hog\",hook=\"http\"} 1\n",
+        "modkv_plugin_traps_total{plugin=\"crash-closed\",hook=\"pre_put\"} 1\n",
+        "modkv_plugin_traps_total{plugin=\"crash-open\",hook=\"pre_put\"} 1\n",
+        "modkv_plugin_traps_total{plugin=\"spin\",hook=\"pre_put\"} 1\n",
+        "modkv_plugin_errors_total{plugin=\"huge\",hook=\"http\"} 1\n",
+        "modkv_plugin_call_duration_seconds_count{plugin=\"good\",hook=\"pre_put\"} ",
+        "# TYPE modkv_plugin_call_duration_seconds histogram\n",
+    ] {
+        assert!(m.contains(needle), "/metrics lacks {needle:?}:\n{m}");
+    }
+    assert!(!m.contains("modkv_plugin_traps_total{plugin=\"huge\""), "{m}");
+    assert!(!m.contains("modkv_plugin_traps_total{plugin=\"good\""), "{m}");
+    assert_serving(&s);
+}
+
+/// Requests `/good/hello` in a loop on `threads` threads until stopped; every answer is recorded.
+struct Load {
+    stop: Arc<AtomicBool>,
+    answers: Arc<Mutex<Vec<(u16, String)>>>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(ep: &str, threads: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let threads = (0..threads)
+            .map(|_| {
+                let (ep, stop, answers) = (ep.to_string(), stop.clone(), answers.clone());
+                thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let r = request(&ep, "GET", "/good/hello", b"");
+                        let version =
+                            if r.status == 200 { r.json()["version"].as_str().unwrap().to_string() } else { r.text() };
+                        answers.lock().unwrap().push((r.status, version));
+                    }
+                })
+            })
+            .collect();
+        Load { stop, answers, threads }
+    }
+
+    fn finish(self) -> Vec<(u16, String)> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        Arc::try_unwrap(self.answers).unwrap().into_inner().unwrap()
+    }
+}
+
+#[test]
+#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+fn hot_reload_replace_remove_restore_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    install(d, "good", "good");
+    std::fs::write(d.join("good.toml"), GOOD_TOML).unwrap();
+    let s = start(d);
+    let version = |s: &Server| {
+        let r = get(s, "/good/hello");
+        if r.status == 200 {
+            r.json()["version"].as_str().unwrap().to_string()
+        } else {
+            r.status.to_string()
+        }
+    };
+    assert_eq!(version(&s), "1");
+    let limit = Duration::from_secs(3);
+
+    // Replace under load: every request answered 200, by the old version and then the new one.
+    let load = Load::start(&s.endpoint(), 2);
+    thread::sleep(Duration::from_millis(200));
+    install(d, "good-v2", "good");
+    let took = wait_until(limit, "version 2 answers", || version(&s) == "2");
+    eprintln!("replace took effect in {took:?}");
+    thread::sleep(Duration::from_millis(200));
+    let answers = load.finish();
+    assert!(answers.len() > 20, "{} requests", answers.len());
+    assert!(answers.iter().all(|(status, _)| *status == 200), "failed requests during the reload: {answers:?}");
+    let versions: Vec<&str> = answers.iter().map(|(_, v)| v.as_str()).collect();
+    let first_v2 = versions.iter().position(|v| *v == "2").expect("v2 answered");
+    assert!(versions[..first_v2].iter().all(|v| *v == "1"));
+    assert!(versions[first_v2..].iter().filter(|v| **v == "1").count() <= 2, "{versions:?}");
+
+    // Remove → 404; restore → 200.
+    std::fs::remove_file(d.join("good.wasm")).unwrap();
+    let took = wait_until(limit, "404 after removal", || get(&s, "/good/hello").status == 404);
+    eprintln!("removal took effect in {took:?}");
+    install(d, "good", "good");
+    let took = wait_until(limit, "200 after restore", || version(&s) == "1");
+    eprintln!("restore took effect in {took:?}");
+
+    // A broken new version leaves the old one running, and says why.
+    let load = Load::start(&s.endpoint(), 1);
+    write_atomic(d, "good.wasm", b"\0asm garbage");
+    wait_until(limit, "the failed reload logged", || {
+        s.log().contains("good.wasm: failed to load: not a loadable WebAssembly component")
+    });
+    assert!(s.log().contains("the running version (1) stays"), "{}", s.log());
+    assert_eq!(version(&s), "1");
+    // A settings change reloads too.
+    install(d, "good", "good");
+    std::fs::write(d.join("good.toml"), GOOD_TOML.replace("hello from config", "changed")).unwrap();
+    wait_until(limit, "new config", || get(&s, "/good/hello").json()["greeting"] == "changed");
+    let answers = load.finish();
+    assert!(answers.iter().all(|(status, _)| *status == 200), "failed requests during the reloads: {answers:?}");
+
+    // A plugin added; SIGHUP reloads (and does not stop the server).
+    install(d, "crash", "crash");
+    wait_until(limit, "added plugin", || get(&s, "/crash").status == 500);
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(s.pid().unwrap() as libc::pid_t, libc::SIGHUP) };
+    thread::sleep(Duration::from_millis(300));
+    assert_serving(&s);
+    let log = s.log();
+    assert!(log.contains("plugin ") && log.contains("crash.wasm loaded"), "{log}");
+}
+
+#[test]
+#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+fn compiled_components_are_cached_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    install(dir.path(), "good", "good");
+    let mut s = start(dir.path());
+    assert_eq!(get(&s, "/good/hello").status, 200);
+    let cache = s.data_dir().join("plugin-cache");
+    let entries = || std::fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(entries(), 1, "{cache:?}");
+    s.stop();
+    s.restart();
+    assert_eq!(get(&s, "/good/hello").status, 200);
+    assert_eq!(entries(), 1);
+}
