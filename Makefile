@@ -30,7 +30,7 @@ WASM_TARGET  := wasm32-wasip2
 PLUGINS      := hello json-guard audit kv-browser
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build run test plugins deps deps-build deps-test deps-wasm apt-install fmt clean
+.PHONY: all build run test bench plugins deps deps-build deps-test deps-wasm apt-install fmt clean
 
 all: build
 
@@ -53,6 +53,13 @@ test: deps-test build plugins
 	$(CARGO) test --manifest-path plugins/Cargo.toml --workspace
 	MODKV_BIN="$(abspath $(MODKV))" MODKV_PLUGIN_DIR="$(abspath $(PLUGIN_DIR))" \
 		$(CARGO) test --release -p modkv-tests $(TEST_ARGS)
+
+## bench: benchmarks against the reference etcd (figures printed, nothing asserted): put latency and
+## throughput, the json-guard hook's cost, a plugin route under wrk
+bench: deps-test build plugins
+	@$(MAKE) --no-print-directory apt-install PACKAGES="wrk"
+	$(CARGO) build --release -p modkv-tests --features bench --bin modkv-bench
+	CARGO_TARGET_DIR="$(abspath $(TARGET))" tests/bench.sh
 
 ## plugins: build the example plugins (plugins/, their own workspace) for wasm32-wasip2 into
 ## $(CARGO_TARGET_DIR)/plugins/ as <name>.wasm, plus <name>.toml where the plugin has one

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Benchmarks that print figures and assert nothing (`make bench`): modkv against the reference etcd 3.4 on
+# this machine, each with a fresh data dir under /tmp, loopback only, bounded in count.
+#   1. sequential puts (one client): latency        2. 100 clients over 10 connections: throughput
+#   3. modkv with the json-guard hook on the written prefix vs no plugins
+#   4. the hello plugin route with wrk (requests/s, p99)
+set -euo pipefail
+target=${CARGO_TARGET_DIR:-target}
+bin=$target/release/modkv
+bench=$target/release/modkv-bench
+plugins=$target/plugins
+work=$(mktemp -d /tmp/modkv-bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+wait_ready() { # port
+  for _ in $(seq 1 100); do
+    ETCDCTL_API=3 etcdctl --endpoints="http://127.0.0.1:$1" endpoint health >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "server on port $1 did not start" >&2; return 1
+}
+
+start() { # kind name client-port peer-port [extra args…]
+  local kind=$1 name=$2 cport=$3 pport=$4; shift 4
+  local exe=$bin; [ "$kind" = etcd ] && exe=etcd
+  "$exe" --name "$name" --data-dir "$work/$name" \
+    --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
+    --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+    --initial-cluster "$name=http://127.0.0.1:$pport" "$@" >"$work/$name.log" 2>&1 &
+  pids+=($!)
+  wait_ready "$cport"
+}
+
+put_bench() { # label port [extra bench args…]
+  local label=$1 port=$2; shift 2
+  "$bench" --endpoint "http://127.0.0.1:$port" --label "$label" --mode seq --total 3000 "$@"
+  "$bench" --endpoint "http://127.0.0.1:$port" --label "$label" --mode par --clients 100 --conns 10 --total 50000 "$@"
+}
+
+start etcd etcd 24379 24380
+start modkv modkv 25379 25380
+put_bench etcd 24379
+put_bench modkv 25379
+
+mkdir -p "$work/guard"
+cp "$plugins/json-guard.wasm" "$plugins/json-guard.toml" "$work/guard/"
+start modkv plain 26379 26380
+start modkv guarded 27379 27380 --plugin-dir "$work/guard"
+put_bench modkv-no-plugins 26379 --key-prefix json/ --json true
+put_bench modkv-json-guard 27379 --key-prefix json/ --json true
+
+mkdir -p "$work/hello"
+cp "$plugins/hello.wasm" "$plugins/hello.toml" "$work/hello/"
+start modkv hello 28379 28380 --plugin-dir "$work/hello"
+echo "wrk: GET /hello (hello plugin), 4 threads, 64 connections, 10 s"
+wrk -t4 -c64 -d10s --latency "http://127.0.0.1:28379/hello" | grep -E "Requests/sec|Latency|99%|50%"
+echo "wrk: GET /version (built in), same load, for comparison"
+wrk -t4 -c64 -d10s --latency "http://127.0.0.1:28379/version" | grep -E "Requests/sec|Latency|99%|50%"
+grep -h "plugins (startup)" "$work"/guarded.log "$work"/hello.log || true
