@@ -44,16 +44,16 @@ start modkv modkv 25379 25380
 put_bench etcd 24379
 put_bench modkv 25379
 
-mkdir -p "$work/guard"
-cp "$plugins/json-guard.wasm" "$plugins/json-guard.toml" "$work/guard/"
+mkdir -p "$work/plugins-guard"
+cp "$plugins/json-guard.wasm" "$plugins/json-guard.toml" "$work/plugins-guard/"
 start modkv plain 26379 26380
-start modkv guarded 27379 27380 --plugin-dir "$work/guard"
+start modkv guarded 27379 27380 --plugin-dir "$work/plugins-guard"
 put_bench modkv-no-plugins 26379 --key-prefix json/ --json true
 put_bench modkv-json-guard 27379 --key-prefix json/ --json true
 
-mkdir -p "$work/hello"
-cp "$plugins/hello.wasm" "$plugins/hello.toml" "$work/hello/"
-start modkv hello 28379 28380 --plugin-dir "$work/hello"
+mkdir -p "$work/plugins-hello"
+cp "$plugins/hello.wasm" "$plugins/hello.toml" "$work/plugins-hello/"
+start modkv hello 28379 28380 --plugin-dir "$work/plugins-hello"
 echo "wrk: GET /hello (hello plugin), 4 threads, 64 connections, 10 s"
 wrk -t4 -c64 -d10s --latency "http://127.0.0.1:28379/hello" | grep -E "Requests/sec|Latency|99%|50%"
 echo "wrk: GET /version (built in), same load, for comparison"

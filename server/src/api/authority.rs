@@ -3,10 +3,11 @@
 //! etcd's Go clients dial some calls (`etcdctl endpoint status`, `endpoint hashkv`, `move-leader`) with
 //! the endpoint URL as the gRPC target, so they send `:authority: http://127.0.0.1:2379`. Go's server
 //! accepts that; the `h2` crate rejects it with `PROTOCOL_ERROR`. [`FixAuthority`] wraps the client
-//! connection, decodes every request header block (HPACK keeps per-connection state, so it must see all
-//! of them), replaces a malformed authority by its `host:port`, and re-encodes the block. Every other
-//! frame passes through untouched; a connection that does not open with the HTTP/2 preface is passed
-//! through as it is.
+//! connection and decodes its first request header block. If the authority is fine (the common case), the
+//! connection is passed through untouched from then on. Otherwise it replaces the malformed authority by
+//! its `host:port` and re-encodes that block and every later one of the connection (HPACK keeps
+//! per-connection state, so once one block is re-encoded all must be). Other frames pass through
+//! untouched; a connection that does not open with the HTTP/2 preface is passed through as it is.
 
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -31,6 +32,8 @@ struct Pending {
     flags: u8,
     priority: Option<[u8; 5]>,
     block: Vec<u8>,
+    /// The frames as received, for passing them on unchanged.
+    raw: Vec<u8>,
 }
 
 pub struct FixAuthority<S> {
@@ -42,6 +45,8 @@ pub struct FixAuthority<S> {
     decoder: Decoder<'static>,
     encoder: Encoder<'static>,
     pending: Option<Pending>,
+    /// Whether header blocks are being re-encoded (after a first repair).
+    rewriting: bool,
 }
 
 impl<S> FixAuthority<S> {
@@ -55,6 +60,7 @@ impl<S> FixAuthority<S> {
             decoder: Decoder::new(),
             encoder: Encoder::new(),
             pending: None,
+            rewriting: false,
         }
     }
 
@@ -111,7 +117,7 @@ impl<S> FixAuthority<S> {
                         return Ok(());
                     }
                     let block = payload[pos..payload.len() - pad].to_vec();
-                    self.pending = Some(Pending { stream, flags, priority, block });
+                    self.pending = Some(Pending { stream, flags, priority, block, raw: frame.to_vec() });
                     if flags & END_HEADERS != 0 {
                         self.emit()?;
                     }
@@ -119,6 +125,7 @@ impl<S> FixAuthority<S> {
                 CONTINUATION if self.pending.as_ref().is_some_and(|p| p.stream == stream) => {
                     if let Some(p) = self.pending.as_mut() {
                         p.block.extend_from_slice(payload);
+                        p.raw.extend_from_slice(&frame);
                     }
                     if flags & END_HEADERS != 0 {
                         self.emit()?;
@@ -136,13 +143,25 @@ impl<S> FixAuthority<S> {
             .decoder
             .decode(&p.block)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("HPACK: {e:?}")))?;
+        let mut repaired = false;
         for (name, value) in headers.iter_mut() {
             if name.as_slice() == b":authority" {
                 if let Some(fixed) = repair_authority(value) {
                     *value = fixed;
+                    repaired = true;
                 }
             }
         }
+        if !repaired && !self.rewriting {
+            // A client sends one authority per connection: when its first request needs no repair, the
+            // connection is passed through untouched from here on (the server's HPACK state then follows
+            // the client's own encoding, as it must, since nothing was re-encoded).
+            self.outbuf.extend_from_slice(&p.raw);
+            self.give_up();
+            return Ok(());
+        }
+        // From the first repair on, every block of the connection is re-encoded by `encoder`.
+        self.rewriting = true;
         let block = self.encoder.encode(headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())));
         let prio_len = if p.priority.is_some() { 5 } else { 0 };
         let first_room = MAX_FRAME - prio_len;
@@ -324,6 +343,26 @@ mod tests {
             assert_eq!(b[2].1, b"/etcdserverpb.Maintenance/Status".to_vec());
         }
         assert!(out.windows(4).any(|w| w == b"data"), "DATA frames pass through");
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_authority_is_fine_passes_through_unchanged() {
+        let mut enc = Encoder::new();
+        let req = vec![
+            (&b":method"[..], &b"POST"[..]),
+            (b":authority", b"127.0.0.1:2379"),
+            (b":path", b"/etcdserverpb.KV/Put"),
+        ];
+        let mut input = PREFACE.to_vec();
+        input.extend(frame(0x4, 0, 0, &[]));
+        input.extend(frame(HEADERS, END_HEADERS, 1, &enc.encode(req.clone())));
+        input.extend(frame(0x0, END_STREAM, 1, b"data"));
+        // Refers to the client's dynamic table: only right if the first block reached the server as sent.
+        input.extend(frame(HEADERS, END_HEADERS, 3, &enc.encode(req)));
+        let (out, blocks) = run(input.clone()).await;
+        assert_eq!(out, input);
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks[1][1].1, b"127.0.0.1:2379".to_vec());
     }
 
     #[tokio::test]

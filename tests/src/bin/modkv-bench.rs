@@ -110,8 +110,8 @@ async fn main() {
     println!(
         "bench server={} mode={} prefix={} clients={} conns={} puts={} value_bytes={} secs={:.2} qps={:.0} mean_ms={:.3} p50_ms={:.3} p99_ms={:.3}",
         a.label,
-        a.key_prefix,
         a.mode,
+        a.key_prefix,
         clients,
         conns,
         lat.len(),
