@@ -457,9 +457,17 @@ impl Server {
     /// Polls until the client port accepts connections and
     /// `etcdctl endpoint health` succeeds.
     pub fn wait_ready(&mut self) -> Result<(), StartError> {
+        let endpoint = self.endpoint();
+        self.wait_ready_at(&endpoint, &[])
+    }
+
+    /// Like [`Server::wait_ready`], against `endpoint` with extra etcdctl flags (e.g. TLS ones).
+    pub fn wait_ready_at(&mut self, endpoint: &str, ctl: &[&str]) -> Result<(), StartError> {
         let deadline = Instant::now() + self.opts.ready_timeout;
         let addr: SocketAddr = ([127, 0, 0, 1], self.client_port).into();
         let mut pause = Duration::from_millis(5);
+        let mut args = ctl.to_vec();
+        args.extend(["--dial-timeout", "1s", "--command-timeout", "2s", "endpoint", "health"]);
         loop {
             match self.child.as_mut() {
                 None => return Err(StartError::Timeout),
@@ -469,15 +477,10 @@ impl Server {
                     }
                 }
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                let out = etcdctl_at(
-                    &self.endpoint(),
-                    &["--dial-timeout", "1s", "--command-timeout", "2s", "endpoint", "health"],
-                    None,
-                );
-                if out.success() {
-                    return Ok(());
-                }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                && etcdctl_at(endpoint, &args, None).success()
+            {
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(StartError::Timeout);
@@ -659,6 +662,20 @@ pub fn parse_json(s: &str) -> Value {
 }
 
 /// Decodes standard base64 (as etcdctl prints keys and values in `-w json`).
+/// Standard base64 with padding.
+pub fn b64encode(data: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            out.push(if i <= c.len() { T[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}
+
 pub fn b64decode(s: &str) -> Option<Vec<u8>> {
     fn val(c: u8) -> Option<u32> {
         Some(match c {

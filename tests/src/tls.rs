@@ -8,13 +8,11 @@
 //!   URLs) are `https://`; readiness is checked with etcdctl and the given TLS flags.
 //! * [`https_endpoint`], [`etcdctl_tls`], [`curl`].
 
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::{etcdctl_at, free_port, run_command, standard_args, CtlOutput, Kind, Server, ServerOpts, StartError};
+use crate::{etcdctl_at, free_port, run_command, standard_args, CtlOutput, Kind, Server, ServerOpts};
 
 /// How long a curl call may take.
 pub const CURL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -191,7 +189,9 @@ pub fn start_https(kind: Kind, opts: ServerOpts, peer_https: bool, ready_ctl: &[
         if let Err(e) = server.spawn_process() {
             panic!("cannot spawn {}: {e}", kind.binary().display());
         }
-        match wait_ready_https(&mut server, ready_ctl) {
+        let ctl: Vec<&str> = ready_ctl.iter().map(String::as_str).collect();
+        let endpoint = https_endpoint(&server);
+        match server.wait_ready_at(&endpoint, &ctl) {
             Ok(()) => return server,
             Err(e) => {
                 let log = server.log();
@@ -207,35 +207,6 @@ pub fn start_https(kind: Kind, opts: ServerOpts, peer_https: bool, ready_ctl: &[
         }
     }
     panic!("{kind} did not become ready after 3 attempts (ports in use):\n{last}");
-}
-
-/// Polls `etcdctl <ctl> endpoint health` against the https endpoint until it succeeds.
-fn wait_ready_https(server: &mut Server, ctl: &[String]) -> Result<(), StartError> {
-    let deadline = Instant::now() + server.opts.ready_timeout;
-    let addr: SocketAddr = ([127, 0, 0, 1], server.client_port).into();
-    let mut pause = Duration::from_millis(5);
-    loop {
-        match server.child.as_mut() {
-            None => return Err(StartError::Timeout),
-            Some(c) => {
-                if let Ok(Some(status)) = c.try_wait() {
-                    return Err(StartError::Exited(status));
-                }
-            }
-        }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            let mut args: Vec<&str> = ctl.iter().map(String::as_str).collect();
-            args.extend(["--dial-timeout", "1s", "--command-timeout", "2s", "endpoint", "health"]);
-            if etcdctl_at(&https_endpoint(server), &args, None).success() {
-                return Ok(());
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(StartError::Timeout);
-        }
-        thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
 }
 
 /// `etcdctl --endpoints https://127.0.0.1:<port> <tls...> <args...>`.

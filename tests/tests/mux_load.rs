@@ -24,19 +24,6 @@ const TOTAL_PUTS: usize = GRPC_THREADS * GRPC_PUTS + HTTP_THREADS * HTTP_PUTS;
 /// The whole load phase must finish within this (it takes a few seconds).
 const LOAD_LIMIT: Duration = Duration::from_secs(30);
 
-fn b64(data: &[u8]) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n =
-            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            out.push(if i <= c.len() { T[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
-        }
-    }
-    out
-}
-
 fn grpc_key(t: usize, i: usize) -> (String, String) {
     (format!("g/{t}/{i:04}"), format!("grpc-value-{t}-{i}"))
 }
@@ -84,7 +71,7 @@ fn http_worker(endpoint: &str, t: usize, start: &Barrier, revs: &Mutex<Vec<i64>>
     start.wait();
     for i in 0..HTTP_PUTS {
         let (k, v) = http_key(t, i);
-        let (kb, vb) = (b64(k.as_bytes()), b64(v.as_bytes()));
+        let (kb, vb) = (b64encode(k.as_bytes()), b64encode(v.as_bytes()));
         let r = post(endpoint, "/v3/kv/put", &format!(r#"{{"key":"{kb}","value":"{vb}"}}"#));
         assert_eq!(r.status, 200, "HTTP put {k}: {}", r.text());
         let put_rev = json_revision(&r.json());

@@ -27,19 +27,6 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// An empty HTTP/2 SETTINGS frame (length 0, type 4, flags 0, stream 0).
 const H2_EMPTY_SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
 
-fn b64(data: &[u8]) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n =
-            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            out.push(if i <= c.len() { T[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
-        }
-    }
-    out
-}
-
 /// Runs `f`, asserting that it took less than [`QUICK`].
 #[track_caller]
 fn quick<T>(what: &str, f: impl FnOnce() -> T) -> T {
@@ -65,7 +52,7 @@ fn stalled(s: &Server, bytes: &[u8]) -> TcpStream {
 }
 
 fn put_body(key: &str, value: &str) -> String {
-    format!(r#"{{"key":"{}","value":"{}"}}"#, b64(key.as_bytes()), b64(value.as_bytes()))
+    format!(r#"{{"key":"{}","value":"{}"}}"#, b64encode(key.as_bytes()), b64encode(value.as_bytes()))
 }
 
 fn post_head(path: &str, len: usize) -> String {
@@ -98,8 +85,9 @@ fn well_behaved_clients_are_served(s: &Server, n: usize) {
         assert_eq!(r.status, 200, "{}", r.text());
     });
     quick("gateway range", || {
-        let r = post(&s.endpoint(), "/v3/kv/range", &format!(r#"{{"key":"{}"}}"#, b64(format!("gw/{n}").as_bytes())));
-        assert_eq!((r.status, r.json()["kvs"][0]["value"].clone()), (200, json!(b64(b"w"))), "{}", r.text());
+        let r =
+            post(&s.endpoint(), "/v3/kv/range", &format!(r#"{{"key":"{}"}}"#, b64encode(format!("gw/{n}").as_bytes())));
+        assert_eq!((r.status, r.json()["kvs"][0]["value"].clone()), (200, json!(b64encode(b"w"))), "{}", r.text());
     });
     quick("raw gRPC range", || {
         let r = grpc::range(&s.endpoint(), RangeRequest::range(&key, "")).expect("gRPC range");
