@@ -111,6 +111,8 @@ deps-wasm:
 ## fmt: format the workspace
 fmt:
 	$(CARGO) fmt --all
+	$(CARGO) fmt --manifest-path plugins/Cargo.toml --all
+	$(CARGO) fmt --manifest-path tests/plugins/Cargo.toml --all
 
 ## clean: remove build outputs (not data dirs such as ./default.modkv)
 clean:
