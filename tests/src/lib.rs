@@ -400,12 +400,26 @@ impl Server {
     /// Panics (printing the server log) if it does not become ready.
     #[track_caller]
     pub fn start(kind: Kind, opts: ServerOpts) -> Server {
-        let mut last = String::new();
-        // A port can be taken by another process between our check and the
-        // server's bind; retry with fresh ports in that case only.
-        for _attempt in 0..3 {
+        Server::start_retrying(kind, "", || {
             let mut server = Server::spawn(kind, opts.clone());
-            match server.wait_ready() {
+            let ready = server.wait_ready();
+            (server, ready)
+        })
+    }
+
+    /// Runs `attempt` (spawn a server and wait for it) until it is ready. A port can be taken by another
+    /// process between our check and the server's bind: only then is it retried, with fresh ports, up to
+    /// three times. Panics with the server log otherwise; `how` qualifies the message (e.g. " over https").
+    #[track_caller]
+    pub fn start_retrying(
+        kind: Kind,
+        how: &str,
+        mut attempt: impl FnMut() -> (Server, Result<(), StartError>),
+    ) -> Server {
+        let mut last = String::new();
+        for _ in 0..3 {
+            let (mut server, ready) = attempt();
+            match ready {
                 Ok(()) => return server,
                 Err(e) => {
                     let log = server.log();
@@ -416,7 +430,7 @@ impl Server {
                     }
                     let dir = server.dir.path().display().to_string();
                     drop(server);
-                    panic!("{kind} did not become ready: {e:?}\n--- log ({dir}) ---\n{log}\n--- end of log ---");
+                    panic!("{kind} did not become ready{how}: {e:?}\n--- log ({dir}) ---\n{log}\n--- end of log ---");
                 }
             }
         }

@@ -174,8 +174,7 @@ pub fn https_server_args(
 /// `etcdctl <ready_ctl> endpoint health` succeeds. Panics with the log if it does not.
 #[track_caller]
 pub fn start_https(kind: Kind, opts: ServerOpts, peer_https: bool, ready_ctl: &[String]) -> Server {
-    let mut last = String::new();
-    for _attempt in 0..3 {
+    Server::start_retrying(kind, " over https", || {
         let dir = tempfile::Builder::new()
             .prefix(&format!("modkv-test-{}-", kind.label()))
             .tempdir()
@@ -191,22 +190,9 @@ pub fn start_https(kind: Kind, opts: ServerOpts, peer_https: bool, ready_ctl: &[
         }
         let ctl: Vec<&str> = ready_ctl.iter().map(String::as_str).collect();
         let endpoint = https_endpoint(&server);
-        match server.wait_ready_at(&endpoint, &ctl) {
-            Ok(()) => return server,
-            Err(e) => {
-                let log = server.log();
-                server.kill9();
-                if log.contains("address already in use") {
-                    last = format!("{e:?}\n{log}");
-                    continue;
-                }
-                let dir = server.tmp_dir().display().to_string();
-                drop(server);
-                panic!("{kind} did not become ready over https: {e:?}\n--- log ({dir}) ---\n{log}\n--- end of log ---");
-            }
-        }
-    }
-    panic!("{kind} did not become ready after 3 attempts (ports in use):\n{last}");
+        let ready = server.wait_ready_at(&endpoint, &ctl);
+        (server, ready)
+    })
 }
 
 /// `etcdctl --endpoints https://127.0.0.1:<port> <tls...> <args...>`.

@@ -70,25 +70,18 @@ pub struct Schema {
 
 /// protoc's `ToJsonName`: drop underscores, upper-case the letter after each.
 fn json_name(name: &str) -> String {
-    let mut out = String::new();
-    let mut upper = false;
-    for c in name.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    camel(name, false)
 }
 
 /// Go's `CamelCase` of a proto identifier, as protoc-gen-go names oneof wrappers.
 fn go_camel(name: &str) -> String {
+    camel(name, true)
+}
+
+/// Drops underscores and upper-cases the letter after each (and the first one with `upper_first`).
+fn camel(name: &str, upper_first: bool) -> String {
     let mut out = String::new();
-    let mut upper = true;
+    let mut upper = upper_first;
     for c in name.chars() {
         if c == '_' {
             upper = true;
