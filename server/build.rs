@@ -15,6 +15,7 @@ const PROTOS: &[&str] = &[
     "v3lockpb/v3lock.proto",
     "v3electionpb/v3election.proto",
     "modkvpb/internal.proto",
+    "modkvpb/peer.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

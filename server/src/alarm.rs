@@ -21,6 +21,13 @@ impl AlarmStore {
         Ok(AlarmStore { alarms: Mutex::new(alarms) })
     }
 
+    /// Reloads the alarms from storage (after a snapshot replaced the state).
+    pub fn reload(&self, backend: &dyn Backend) -> Result<()> {
+        let fresh = AlarmStore::open(backend)?;
+        *self.lock() = fresh.alarms.into_inner().unwrap_or_else(|e| e.into_inner());
+        Ok(())
+    }
+
     fn lock(&self) -> MutexGuard<'_, Vec<(u64, i32)>> {
         self.alarms.lock().unwrap_or_else(|e| e.into_inner())
     }

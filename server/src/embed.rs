@@ -7,7 +7,7 @@
 //!        ├─ 1. open the data dir and storage  (RocksDB; mvcc index rebuilt; applied index read)
 //!        ├─ 2. load or bootstrap membership   (member / cluster ids from peer URLs + token)
 //!        ├─ 3. create the server, start raft and apply
-//!        ├─ 4. serve peers
+//!        ├─ 4. serve peers                    (raft messages over h2, forwarded leader-only requests)
 //!        ├─ 5. serve clients                  (gRPC on every --listen-client-urls)
 //!        └─ 6. serve metrics                  (--listen-metrics-urls)
 //!   Etcd::ready()   resolves once a linearizable read succeeds: a leader is known and caught up
@@ -32,7 +32,7 @@ use crate::config::{ClusterState, Config};
 use crate::lease::Lessor;
 use crate::mvcc::KvStore;
 use crate::raft::log::RaftLog;
-use crate::raft::{NodeConfig, RaftNode};
+use crate::raft::{NodeConfig, RaftNode, Transport};
 use crate::server::membership::{self, Cluster};
 use crate::server::wait::Wait;
 use crate::server::{EtcdServer, Parts, ServerConfig};
@@ -151,48 +151,122 @@ fn prepare_data_dir(dir: &Path) -> Result<PathBuf, EmbedError> {
     Ok(dir.join("db"))
 }
 
-/// Loads the cluster from the data dir, or bootstraps it from `--initial-cluster` on a new member.
-fn load_cluster(cfg: &Config, backend: &dyn Backend) -> Result<Arc<Cluster>, EmbedError> {
-    let cluster = match Cluster::load(backend)? {
+/// How a member came to know its cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// From its data dir (a restart: the `--initial-cluster*` flags are ignored).
+    DataDir,
+    /// A new cluster from `--initial-cluster`.
+    New,
+    /// Joining a running cluster (`--initial-cluster-state existing`).
+    Joined,
+}
+
+/// `--initial-cluster` grouped by member name, URLs as etcd prints them.
+fn initial_members(cfg: &Config) -> Vec<(String, Vec<String>)> {
+    let mut initial: Vec<(String, Vec<String>)> = Vec::new();
+    for (name, url) in &cfg.initial_cluster {
+        let u = membership::url_string(url);
+        match initial.iter_mut().find(|(n, _)| n == name) {
+            Some((_, urls)) => urls.push(u),
+            None => initial.push((name.clone(), vec![u])),
+        }
+    }
+    initial
+}
+
+/// Asks the other members of `--initial-cluster` for the running cluster and finds this member in it
+/// (added before with `etcdctl member add`, by its peer URLs).
+async fn join_cluster(cfg: &Config) -> Result<Cluster, EmbedError> {
+    let mut mine: Vec<String> = cfg.initial_advertise_peer_urls.iter().map(membership::url_string).collect();
+    mine.sort();
+    let peers: Vec<String> = initial_members(cfg)
+        .into_iter()
+        .filter(|(name, _)| *name != cfg.name)
+        .flat_map(|(_, urls)| urls)
+        .filter(|u| !mine.contains(u))
+        .collect();
+    if peers.is_empty() {
+        return Err(EmbedError::Cluster(
+            "--initial-cluster-state existing: --initial-cluster names no other member to join through".into(),
+        ));
+    }
+    let mut last_error = String::new();
+    for _ in 0..10 {
+        for url in &peers {
+            let mut client = match crate::raft::peer_client(url) {
+                Ok(c) => c,
+                Err(e) => {
+                    last_error = e;
+                    continue;
+                }
+            };
+            let mut req = tonic::Request::new(crate::proto::modkvpb::MembersRequest {});
+            req.set_timeout(Duration::from_secs(2));
+            let resp = match client.members(req).await {
+                Ok(r) => r.into_inner(),
+                Err(e) => {
+                    last_error = format!("{url}: {}", e.message());
+                    continue;
+                }
+            };
+            let members: Vec<membership::Member> = serde_json::from_slice(&resp.members_json)
+                .map_err(|e| EmbedError::Cluster(format!("{url} sent an unreadable member list: {e}")))?;
+            let me = members.iter().find(|m| {
+                let mut urls = m.peer_urls.clone();
+                urls.sort();
+                urls == mine
+            });
+            let Some(me) = me else {
+                return Err(EmbedError::Cluster(format!(
+                    "--initial-cluster-state existing: the cluster {:x} (asked at {url}) has no member with peer URLs {}; add this member first with `etcdctl member add {} --peer-urls={}`",
+                    resp.cluster_id,
+                    mine.join(","),
+                    cfg.name,
+                    mine.join(",")
+                )));
+            };
+            tracing::info!(cluster_id = format_args!("{:x}", resp.cluster_id), via = %url, "joining a running cluster");
+            return Ok(Cluster::joined(me.id, resp.cluster_id, members));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(EmbedError::Cluster(format!(
+        "--initial-cluster-state existing: cannot reach any member of the cluster to join ({last_error})"
+    )))
+}
+
+/// Loads the cluster from the data dir, or bootstraps it from `--initial-cluster` on a new member (or
+/// joins the running one).
+async fn load_cluster(cfg: &Config, backend: &dyn Backend) -> Result<(Arc<Cluster>, Origin), EmbedError> {
+    let (cluster, origin) = match Cluster::load(backend)? {
         Some(c) => {
             tracing::info!("restarting member from its data dir; --initial-cluster* flags are ignored");
-            c
+            (c, Origin::DataDir)
         }
         None => {
-            if cfg.initial_cluster_state == ClusterState::Existing {
-                return Err(EmbedError::Cluster(
-                    "--initial-cluster-state existing: joining a running cluster is not supported yet (single-member clusters only)".into(),
-                ));
-            }
-            let mut initial: Vec<(String, Vec<String>)> = Vec::new();
-            for (name, url) in &cfg.initial_cluster {
-                let u = membership::url_string(url);
-                match initial.iter_mut().find(|(n, _)| n == name) {
-                    Some((_, urls)) => urls.push(u),
-                    None => initial.push((name.clone(), vec![u])),
-                }
-            }
-            if initial.len() > 1 {
-                return Err(EmbedError::Cluster(format!(
-                    "--initial-cluster names {} members; only single-member clusters are supported yet",
-                    initial.len()
-                )));
-            }
-            let c = Cluster::bootstrap(&cfg.name, &initial, &cfg.initial_cluster_token).ok_or_else(|| {
-                EmbedError::Cluster(format!(
-                    "couldn't find local name {:?} in the initial cluster configuration",
-                    cfg.name
-                ))
-            })?;
+            let (c, origin) = if cfg.initial_cluster_state == ClusterState::Existing {
+                (join_cluster(cfg).await?, Origin::Joined)
+            } else {
+                let c = Cluster::bootstrap(&cfg.name, &initial_members(cfg), &cfg.initial_cluster_token).ok_or_else(
+                    || {
+                        EmbedError::Cluster(format!(
+                            "couldn't find local name {:?} in the initial cluster configuration",
+                            cfg.name
+                        ))
+                    },
+                )?;
+                (c, Origin::New)
+            };
             let mut batch = WriteBatch::default();
             c.save(&mut batch);
             backend.write(batch, true).map_err(crate::error::Error::from)?;
-            c
+            (c, origin)
         }
     };
     let me = cluster.member_id;
     cluster.set_client_urls(me, cfg.advertise_client_urls.iter().map(membership::url_string).collect());
-    Ok(Arc::new(cluster))
+    Ok((Arc::new(cluster), origin))
 }
 
 /// Starts a member on already-bound listeners.
@@ -221,7 +295,7 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
     tracing::info!(revision = kv.current_rev(), applied_index, "opened storage");
 
     // 2. Membership.
-    let cluster = load_cluster(cfg, &*backend)?;
+    let (cluster, origin) = load_cluster(cfg, &*backend).await?;
     tracing::info!(
         member_id = format_args!("{:x}", cluster.member_id),
         cluster_id = format_args!("{:x}", cluster.cluster_id),
@@ -237,19 +311,23 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
     let heartbeat = cfg.heartbeat_interval.max(Duration::from_millis(1));
     let node_cfg = NodeConfig {
         id: cluster.member_id,
-        voters: cluster.voter_ids(),
+        // A joining member learns the configuration from the leader's log (or snapshot).
+        voters: if origin == Origin::Joined { vec![] } else { cluster.voter_ids() },
         tick: heartbeat,
         election_ticks: ((cfg.election_timeout.as_millis() / heartbeat.as_millis()) as usize).max(2),
         snapshot_count: cfg.snapshot_count,
     };
-    let (node, raft) =
+    let (mut node, raft) =
         RaftNode::new(node_cfg, log, backend.clone(), wait.clone(), applied_index, applied_rx.clone(), apply_tx)?;
+    node.set_transport(Transport::new(cluster.clone(), raft.clone(), tokio::runtime::Handle::current()));
     let applier = Applier {
         kv: kv.clone(),
         lessor: lessor.clone(),
         alarms: alarms.clone(),
         watch: watch_hub.clone(),
         wait: wait.clone(),
+        backend: backend.clone(),
+        cluster: cluster.clone(),
         applied_index,
         applied_tx,
         fatal: fatal_tx.clone(),
@@ -296,22 +374,42 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
     let mut serving = Vec::new();
     // Background work of the server: lease expiry (while leading), catching up slow watchers, auto compaction.
     let (stop_background, background_rx) = watch::channel(false);
-    let background = vec![
+    let background_rx_publish = background_rx.clone();
+    let mut background = vec![
         tokio::spawn(server.clone().run_lease_expiry(background_rx.clone())),
         tokio::spawn(watch_hub.run_sync(background_rx.clone())),
         tokio::spawn(crate::server::compactor::run(server.clone(), cfg.auto_compaction, background_rx)),
     ];
 
-    // 4. Peers. A single member has no peer traffic yet; the listener is held so the port stays ours
-    //    and peers get a clean refusal instead of a foreign service.
-    //    An https:// peer listener completes TLS handshakes (and answers 404) with `tls.peer`.
+    // 4. Peers: raft messages, the member list for joining members, and what followers forward to the
+    //    leader, over h2 on every --listen-peer-urls listener.
     for (i, l) in listeners.peer.into_iter().enumerate() {
-        let addr = l.local_addr().ok();
-        tracing::info!(?addr, "peer listener bound (peer transport arrives with multi-member clusters)");
-        match cfg.listen_peer_urls.get(i).and_then(|url| crate::tls::acceptor_for(url, tls.peer_acceptor().as_ref())) {
-            Some(acceptor) => serving.push(tokio::spawn(crate::tls::serve_peer(l, acceptor, stop_rx.clone()))),
-            None => serving.push(tokio::spawn(hold_listener(l, stop_rx.clone()))),
-        }
+        let acceptor =
+            cfg.listen_peer_urls.get(i).and_then(|url| crate::tls::acceptor_for(url, tls.peer_acceptor().as_ref()));
+        let addr = l.local_addr().map_err(|e| EmbedError::Server(e.to_string()))?;
+        let l = tokio::net::TcpListener::from_std(l).map_err(|e| EmbedError::Server(format!("peer listener: {e}")))?;
+        let mux = crate::api::peer::peer_mux(server.clone());
+        serving.push(tokio::spawn(crate::api::mux::serve(l, mux, acceptor, stop_rx.clone(), fatal_tx.clone())));
+        tracing::info!(%addr, "serving peer traffic");
+    }
+    // Publish this member's name and client URLs through raft once there is a leader (as etcd does at
+    // every start), so every member lists them.
+    {
+        let (server, name) = (server.clone(), cfg.name.clone());
+        let urls: Vec<String> = cfg.advertise_client_urls.iter().map(membership::url_string).collect();
+        let mut stop = background_rx_publish;
+        background.push(tokio::spawn(async move {
+            loop {
+                match server.publish(&name, urls.clone()).await {
+                    Ok(()) => return tracing::info!("published member attributes"),
+                    Err(e) => tracing::debug!(%e, "publishing member attributes; retrying"),
+                }
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }));
     }
 
     // 5. Clients.
@@ -351,16 +449,6 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
         apply_thread: Some(apply_thread),
         plugins,
     })
-}
-
-async fn hold_listener(l: std::net::TcpListener, mut stop: watch::Receiver<bool>) {
-    let Ok(l) = tokio::net::TcpListener::from_std(l) else { return };
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            conn = l.accept() => drop(conn),
-        }
-    }
 }
 
 impl Etcd {

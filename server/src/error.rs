@@ -47,12 +47,33 @@ pub enum Error {
     TooManyRequests,
     #[error("etcdserver: member not found")]
     MemberNotFound,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
     /// A plugin's pre-put hook refused the put (or one put of a txn, which fails the whole txn).
     #[error("etcdserver: plugin {plugin} rejected the put: {message}")]
     PluginRejected { plugin: String, message: String },
     /// A fail-closed plugin's pre-put hook failed (trap, time limit, memory cap), so the put is refused.
     #[error("etcdserver: plugin {plugin} failed, the put is refused (fail-closed): {reason}")]
     PluginFailed { plugin: String, reason: String },
+    /// What the leader answered a request forwarded to it, passed on as it came.
+    #[error("{message}")]
+    Peer { code: Code, message: String },
     /// A storage failure; the server logs the cause, the client learns only that it failed.
     #[error("etcdserver: {0}")]
     Internal(String),
@@ -70,14 +91,26 @@ impl Error {
             | TooManyOps
             | DuplicateKey
             | RequestTooLarge
+            | MemberBadUrls
             | PluginRejected { .. } => Code::InvalidArgument,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             // A broken plugin is the server's state, not the request's fault; retrying helps once it is fixed.
-            NotLeader | LeaseExists | PluginFailed { .. } => Code::FailedPrecondition,
-            NoLeader | LeaderChanged | Stopped | Timeout => Code::Unavailable,
+            NotLeader
+            | LeaseExists
+            | PluginFailed { .. }
+            | PeerUrlExists
+            | MemberNotLearner
+            | LearnerNotReady
+            | TooManyLearners
+            | NotEnoughStartedMembers
+            | BadLeaderTransferee => Code::FailedPrecondition,
+            NoLeader | LeaderChanged | Stopped | Timeout | LeaderTransferTimeout | NotSupportedForLearner => {
+                Code::Unavailable
+            }
             Internal(_) => Code::Internal,
+            Peer { code, .. } => *code,
         }
     }
 }
@@ -85,6 +118,12 @@ impl Error {
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> tonic::Status {
         tonic::Status::new(e.code(), e.to_string())
+    }
+}
+
+impl From<tonic::Status> for Error {
+    fn from(s: tonic::Status) -> Error {
+        Error::Peer { code: s.code(), message: s.message().to_string() }
     }
 }
 

@@ -20,11 +20,10 @@
 //! the (self-signed) certificates of other peers.
 //!
 //! Server configs offer ALPN `h2` and `http/1.1` (the client port serves gRPC and HTTP/1.1 on one
-//! listener). The peer side is kept as a [`PeerTls`] (server and client configs) for the peer
-//! transport; until it exists, an https peer listener completes the handshake and answers every
-//! request with 404 ([`serve_peer`]).
+//! listener). The peer side is kept as a [`PeerTls`] (server and client configs); an https peer
+//! listener serves the peer service over TLS (the outgoing peer transport speaks plain h2 only, so
+//! members of a multi-member cluster need http:// peer URLs for now).
 
-use std::convert::Infallible;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -38,7 +37,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
-use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use url::Url;
 
@@ -524,49 +522,6 @@ impl ServerCertVerifier for SkipServerVerification {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// An https peer listener until the peer transport exists: completes the TLS handshake (with
-/// client certificate verification when configured) and answers every request with 404, as an
-/// etcd peer port does for unknown paths. Stops accepting when `stop` changes.
-pub async fn serve_peer(listener: std::net::TcpListener, acceptor: TlsAcceptor, mut stop: watch::Receiver<bool>) {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = stop.changed() => return,
-            conn = listener.accept() => match conn {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::debug!(%e, "accepting a peer connection failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let builder = builder.clone();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return tracing::warn!(%peer, %e, "rejected peer connection: TLS handshake failed"),
-                Err(_) => return tracing::warn!(%peer, "rejected peer connection: TLS handshake timed out"),
-            };
-            let service = hyper::service::service_fn(|_req| async {
-                Ok::<_, Infallible>(
-                    http::Response::builder()
-                        .status(http::StatusCode::NOT_FOUND)
-                        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-                        .body(axum::body::Body::from("404 page not found\n"))
-                        .expect("a static response"),
-                )
-            });
-            if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
-                tracing::debug!(%peer, %e, "peer connection ended with an error");
-            }
-        });
     }
 }
 

@@ -22,8 +22,8 @@ pub struct LeaseService {
 }
 
 /// One keep-alive answer: the lease's TTL, or TTL 0 for a lease that does not exist (as etcd answers).
-pub fn keep_alive_once(server: &EtcdServer, id: i64) -> Result<LeaseKeepAliveResponse, Error> {
-    let ttl = match server.lease_renew(id) {
+pub async fn keep_alive_once(server: &EtcdServer, id: i64) -> Result<LeaseKeepAliveResponse, Error> {
+    let ttl = match server.lease_renew(id).await {
         Ok(ttl) => ttl,
         Err(Error::LeaseNotFound) => 0,
         Err(e) => return Err(e),
@@ -73,7 +73,7 @@ impl Lease for LeaseService {
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             while let Some(Ok(r)) = requests.next().await {
-                let resp = keep_alive_once(&server, r.id).map_err(Status::from);
+                let resp = keep_alive_once(&server, r.id).await.map_err(Status::from);
                 let failed = resp.is_err();
                 if tx.send(resp).await.is_err() || failed {
                     return;

@@ -1,5 +1,5 @@
-//! The Maintenance service (`etcdserverpb.Maintenance`): Status, Alarm and Defragment; hashes,
-//! snapshots and leader moves answer `Unimplemented` until their issue lands.
+//! The Maintenance service (`etcdserverpb.Maintenance`): Status, Alarm, Defragment and MoveLeader;
+//! hashes and snapshot downloads answer `Unimplemented`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -58,7 +58,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: s.applied_index(),
             errors: status_errors(s),
             db_size_in_use: s.backend.size_in_use() as i64,
-            is_learner: false,
+            is_learner: s.cluster.is_learner(s.cluster.member_id),
         }))
     }
 
@@ -82,7 +82,9 @@ impl Maintenance for MaintenanceService {
         Err(not_yet("snapshot"))
     }
 
-    async fn move_leader(&self, _: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(not_yet("move-leader"))
+    async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        let s = &self.server;
+        s.move_leader(req.get_ref().target_id).await?;
+        Ok(Response::new(MoveLeaderResponse { header: Some(s.header(s.kv.current_rev())) }))
     }
 }

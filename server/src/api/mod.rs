@@ -14,6 +14,7 @@ pub mod kv;
 pub mod lease;
 pub mod maintenance;
 pub mod mux;
+pub mod peer;
 pub mod watch;
 
 use std::sync::Arc;

@@ -17,7 +17,8 @@ pub mod txn;
 use std::sync::Arc;
 
 use prost::Message;
-use raft::eraftpb::{Entry, EntryType};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType};
 use tokio::sync::{mpsc, watch};
 
 use crate::alarm::AlarmStore;
@@ -30,8 +31,10 @@ use crate::proto::etcdserverpb::{
     PutResponse, TxnResponse,
 };
 use crate::proto::modkvpb::InternalRaftRequest;
+use crate::raft::ToApply;
+use crate::server::membership::{ChangeContext, Cluster, Member};
 use crate::server::wait::Wait;
-use crate::storage::{meta, Backend, Cf, WriteBatch};
+use crate::storage::{meta, snapshot, Backend, Cf, WriteBatch};
 use crate::watch::WatchHub;
 
 macro_rules! applied {
@@ -64,6 +67,7 @@ applied! {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     Alarm(AlarmResponse),
+    Members(Vec<Member>),
 }
 
 pub type ApplyResult = Result<Applied>;
@@ -75,6 +79,8 @@ pub struct Applier {
     pub alarms: Arc<AlarmStore>,
     pub watch: Arc<WatchHub>,
     pub wait: Arc<Wait>,
+    pub backend: Arc<dyn Backend>,
+    pub cluster: Arc<Cluster>,
     /// The last applied index (from storage at start).
     pub applied_index: u64,
     pub applied_tx: watch::Sender<u64>,
@@ -89,22 +95,59 @@ pub fn stored_applied_index(backend: &dyn Backend) -> Result<u64> {
 
 impl Applier {
     /// Applies batches of committed entries until the sender is dropped.
-    pub fn spawn(
-        mut self,
-        mut rx: mpsc::UnboundedReceiver<Vec<Entry>>,
-    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    pub fn spawn(mut self, mut rx: mpsc::UnboundedReceiver<ToApply>) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new().name("apply".into()).spawn(move || {
-            while let Some(mut entries) = rx.blocking_recv() {
-                // Everything committed meanwhile goes into the same batch.
-                while let Ok(more) = rx.try_recv() {
-                    entries.extend(more);
-                }
-                if let Err(e) = self.apply(entries) {
+            let mut next = None;
+            loop {
+                let Some(msg) = next.take().or_else(|| rx.blocking_recv()) else { return };
+                let result = match msg {
+                    ToApply::Entries(mut entries) => {
+                        // Everything committed meanwhile goes into the same batch (up to a snapshot).
+                        while let Ok(more) = rx.try_recv() {
+                            match more {
+                                ToApply::Entries(more) => entries.extend(more),
+                                snap => {
+                                    next = Some(snap);
+                                    break;
+                                }
+                            }
+                        }
+                        self.apply(entries)
+                    }
+                    ToApply::Snapshot(snap, done) => {
+                        let r = self.restore(&snap);
+                        let _ = done.send(r.clone());
+                        r
+                    }
+                };
+                if let Err(e) = result {
                     let _ = self.fatal.send(format!("apply failed: {e}"));
                     return;
                 }
             }
         })
+    }
+
+    /// Replaces the state machine by a snapshot from the leader, durably, and reloads everything kept
+    /// in memory from it.
+    fn restore(&mut self, snap: &raft::eraftpb::Snapshot) -> Result<()> {
+        let index = snap.get_metadata().index;
+        if index <= self.applied_index {
+            tracing::info!(index, applied = self.applied_index, "snapshot older than the state; ignored");
+            return Ok(());
+        }
+        let mut batch = snapshot::restore_batch(&*self.backend, &snap.data)?;
+        batch.put(Cf::Meta, meta::APPLIED_INDEX, meta::encode_u64(index));
+        self.backend.write(batch, true)?;
+        self.kv.reload()?;
+        self.lessor.reload(&*self.backend, &self.kv)?;
+        self.alarms.reload(&*self.backend)?;
+        self.cluster.reload(&*self.backend)?;
+        self.applied_index = index;
+        self.watch.notify(&[], self.kv.current_rev());
+        self.applied_tx.send_replace(index);
+        tracing::info!(index, revision = self.kv.current_rev(), "state machine restored from snapshot");
+        Ok(())
     }
 
     fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
@@ -126,6 +169,10 @@ impl Applier {
                     }
                     Err(err) => tracing::error!(index = e.index, %err, "skipping undecodable raft entry"),
                 }
+            } else if e.get_entry_type() != EntryType::EntryNormal {
+                if let Some((id, members)) = self.apply_conf_change(&e, &mut batch) {
+                    results.push((id, Ok(Applied::Members(members))));
+                }
             }
             self.applied_index = e.index;
             batch.put(Cf::Meta, meta::APPLIED_INDEX, meta::encode_u64(e.index));
@@ -137,6 +184,35 @@ impl Applier {
             self.wait.trigger(id, r);
         }
         Ok(())
+    }
+
+    /// Records a configuration change (raft has it already) in the member list; returns the request to
+    /// answer, if this member proposed it.
+    fn apply_conf_change(&self, e: &Entry, batch: &mut WriteBatch) -> Option<(u64, Vec<Member>)> {
+        let changes: Vec<(ConfChangeType, u64)> = if e.get_entry_type() == EntryType::EntryConfChange {
+            let cc = ConfChange::parse_from_bytes(&e.data).ok()?;
+            vec![(cc.get_change_type(), cc.node_id)]
+        } else {
+            let cc = ConfChangeV2::parse_from_bytes(&e.data).ok()?;
+            cc.changes.iter().map(|c| (c.get_change_type(), c.node_id)).collect()
+        };
+        let ctx: Option<ChangeContext> = serde_json::from_slice(&e.context).ok();
+        for (kind, id) in changes {
+            match kind {
+                ConfChangeType::AddNode if self.cluster.member(id).is_some() => self.cluster.promote(id),
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => match &ctx {
+                    Some(c) if c.member.id == id => {
+                        let mut m = c.member.clone();
+                        m.is_learner = kind == ConfChangeType::AddLearnerNode;
+                        self.cluster.add(m);
+                    }
+                    _ => tracing::error!(index = e.index, "configuration change without its member; not recorded"),
+                },
+                ConfChangeType::RemoveNode => self.cluster.remove(id),
+            }
+        }
+        self.cluster.save(batch);
+        ctx.map(|c| (c.request_id, self.cluster.members()))
     }
 
     fn apply_request(&self, req: &InternalRaftRequest, batch: &mut WriteBatch) -> ApplyResult {
@@ -195,6 +271,19 @@ impl Applier {
                 tracing::warn!(member = format_args!("{:x}", m.member_id), alarm = ?kind, action = a.action, "alarm changed");
             }
             return Ok(Applied::Alarm(AlarmResponse { header: None, alarms: changed.into_iter().collect() }));
+        }
+        if let Some(a) = &req.member_attributes {
+            self.cluster.set_attributes(a.id, &a.name, a.client_urls.clone());
+            self.cluster.save(batch);
+            return Ok(Applied::Members(self.cluster.members()));
+        }
+        if let Some(u) = &req.member_update {
+            if self.cluster.member(u.id).is_none() {
+                return Err(Error::MemberNotFound);
+            }
+            self.cluster.set_peer_urls(u.id, u.peer_ur_ls.clone());
+            self.cluster.save(batch);
+            return Ok(Applied::Members(self.cluster.members()));
         }
         Err(Error::Internal("unknown request in raft entry".into()))
     }

@@ -198,6 +198,14 @@ impl Lessor {
 
     /// Gives every lease a full TTL from now, plus one election timeout (a new leader does this, as the old
     /// one's clock is gone; etcd's `Promote(electionTimeout)`).
+    /// Reloads the leases from storage (after a snapshot replaced the state).
+    pub fn reload(&self, backend: &dyn Backend, kv: &KvStore) -> Result<()> {
+        let fresh = Lessor::open(backend, kv, self.extend)?;
+        let st = fresh.state.into_inner().unwrap_or_else(|e| e.into_inner());
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = st;
+        Ok(())
+    }
+
     pub fn promote(&self) {
         let now = Instant::now();
         for l in self.lock().leases.values_mut() {

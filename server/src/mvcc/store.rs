@@ -157,6 +157,14 @@ impl KvStore {
         Ok(KvStore { backend, state: RwLock::new(state) })
     }
 
+    /// Rebuilds the in-memory index from storage (after a snapshot replaced the key space).
+    pub fn reload(&self) -> Result<()> {
+        let fresh = KvStore::open(self.backend.clone())?;
+        let state = fresh.state.into_inner().unwrap_or_else(|e| e.into_inner());
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
+        Ok(())
+    }
+
     fn read_state(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError as RaftStorageError};
 
 use crate::storage::{Backend, Cf, StorageError, WriteBatch};
@@ -30,7 +30,12 @@ pub struct RaftLog {
     last_index: u64,
     /// Entries `cache[0].index ..= last_index`, a suffix of the log.
     cache: VecDeque<Entry>,
+    /// The last snapshot made for a lagging peer, and when: peers that ask soon after share it.
+    last_snapshot: std::cell::RefCell<Option<(Snapshot, std::time::Instant)>>,
 }
+
+/// A snapshot made for a peer is given to later requests for this long.
+const SNAPSHOT_REUSE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn entry_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
@@ -76,6 +81,7 @@ impl RaftLog {
             truncated_term,
             last_index,
             cache: VecDeque::new(),
+            last_snapshot: std::cell::RefCell::new(None),
         };
         // Warm the cache with the tail of the log.
         let from = last_index.saturating_sub(CACHE_ENTRIES as u64).max(truncated_index) + 1;
@@ -184,6 +190,24 @@ impl RaftLog {
     pub fn truncated_index(&self) -> u64 {
         self.truncated_index
     }
+
+    /// Replaces the log by a snapshot received from the leader (whose state the apply layer already
+    /// installed): no entries, truncated at the snapshot, its configuration, commit at least its index.
+    pub fn apply_snapshot(&mut self, meta: &SnapshotMetadata, batch: &mut WriteBatch) {
+        batch.delete_range(Cf::RaftLog, entry_key(0).to_vec(), entry_key(u64::MAX).to_vec());
+        let mut t = meta.index.to_be_bytes().to_vec();
+        t.extend_from_slice(&meta.term.to_be_bytes());
+        batch.put(Cf::RaftState, TRUNCATED, t);
+        self.truncated_index = meta.index;
+        self.truncated_term = meta.term;
+        self.last_index = meta.index;
+        self.cache.clear();
+        self.set_conf_state(meta.get_conf_state().clone(), batch);
+        let mut hs = self.hard_state.clone();
+        hs.commit = hs.commit.max(meta.index);
+        hs.term = hs.term.max(meta.term);
+        self.set_hard_state(hs, batch);
+    }
 }
 
 impl Storage for RaftLog {
@@ -255,9 +279,34 @@ impl Storage for RaftLog {
         Ok(self.last_index)
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Sending the state machine to a lagging peer arrives with multi-member clusters.
-        Err(raft::Error::Store(RaftStorageError::SnapshotTemporarilyUnavailable))
+    /// The state machine for a peer the log cannot catch up: read from one RocksDB snapshot at its
+    /// applied index (every entry up to it is applied, none after), with the current configuration.
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        if let Some((s, at)) = &*self.last_snapshot.borrow() {
+            if s.get_metadata().index >= request_index && at.elapsed() < SNAPSHOT_REUSE {
+                return Ok(s.clone());
+            }
+        }
+        let (data, applied) = crate::storage::snapshot::encode(&*self.backend).map_err(other)?;
+        if applied < request_index || applied <= self.truncated_index.saturating_sub(1) {
+            return Err(raft::Error::Store(RaftStorageError::SnapshotTemporarilyUnavailable));
+        }
+        let term = self.term(applied)?;
+        let mut snap = Snapshot::default();
+        snap.data = data.into();
+        let m = snap.mut_metadata();
+        m.index = applied;
+        m.term = term;
+        m.set_conf_state(self.conf_state.clone());
+        tracing::info!(
+            index = applied,
+            term,
+            to = format_args!("{to:x}"),
+            bytes = snap.data.len(),
+            "made a snapshot for a peer"
+        );
+        *self.last_snapshot.borrow_mut() = Some((snap.clone(), std::time::Instant::now()));
+        Ok(snap)
     }
 }
 

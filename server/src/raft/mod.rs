@@ -9,10 +9,20 @@
 //!                                                            └──committed entries──▶ apply
 //! ```
 //!
-//! The log and hard state live in [`log::RaftLog`] on the shared storage backend.
+//! ```text
+//!   node task ──send──▶ Transport (one queue + task per peer) ──h2 modkvpb.Peer/Send──▶ peer's api::peer
+//!   api::peer ──step──▶ RaftHandle ──▶ node task
+//! ```
+//!
+//! The log and hard state live in [`log::RaftLog`] on the shared storage backend. A peer too far behind
+//! gets a snapshot: the state machine read from one RocksDB snapshot (`storage::snapshot`), installed by
+//! the apply layer on the receiving side before the log is reset to it.
 
 pub mod log;
 mod logger;
 mod node;
 
-pub use node::{NodeConfig, RaftHandle, RaftNode, RaftStatus};
+mod transport;
+
+pub use node::{NodeConfig, PeerProgress, Progress, RaftHandle, RaftNode, RaftStatus, ToApply};
+pub use transport::{peer_client, Transport, MAX_PEER_MESSAGE};

@@ -5,11 +5,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use raft::eraftpb::{ConfState, Entry, EntryType, Message};
-use raft::{RawNode, StateRole};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot};
+use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::log::RaftLog;
+use super::transport::Transport;
 use crate::error::{Error, Result};
 use crate::server::wait::Wait;
 use crate::storage::{Backend, WriteBatch};
@@ -41,9 +43,34 @@ pub struct RaftStatus {
     pub leader_changes: AtomicU64,
 }
 
+/// What the node task hands to the apply layer, in log order.
+pub enum ToApply {
+    /// Committed entries (configuration changes included: the node task has already applied them to
+    /// raft; the apply layer records the member list and answers the request).
+    Entries(Vec<Entry>),
+    /// A snapshot from the leader: the apply layer replaces the state machine with it, then says so.
+    Snapshot(Snapshot, std::sync::mpsc::SyncSender<Result<()>>),
+}
+
+/// What the leader knows of one member's log (for etcd's promote and remove checks).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerProgress {
+    pub matched: u64,
+    pub recent_active: bool,
+}
+
+/// The leader's view of the cluster, or `None` on a follower.
+pub type Progress = Option<(u64, HashMap<u64, PeerProgress>)>;
+
 enum Command {
     Propose { id: u64, data: Vec<u8> },
+    ProposeConfChange { id: u64, cc: ConfChangeV2, context: Vec<u8> },
     ReadIndex(oneshot::Sender<u64>),
+    Step(Message),
+    Unreachable(u64),
+    SnapshotDone(u64, bool),
+    TransferLeader(u64),
+    Progress(oneshot::Sender<Progress>),
 }
 
 #[derive(Clone)]
@@ -58,11 +85,43 @@ impl RaftHandle {
         self.tx.send(Command::Propose { id, data }).await.map_err(|_| Error::Stopped)
     }
 
+    /// Hands a configuration change to raft; its result comes through [`Wait`] under `id`.
+    pub async fn propose_conf_change(&self, id: u64, cc: ConfChangeV2, context: Vec<u8>) -> Result<()> {
+        self.tx.send(Command::ProposeConfChange { id, cc, context }).await.map_err(|_| Error::Stopped)
+    }
+
     /// The commit index a linearizable read must wait for (raft's ReadIndex).
     pub async fn read_index(&self) -> Result<u64> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Command::ReadIndex(tx)).await.map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::LeaderChanged)
+    }
+
+    /// A message from a peer.
+    pub async fn step(&self, m: Message) -> Result<()> {
+        self.tx.send(Command::Step(m)).await.map_err(|_| Error::Stopped)
+    }
+
+    /// The transport could not deliver to `id` (never blocks: a full queue loses the report).
+    pub fn report_unreachable(&self, id: u64) {
+        let _ = self.tx.try_send(Command::Unreachable(id));
+    }
+
+    /// A snapshot sent to `id` was delivered (or not).
+    pub fn report_snapshot(&self, id: u64, delivered: bool) {
+        let _ = self.tx.try_send(Command::SnapshotDone(id, delivered));
+    }
+
+    /// Asks the leader to hand leadership to `to`.
+    pub async fn transfer_leader(&self, to: u64) -> Result<()> {
+        self.tx.send(Command::TransferLeader(to)).await.map_err(|_| Error::Stopped)
+    }
+
+    /// The leader's progress of every member (`None` unless this member leads).
+    pub async fn progress(&self) -> Result<Progress> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Progress(tx)).await.map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
     }
 }
 
@@ -71,7 +130,11 @@ pub struct RaftNode {
     backend: Arc<dyn Backend>,
     wait: Arc<Wait>,
     rx: mpsc::Receiver<Command>,
-    apply_tx: mpsc::UnboundedSender<Vec<Entry>>,
+    apply_tx: mpsc::UnboundedSender<ToApply>,
+    transport: Option<Arc<Transport>>,
+    id: u64,
+    /// Set when this member has been removed from the cluster.
+    removed: bool,
     applied: watch::Receiver<u64>,
     status: Arc<RaftStatus>,
     tick: Duration,
@@ -93,9 +156,10 @@ impl RaftNode {
         wait: Arc<Wait>,
         applied_index: u64,
         applied: watch::Receiver<u64>,
-        apply_tx: mpsc::UnboundedSender<Vec<Entry>>,
+        apply_tx: mpsc::UnboundedSender<ToApply>,
     ) -> Result<(RaftNode, RaftHandle)> {
-        if log.is_new() {
+        // A member joining a running cluster starts with no configuration: it learns it from the leader.
+        if log.is_new() && !cfg.voters.is_empty() {
             let mut batch = WriteBatch::default();
             let cs = ConfState { voters: cfg.voters.clone(), ..Default::default() };
             log.set_conf_state(cs, &mut batch);
@@ -129,6 +193,9 @@ impl RaftNode {
             wait,
             rx,
             apply_tx,
+            transport: None,
+            id: cfg.id,
+            removed: false,
             applied,
             status,
             tick: cfg.tick,
@@ -138,6 +205,11 @@ impl RaftNode {
             next_read: 0,
         };
         Ok((rn, handle))
+    }
+
+    /// Where messages for other members go.
+    pub fn set_transport(&mut self, t: Arc<Transport>) {
+        self.transport = Some(t);
     }
 
     /// Runs the node on its own thread until `stop` fires or every handle is dropped.
@@ -154,8 +226,14 @@ impl RaftNode {
                     return;
                 }
             };
-            if let Err(e) = rt.block_on(self.run(stop)) {
-                let _ = fatal.send(format!("raft node stopped: {e}"));
+            match rt.block_on(self.run(stop)) {
+                Err(e) => {
+                    let _ = fatal.send(format!("raft node stopped: {e}"));
+                }
+                Ok(()) if self.removed => {
+                    let _ = fatal.send("the member has been permanently removed from the cluster".into());
+                }
+                Ok(()) => {}
             }
         })
     }
@@ -185,6 +263,9 @@ impl RaftNode {
             if self.node.has_ready() {
                 self.on_ready()?;
             }
+            if self.removed {
+                return Ok(());
+            }
         }
     }
 
@@ -196,7 +277,34 @@ impl RaftNode {
                     self.wait.trigger(id, Err(Error::NoLeader));
                 }
             }
+            Command::ProposeConfChange { id, cc, context } => {
+                if let Err(e) = self.node.propose_conf_change(context, cc) {
+                    tracing::info!(%e, "configuration change refused by raft");
+                    self.wait.trigger(id, Err(conf_change_error(e)));
+                }
+            }
             Command::ReadIndex(tx) => self.reads.push(tx),
+            Command::Step(m) => {
+                if let Err(e) = self.node.step(m) {
+                    tracing::debug!(%e, "peer message not stepped");
+                }
+            }
+            Command::Unreachable(id) => self.node.report_unreachable(id),
+            Command::SnapshotDone(id, ok) => {
+                let status = if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
+                self.node.report_snapshot(id, status);
+            }
+            Command::TransferLeader(to) => self.node.transfer_leader(to),
+            Command::Progress(tx) => {
+                let raft = &self.node.raft;
+                let progress = (raft.state == StateRole::Leader).then(|| {
+                    let prs = raft.prs().iter().map(|(id, p)| {
+                        (*id, PeerProgress { matched: p.matched, recent_active: p.recent_active || *id == self.id })
+                    });
+                    (raft.raft_log.last_index(), prs.collect())
+                });
+                let _ = tx.send(progress);
+            }
         }
     }
 
@@ -253,9 +361,10 @@ impl RaftNode {
         }
         // 1. Messages that need nothing persisted first (a leader's appends go out while it writes).
         self.send(rd.take_messages());
-        // 2. A snapshot received from the leader (arrives with multi-member clusters).
+        // 2. A snapshot from the leader: the state machine first (apply installs it and says when it is
+        //    durable), then the log, so a crash in between leaves a state at least as new as the log.
         if !rd.snapshot().is_empty() {
-            return Err(Error::Internal("raft snapshots are not supported yet".into()));
+            self.install_snapshot(rd.snapshot().clone())?;
         }
         // 3. Committed entries: durable on a quorum, ready to apply.
         self.commit(rd.take_committed_entries())?;
@@ -292,24 +401,81 @@ impl RaftNode {
         self.maybe_compact_log()
     }
 
+    fn install_snapshot(&mut self, snap: Snapshot) -> Result<()> {
+        let meta = snap.get_metadata().clone();
+        tracing::info!(
+            index = meta.index,
+            term = meta.term,
+            bytes = snap.data.len(),
+            "installing snapshot from the leader"
+        );
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.apply_tx.send(ToApply::Snapshot(snap, tx)).map_err(|_| Error::Stopped)?;
+        rx.recv().map_err(|_| Error::Stopped)??;
+        let mut batch = WriteBatch::default();
+        self.node.mut_store().apply_snapshot(&meta, &mut batch);
+        self.backend.write(batch, true)?;
+        tracing::info!(index = meta.index, "applied incoming snapshot");
+        Ok(())
+    }
+
+    /// Hands committed entries to apply; configuration changes take effect in raft here, in log order.
     fn commit(&mut self, entries: Vec<Entry>) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
         for e in &entries {
-            if e.get_entry_type() != EntryType::EntryNormal {
-                // Membership changes arrive with multi-member clusters.
-                tracing::warn!(index = e.index, "ignoring configuration change entry");
+            let applied = match e.get_entry_type() {
+                EntryType::EntryNormal => continue,
+                EntryType::EntryConfChange => ConfChange::parse_from_bytes(&e.data)
+                    .map_err(|err| err.to_string())
+                    .and_then(|cc| self.node.apply_conf_change(&cc).map_err(|err| err.to_string())),
+                EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(&e.data)
+                    .map_err(|err| err.to_string())
+                    .and_then(|cc| self.node.apply_conf_change(&cc).map_err(|err| err.to_string())),
+            };
+            match applied {
+                Ok(cs) => self.conf_changed(cs)?,
+                Err(err) => tracing::warn!(index = e.index, %err, "configuration change not applied"),
             }
         }
-        self.apply_tx.send(entries).map_err(|_| Error::Stopped)
+        self.apply_tx.send(ToApply::Entries(entries)).map_err(|_| Error::Stopped)
     }
 
-    /// Messages to other members. A single member has none to send; the peer transport arrives with
-    /// multi-member clusters.
+    fn conf_changed(&mut self, cs: ConfState) -> Result<()> {
+        tracing::info!(voters = ?hex(&cs.voters), learners = ?hex(&cs.learners), "cluster configuration changed");
+        if let Some(t) = &self.transport {
+            let old = self.node.store().conf_state();
+            for id in old.voters.iter().chain(&old.learners) {
+                if !cs.voters.contains(id) && !cs.learners.contains(id) {
+                    t.remove_peer(*id);
+                }
+            }
+        }
+        let me_before = {
+            let old = self.node.store().conf_state();
+            old.voters.contains(&self.id) || old.learners.contains(&self.id)
+        };
+        let me_after = cs.voters.contains(&self.id) || cs.learners.contains(&self.id);
+        let mut batch = WriteBatch::default();
+        self.node.mut_store().set_conf_state(cs, &mut batch);
+        self.backend.write(batch, true)?;
+        if me_before && !me_after {
+            tracing::warn!("this member was removed from the cluster");
+            self.removed = true;
+        }
+        Ok(())
+    }
+
+    /// Messages to other members, through the peer transport (a single member has none).
     fn send(&mut self, msgs: Vec<Message>) {
-        for m in msgs {
-            tracing::debug!(to = m.to, kind = ?m.get_msg_type(), "no peer transport; message dropped");
+        match &self.transport {
+            Some(t) => t.send(msgs),
+            None => {
+                for m in msgs {
+                    tracing::debug!(to = m.to, kind = ?m.get_msg_type(), "no peer transport; message dropped");
+                }
+            }
         }
     }
 
@@ -329,5 +495,17 @@ impl RaftNode {
         self.backend.write(batch, false)?;
         tracing::info!(index = to, "compacted raft log");
         Ok(())
+    }
+}
+
+fn hex(ids: &[u64]) -> Vec<String> {
+    ids.iter().map(|id| format!("{id:x}")).collect()
+}
+
+/// What a client sees when raft refuses a configuration change (one is still pending, or no leader).
+fn conf_change_error(e: raft::Error) -> Error {
+    match e {
+        raft::Error::ProposalDropped => Error::NoLeader,
+        other => Error::Internal(format!("configuration change refused: {other}")),
     }
 }

@@ -46,6 +46,21 @@ pub fn cluster_id(member_ids: &[u64]) -> u64 {
     u64::from_be_bytes(h.finalize()[..8].try_into().expect("sha1 is 20 bytes"))
 }
 
+/// The context of a raft configuration change entry: which request proposed it and the member it is
+/// about (for an add, the whole new member).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangeContext {
+    pub request_id: u64,
+    pub member: Member,
+}
+
+/// The id of a member added at run time: its peer URLs, the cluster and the time (as etcd, which hashes
+/// the time in so re-adding the same URLs gives a new id).
+pub fn new_member_id(peer_urls: &[String], cluster_id: u64) -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    member_id(peer_urls, &format!("{cluster_id:x}/{}", now.as_nanos()))
+}
+
 /// This member's view of the cluster.
 pub struct Cluster {
     pub member_id: u64,
@@ -84,6 +99,21 @@ impl Cluster {
         Ok(Some(Cluster { member_id, cluster_id, members: RwLock::new(members) }))
     }
 
+    /// A member joining a running cluster, from the member list a peer sent.
+    pub fn joined(member_id: u64, cluster_id: u64, members: Vec<Member>) -> Cluster {
+        Cluster { member_id, cluster_id, members: RwLock::new(members) }
+    }
+
+    /// Reloads the member list from storage (after a snapshot replaced the state).
+    pub fn reload(&self, backend: &dyn Backend) -> Result<()> {
+        if let Some(b) = backend.get(Cf::Meta, meta::MEMBERS)? {
+            let ms: Vec<Member> =
+                serde_json::from_slice(&b).map_err(|e| StorageError::Corrupt(format!("member list: {e}")))?;
+            *self.members.write().unwrap_or_else(|e| e.into_inner()) = ms;
+        }
+        Ok(())
+    }
+
     pub fn save(&self, batch: &mut WriteBatch) {
         batch.put(Cf::Meta, meta::MEMBER_ID, meta::encode_u64(self.member_id));
         batch.put(Cf::Meta, meta::CLUSTER_ID, meta::encode_u64(self.cluster_id));
@@ -100,12 +130,68 @@ impl Cluster {
         self.members().iter().filter(|m| !m.is_learner).map(|m| m.id).collect()
     }
 
-    /// Records the client URLs this member serves (etcd publishes them at every start).
+    pub fn member(&self, id: u64) -> Option<Member> {
+        self.members().into_iter().find(|m| m.id == id)
+    }
+
+    pub fn is_learner(&self, id: u64) -> bool {
+        self.member(id).is_some_and(|m| m.is_learner)
+    }
+
+    /// The first peer URL of member `id`.
+    pub fn peer_url(&self, id: u64) -> Option<String> {
+        self.member(id).and_then(|m| m.peer_urls.first().cloned())
+    }
+
+    fn change(&self, f: impl FnOnce(&mut Vec<Member>)) {
+        f(&mut self.members.write().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Records the name and client URLs a member published (etcd publishes them at every start).
+    pub fn set_attributes(&self, id: u64, name: &str, urls: Vec<String>) {
+        self.change(|ms| {
+            if let Some(m) = ms.iter_mut().find(|m| m.id == id) {
+                m.name = name.to_string();
+                m.client_urls = urls;
+            }
+        })
+    }
+
+    /// Records the client URLs this member serves.
     pub fn set_client_urls(&self, id: u64, urls: Vec<String>) {
-        let mut ms = self.members.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = ms.iter_mut().find(|m| m.id == id) {
-            m.client_urls = urls;
-        }
+        self.change(|ms| {
+            if let Some(m) = ms.iter_mut().find(|m| m.id == id) {
+                m.client_urls = urls;
+            }
+        })
+    }
+
+    pub fn set_peer_urls(&self, id: u64, urls: Vec<String>) {
+        self.change(|ms| {
+            if let Some(m) = ms.iter_mut().find(|m| m.id == id) {
+                m.peer_urls = urls;
+            }
+        })
+    }
+
+    /// Adds a member, or (same id) replaces it: an add applied twice after a restart is one add.
+    pub fn add(&self, m: Member) {
+        self.change(|ms| match ms.iter_mut().find(|x| x.id == m.id) {
+            Some(x) => *x = m,
+            None => ms.push(m),
+        })
+    }
+
+    pub fn remove(&self, id: u64) {
+        self.change(|ms| ms.retain(|m| m.id != id))
+    }
+
+    pub fn promote(&self, id: u64) {
+        self.change(|ms| {
+            if let Some(m) = ms.iter_mut().find(|m| m.id == id) {
+                m.is_learner = false;
+            }
+        })
     }
 }
 

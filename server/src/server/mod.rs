@@ -9,6 +9,7 @@
 
 pub mod compactor;
 pub mod idgen;
+pub mod members;
 pub mod membership;
 pub mod validate;
 pub mod wait;
@@ -151,6 +152,7 @@ impl EtcdServer {
     pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse> {
         validate::range(&r)?;
         if !r.serializable {
+            self.not_learner()?;
             self.linearizable_read().await?;
         }
         let mut resp = apply::kv::range(&*self.kv, &r)?;
@@ -166,6 +168,7 @@ impl EtcdServer {
     /// their own pre-put hooks are skipped, the others run.
     pub async fn put_by(&self, mut r: PutRequest, plugins: &[Arc<str>]) -> Result<PutResponse> {
         validate::put(&r)?;
+        self.not_learner()?;
         self.plugins.pre_put(&mut r, false, plugins).await?;
         self.check_quota(PUT_OVERHEAD + (r.key.len() + r.value.len()) as u64).await?;
         self.propose_for(InternalRaftRequest { put: Some(r), ..Default::default() }).await
@@ -173,11 +176,15 @@ impl EtcdServer {
 
     pub async fn delete_range(&self, r: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         validate::delete(&r)?;
+        self.not_learner()?;
         self.propose_for(InternalRaftRequest { delete_range: Some(r), ..Default::default() }).await
     }
 
     pub async fn txn(&self, mut r: TxnRequest) -> Result<TxnResponse> {
         validate::txn(&r, self.cfg.max_txn_ops)?;
+        if !apply::txn::is_read_only(&r) || !apply::txn::is_serializable(&r) {
+            self.not_learner()?;
+        }
         if apply::txn::is_read_only(&r) {
             // Reads only: served here like a Range, never through the log.
             if !apply::txn::is_serializable(&r) {
@@ -195,10 +202,12 @@ impl EtcdServer {
     }
 
     pub async fn compact(&self, r: CompactionRequest) -> Result<CompactionResponse> {
+        self.not_learner()?;
         self.propose_for(InternalRaftRequest { compaction: Some(r), ..Default::default() }).await
     }
 
     pub async fn lease_grant(&self, mut r: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+        self.not_learner()?;
         if r.ttl > MAX_LEASE_TTL {
             return Err(Error::LeaseTtlTooLarge);
         }
@@ -211,6 +220,7 @@ impl EtcdServer {
     }
 
     pub async fn lease_revoke(&self, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
+        self.not_learner()?;
         self.propose_for(InternalRaftRequest { lease_revoke: Some(r), ..Default::default() }).await
     }
 
@@ -250,14 +260,6 @@ impl EtcdServer {
             .await
             .map_err(|e| Error::Internal(format!("defragment: {e}")))??;
         Ok(())
-    }
-
-    /// Keep-alive: only the leader's clock counts.
-    pub fn lease_renew(&self, id: i64) -> Result<i64> {
-        if !self.is_leader() {
-            return Err(if self.leader() == 0 { Error::NoLeader } else { Error::NotLeader });
-        }
-        self.lessor.renew(id)
     }
 
     /// Revokes expired leases while this member leads, until `stop` fires.

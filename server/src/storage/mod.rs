@@ -14,6 +14,7 @@
 //! state together with `sync = true` before anything that depends on them leaves the node.
 
 mod rocks;
+pub mod snapshot;
 
 pub use rocks::RocksDb;
 
@@ -108,6 +109,9 @@ pub trait Backend: Send + Sync + 'static {
     fn defragment(&self) -> Result<()>;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<()>;
+    /// Visits every key-value of the state machine's column families ([`Cf::STATE`]) as of one point in
+    /// time (concurrent writes are not seen), column family by column family, keys in order.
+    fn scan_state(&self, visit: &mut dyn FnMut(Cf, &[u8], &[u8])) -> Result<()>;
 }
 
 /// Told how long each [`Backend::write`] took (the metrics' disk latency histograms); `sync` as the

@@ -129,6 +129,17 @@ impl Backend for RocksDb {
     fn flush(&self) -> Result<()> {
         self.db.flush_wal(true).map_err(err)
     }
+
+    fn scan_state(&self, visit: &mut dyn FnMut(Cf, &[u8], &[u8])) -> Result<()> {
+        let snap = self.db.snapshot();
+        for cf in Cf::STATE {
+            for item in snap.iterator_cf(self.cf(cf), IteratorMode::Start) {
+                let (k, v) = item.map_err(err)?;
+                visit(cf, &k, &v);
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

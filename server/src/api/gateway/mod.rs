@@ -397,8 +397,10 @@ async fn call(gw: &Gateway, rpc: Rpc, body: &Bytes) -> Response {
             // The client's send side closes after the body: the call ends once every request is answered.
             let server = gw.server.clone();
             let mut failed = false;
-            let answers =
-                futures::stream::iter(reqs).map(move |r| lease::keep_alive_once(&server, r.id).map_err(Status::from));
+            let answers = futures::stream::iter(reqs).then(move |r| {
+                let server = server.clone();
+                async move { lease::keep_alive_once(&server, r.id).await.map_err(Status::from) }
+            });
             let answers = answers.take_while(move |a| {
                 let go_on = !failed;
                 failed |= a.is_err();

@@ -1,0 +1,121 @@
+//! The peer service (`modkvpb.Peer`) on `--listen-peer-urls`: raft messages from the other members,
+//! the member list for a joining member, and the requests only the leader can serve (membership
+//! changes, lease keep-alives) forwarded by followers.
+//!
+//! Every request names the cluster it is for; a member refuses requests for another cluster (a member
+//! started with the wrong `--initial-cluster-token`, or a stale member of an old cluster), and raft
+//! messages addressed to another member, with an error the sender logs.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use protobuf::Message as _;
+use tonic::{Request, Response, Status};
+
+use crate::error::Error;
+use crate::proto::modkvpb::peer_server::{Peer, PeerServer};
+use crate::proto::modkvpb::{
+    LeaseRenewRequest, LeaseRenewResponse, MemberChangeRequest, MemberChangeResponse, MembersRequest, MembersResponse,
+    MessageBatch, SendResponse,
+};
+use crate::raft::MAX_PEER_MESSAGE;
+use crate::server::EtcdServer;
+
+/// A refusal is logged again at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+pub struct PeerService {
+    server: Arc<EtcdServer>,
+    last_refusal: Mutex<Option<Instant>>,
+}
+
+impl PeerService {
+    fn check_cluster(&self, cluster_id: u64, from: u64) -> Result<(), Status> {
+        let ours = self.server.cluster.cluster_id;
+        if cluster_id == ours {
+            return Ok(());
+        }
+        let msg = format!(
+            "cluster ID mismatch: member {from:x} sent a request for cluster {cluster_id:x}, this member belongs to cluster {ours:x}"
+        );
+        self.log_refusal(&msg);
+        Err(Status::failed_precondition(msg))
+    }
+
+    fn log_refusal(&self, msg: &str) {
+        let mut last = self.last_refusal.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+            tracing::error!("refused a peer request: {msg}");
+            *last = Some(Instant::now());
+        }
+    }
+
+    fn leader_only(&self) -> Result<(), Status> {
+        if self.server.is_leader() {
+            Ok(())
+        } else {
+            Err(Error::NotLeader.into())
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn send(&self, req: Request<MessageBatch>) -> Result<Response<SendResponse>, Status> {
+        let b = req.into_inner();
+        self.check_cluster(b.cluster_id, b.from)?;
+        let me = self.server.cluster.member_id;
+        if b.to != me {
+            let msg =
+                format!("member ID mismatch: member {:x} sent messages for member {:x} to member {me:x}", b.from, b.to);
+            self.log_refusal(&msg);
+            return Err(Status::failed_precondition(msg));
+        }
+        for data in b.messages {
+            let m = raft::eraftpb::Message::parse_from_bytes(&data)
+                .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))?;
+            self.server.raft.step(m).await?;
+        }
+        Ok(Response::new(SendResponse {}))
+    }
+
+    async fn members(&self, _: Request<MembersRequest>) -> Result<Response<MembersResponse>, Status> {
+        let c = &self.server.cluster;
+        let members_json = serde_json::to_vec(&c.members()).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(MembersResponse { cluster_id: c.cluster_id, members_json }))
+    }
+
+    async fn change_members(
+        &self,
+        req: Request<MemberChangeRequest>,
+    ) -> Result<Response<MemberChangeResponse>, Status> {
+        let r = req.into_inner();
+        self.check_cluster(r.cluster_id, 0)?;
+        self.leader_only()?;
+        let change = r.request.ok_or_else(|| Status::invalid_argument("no membership change in the request"))?;
+        Ok(Response::new(self.server.change_members_here(change).await?))
+    }
+
+    async fn lease_renew(&self, req: Request<LeaseRenewRequest>) -> Result<Response<LeaseRenewResponse>, Status> {
+        let r = req.into_inner();
+        self.check_cluster(r.cluster_id, 0)?;
+        self.leader_only()?;
+        Ok(Response::new(LeaseRenewResponse { ttl: self.server.lessor.renew(r.id)? }))
+    }
+}
+
+/// What a peer port serves: the peer service over h2 (anything else gets 404).
+pub fn peer_mux(server: Arc<EtcdServer>) -> super::mux::Mux {
+    let svc = PeerServer::new(PeerService { server, last_refusal: Mutex::new(None) })
+        .max_decoding_message_size(MAX_PEER_MESSAGE)
+        .max_encoding_message_size(MAX_PEER_MESSAGE);
+    let grpc = tonic::service::Routes::new(svc).into_axum_router();
+    let other = axum::Router::new().fallback(|| async {
+        (
+            http::StatusCode::NOT_FOUND,
+            [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "404 page not found\n",
+        )
+    });
+    super::mux::Mux::new(grpc, other)
+}
