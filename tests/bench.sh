@@ -4,6 +4,7 @@
 #   1. sequential puts (one client): latency        2. 100 clients over 10 connections: throughput
 #   3. modkv with the json-guard hook on the written prefix vs no plugins
 #   4. the hello plugin route with wrk (requests/s, p99)
+#   5. three-member clusters: modkv against etcd, puts through the leader
 set -euo pipefail
 target=${CARGO_TARGET_DIR:-target}
 bin=$target/release/modkv
@@ -59,3 +60,27 @@ wrk -t4 -c64 -d10s --latency "http://127.0.0.1:28379/hello" | grep -E "Requests/
 echo "wrk: GET /version (built in), same load, for comparison"
 wrk -t4 -c64 -d10s --latency "http://127.0.0.1:28379/version" | grep -E "Requests/sec|Latency|99%|50%"
 grep -h "plugins (startup)" "$work"/guarded.log "$work"/hello.log || true
+
+cluster() { # kind base-port: three members m1..m3 on base+0/1, base+2/3, base+4/5; prints the leader's client URL
+  local kind=$1 base=$2 exe=$bin ic="" i
+  [ "$kind" = etcd ] && exe=etcd
+  for i in 1 2 3; do ic="$ic${ic:+,}$kind-m$i=http://127.0.0.1:$((base + 2 * i - 1))"; done
+  for i in 1 2 3; do
+    local c=$((base + 2 * i - 2)) p=$((base + 2 * i - 1))
+    "$exe" --name "$kind-m$i" --data-dir "$work/$kind-m$i" \
+      --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
+      --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
+      --initial-cluster "$ic" --initial-cluster-token "bench-$kind" >"$work/$kind-m$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in 1 2 3; do wait_ready $((base + 2 * i - 2)) >&2; done
+  ETCDCTL_API=3 etcdctl --endpoints="127.0.0.1:$base,127.0.0.1:$((base + 2)),127.0.0.1:$((base + 4))" \
+    endpoint status | awk -F', ' '$5 == "true" { print "http://" $1 }'
+}
+echo "three-member clusters (same machine, loopback): puts through the leader"
+leader=$(cluster etcd 31379)
+"$bench" --endpoint "$leader" --label etcd-3 --mode seq --total 2000
+"$bench" --endpoint "$leader" --label etcd-3 --mode par --clients 100 --conns 10 --total 30000
+leader=$(cluster modkv 32379)
+"$bench" --endpoint "$leader" --label modkv-3 --mode seq --total 2000
+"$bench" --endpoint "$leader" --label modkv-3 --mode par --clients 100 --conns 10 --total 30000

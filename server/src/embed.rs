@@ -533,7 +533,13 @@ pub async fn run(
                 tracing::info!(addrs = ?etcd.client_addrs, "ready to serve client requests");
             }
             _ = &mut shutdown => break Ok(()),
-            e = etcd.err() => break Err(EmbedError::Server(e.unwrap_or_else(|| "stopped".into()))),
+            e = etcd.err() => match e {
+                Some(e) if e == crate::raft::REMOVED => {
+                    tracing::warn!("{e}; stopping");
+                    break Ok(());
+                }
+                e => break Err(EmbedError::Server(e.unwrap_or_else(|| "stopped".into()))),
+            },
         }
     };
     etcd.close().await;

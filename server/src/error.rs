@@ -61,6 +61,8 @@ pub enum Error {
     NotEnoughStartedMembers,
     #[error("etcdserver: request timed out, leader transfer took too long")]
     LeaderTransferTimeout,
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
     #[error("etcdserver: rpc not supported for learner")]
@@ -106,9 +108,13 @@ impl Error {
             | TooManyLearners
             | NotEnoughStartedMembers
             | BadLeaderTransferee => Code::FailedPrecondition,
-            NoLeader | LeaderChanged | Stopped | Timeout | LeaderTransferTimeout | NotSupportedForLearner => {
-                Code::Unavailable
-            }
+            NoLeader
+            | LeaderChanged
+            | Stopped
+            | Timeout
+            | LeaderTransferTimeout
+            | NotSupportedForLearner
+            | Unhealthy => Code::Unavailable,
             Internal(_) => Code::Internal,
             Peer { code, .. } => *code,
         }

@@ -18,6 +18,7 @@
 //!   servers comparable.
 //! * [`grpc`] — raw `KV/Range` for request fields etcdctl 3.4 has no flags for.
 
+pub mod cluster;
 pub mod grpc;
 pub mod http;
 pub mod tls;

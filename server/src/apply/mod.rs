@@ -114,8 +114,8 @@ impl Applier {
                         }
                         self.apply(entries)
                     }
-                    ToApply::Snapshot(snap, done) => {
-                        let r = self.restore(&snap);
+                    ToApply::Snapshot(snap, log_batch, done) => {
+                        let r = self.restore(&snap, log_batch);
                         let _ = done.send(r.clone());
                         r
                     }
@@ -130,13 +130,15 @@ impl Applier {
 
     /// Replaces the state machine by a snapshot from the leader, durably, and reloads everything kept
     /// in memory from it.
-    fn restore(&mut self, snap: &raft::eraftpb::Snapshot) -> Result<()> {
+    fn restore(&mut self, snap: &raft::eraftpb::Snapshot, log_batch: WriteBatch) -> Result<()> {
         let index = snap.get_metadata().index;
         if index <= self.applied_index {
-            tracing::info!(index, applied = self.applied_index, "snapshot older than the state; ignored");
+            tracing::info!(index, applied = self.applied_index, "snapshot older than the state; only the log is reset");
+            self.backend.write(log_batch, true)?;
             return Ok(());
         }
         let mut batch = snapshot::restore_batch(&*self.backend, &snap.data)?;
+        batch.extend(log_batch);
         batch.put(Cf::Meta, meta::APPLIED_INDEX, meta::encode_u64(index));
         self.backend.write(batch, true)?;
         self.kv.reload()?;

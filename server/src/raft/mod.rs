@@ -24,5 +24,5 @@ mod node;
 
 mod transport;
 
-pub use node::{NodeConfig, PeerProgress, Progress, RaftHandle, RaftNode, RaftStatus, ToApply};
+pub use node::{NodeConfig, PeerProgress, Progress, RaftHandle, RaftNode, RaftStatus, ToApply, REMOVED};
 pub use transport::{peer_client, Transport, MAX_PEER_MESSAGE};

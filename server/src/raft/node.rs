@@ -43,13 +43,18 @@ pub struct RaftStatus {
     pub leader_changes: AtomicU64,
 }
 
+/// What the node task reports when this member was removed from the cluster: the member stops, and
+/// (as etcd) that is a clean exit, not a failure.
+pub const REMOVED: &str = "the member has been permanently removed from the cluster";
+
 /// What the node task hands to the apply layer, in log order.
 pub enum ToApply {
     /// Committed entries (configuration changes included: the node task has already applied them to
     /// raft; the apply layer records the member list and answers the request).
     Entries(Vec<Entry>),
-    /// A snapshot from the leader: the apply layer replaces the state machine with it, then says so.
-    Snapshot(Snapshot, std::sync::mpsc::SyncSender<Result<()>>),
+    /// A snapshot from the leader: the apply layer replaces the state machine with it, writing the given
+    /// log changes (the log reset to the snapshot) in the same batch, then says so.
+    Snapshot(Snapshot, WriteBatch, std::sync::mpsc::SyncSender<Result<()>>),
 }
 
 /// What the leader knows of one member's log (for etcd's promote and remove checks).
@@ -165,6 +170,19 @@ impl RaftNode {
             log.set_conf_state(cs, &mut batch);
             backend.write(batch, true)?;
         }
+        // Entries go to apply as soon as raft reports them committed, which can be before the hard state
+        // recording that commit index is durable: after a crash the applied index may be ahead of the
+        // stored commit. Applied entries were committed, so the commit index is raised to match.
+        if applied_index > log.hard_state().commit && applied_index <= log.last_index() {
+            tracing::info!(
+                applied_index,
+                commit = log.hard_state().commit,
+                "raising the stored commit index to the applied index"
+            );
+            let mut batch = WriteBatch::default();
+            log.set_commit(applied_index, &mut batch);
+            backend.write(batch, true)?;
+        }
         let rc = raft::Config {
             id: cfg.id,
             election_tick: cfg.election_ticks,
@@ -231,7 +249,7 @@ impl RaftNode {
                     let _ = fatal.send(format!("raft node stopped: {e}"));
                 }
                 Ok(()) if self.removed => {
-                    let _ = fatal.send("the member has been permanently removed from the cluster".into());
+                    let _ = fatal.send(REMOVED.into());
                 }
                 Ok(()) => {}
             }
@@ -278,7 +296,10 @@ impl RaftNode {
                 }
             }
             Command::ProposeConfChange { id, cc, context } => {
-                if let Err(e) = self.node.propose_conf_change(context, cc) {
+                if self.node.raft.has_pending_conf() {
+                    // raft-rs would turn the change into an empty entry; refuse it instead.
+                    self.wait.trigger(id, Err(Error::Unhealthy));
+                } else if let Err(e) = self.node.propose_conf_change(context, cc) {
                     tracing::info!(%e, "configuration change refused by raft");
                     self.wait.trigger(id, Err(conf_change_error(e)));
                 }
@@ -361,8 +382,8 @@ impl RaftNode {
         }
         // 1. Messages that need nothing persisted first (a leader's appends go out while it writes).
         self.send(rd.take_messages());
-        // 2. A snapshot from the leader: the state machine first (apply installs it and says when it is
-        //    durable), then the log, so a crash in between leaves a state at least as new as the log.
+        // 2. A snapshot from the leader: the state machine and the log reset to it, in one batch written
+        //    by apply (which has finished the entries before it); this task waits until it is durable.
         if !rd.snapshot().is_empty() {
             self.install_snapshot(rd.snapshot().clone())?;
         }
@@ -409,12 +430,12 @@ impl RaftNode {
             bytes = snap.data.len(),
             "installing snapshot from the leader"
         );
+        // State and log change in one atomic batch: a crash leaves either both old or both new.
+        let mut log_batch = WriteBatch::default();
+        self.node.mut_store().apply_snapshot(&meta, &mut log_batch);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.apply_tx.send(ToApply::Snapshot(snap, tx)).map_err(|_| Error::Stopped)?;
+        self.apply_tx.send(ToApply::Snapshot(snap, log_batch, tx)).map_err(|_| Error::Stopped)?;
         rx.recv().map_err(|_| Error::Stopped)??;
-        let mut batch = WriteBatch::default();
-        self.node.mut_store().apply_snapshot(&meta, &mut batch);
-        self.backend.write(batch, true)?;
         tracing::info!(index = meta.index, "applied incoming snapshot");
         Ok(())
     }

@@ -122,8 +122,11 @@ impl Cluster {
         batch.put(Cf::Meta, meta::MEMBERS, members);
     }
 
+    /// The members, by id (the order etcd lists them in).
     pub fn members(&self) -> Vec<Member> {
-        self.members.read().unwrap_or_else(|e| e.into_inner()).clone()
+        let mut ms = self.members.read().unwrap_or_else(|e| e.into_inner()).clone();
+        ms.sort_by_key(|m| m.id);
+        ms
     }
 
     pub fn voter_ids(&self) -> Vec<u64> {

@@ -307,7 +307,8 @@ impl EtcdServer {
         Ok(resp)
     }
 
-    /// Proposes a request to raft and waits until it is applied.
+    /// Proposes a request to raft and waits until it is applied. Without a leader the proposal waits for
+    /// one (as etcd's does) until the request times out.
     async fn propose(&self, mut req: InternalRaftRequest) -> Result<Applied> {
         let id = self.ids.next();
         req.header = Some(RequestHeader { id });
@@ -315,28 +316,45 @@ impl EtcdServer {
         if data.len() > self.cfg.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
-        let rx = self.wait.register(id);
+        let deadline = tokio::time::Instant::now() + self.cfg.request_timeout;
         // Counted in etcd_server_proposals_pending until this request is answered.
         let _pending = self.metrics.proposal_pending();
-        if let Err(e) = self.raft.propose(id, data).await {
-            self.wait.cancel(id);
-            self.metrics.proposal_failed();
-            return Err(e);
-        }
-        match tokio::time::timeout(self.cfg.request_timeout, rx).await {
-            Ok(Ok(result)) => {
-                if matches!(result, Err(Error::NoLeader)) {
-                    // Raft dropped the proposal: the node answers NoLeader only for that.
-                    self.metrics.proposal_failed();
-                }
-                result
-            }
-            Ok(Err(_)) => Err(Error::Stopped),
-            Err(_) => {
+        loop {
+            let rx = self.wait.register(id);
+            if let Err(e) = self.raft.propose(id, data.clone()).await {
                 self.wait.cancel(id);
                 self.metrics.proposal_failed();
-                Err(Error::Timeout)
+                return Err(e);
             }
+            match tokio::time::timeout_at(deadline, rx).await {
+                // Raft dropped the proposal (it answers NoLeader only for that): wait for a leader.
+                Ok(Ok(Err(Error::NoLeader))) => {
+                    if !self.wait_for_leader(deadline).await {
+                        self.metrics.proposal_failed();
+                        return Err(Error::Timeout);
+                    }
+                }
+                Ok(Ok(result)) => return result,
+                Ok(Err(_)) => return Err(Error::Stopped),
+                Err(_) => {
+                    self.wait.cancel(id);
+                    self.metrics.proposal_failed();
+                    return Err(Error::Timeout);
+                }
+            }
+        }
+    }
+
+    /// Waits until a leader is known; `false` if none is by `deadline`.
+    async fn wait_for_leader(&self, deadline: tokio::time::Instant) -> bool {
+        loop {
+            if self.leader() != 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
