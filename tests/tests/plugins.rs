@@ -421,3 +421,71 @@ fn compiled_components_are_cached_across_restarts() {
     assert_eq!(get(&s, "/good/hello").status, 200);
     assert_eq!(entries(), 1);
 }
+
+/// Concurrent puts: pre-put calls that queue up share an instance (batched), yet every put gets its own
+/// answer. Good JSON is written, bad JSON is rejected with its message, and a hook that traps refuses
+/// only its own put, never the puts batched with it.
+#[test]
+#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+fn batched_pre_put_calls_answer_each_put() {
+    use modkv_tests::grpc::{Client, PutRequest, RangeRequest};
+    let dir = tempfile::tempdir().unwrap();
+    install(dir.path(), "good", "good");
+    std::fs::write(dir.path().join("good.toml"), GOOD_TOML).unwrap();
+    install(dir.path(), "crash", "crash-closed");
+    std::fs::write(dir.path().join("crash-closed.toml"), "hooked-prefixes = [\"closed/\"]\n").unwrap();
+    let s = start(dir.path());
+    let ep = s.endpoint();
+    const THREADS: usize = 24;
+    const PER_THREAD: usize = 30;
+    let trapped = "etcdserver: plugin crash-closed failed, the put is refused (fail-closed): trapped: wasm `unreachable` instruction executed (panicked at ";
+    thread::scope(|scope| {
+        for t in 0..THREADS {
+            let ep = ep.clone();
+            scope.spawn(move || {
+                let mut c = Client::connect(&ep).unwrap();
+                for i in (0..PER_THREAD).map(|j| t * PER_THREAD + j) {
+                    match i % 3 {
+                        0 => {
+                            let r = c.put(PutRequest::new(&format!("guard/{i:04}"), &format!("bad {i}")));
+                            let want = "etcdserver: plugin good rejected the put: value is not valid JSON";
+                            assert_eq!(
+                                r.map(|_| ()),
+                                Err(("InvalidArgument".to_string(), want.to_string())),
+                                "put {i}"
+                            );
+                        }
+                        1 => {
+                            let r = c.put(PutRequest::new(&format!("guard/{i:04}"), &format!("{{\"n\":{i}}}")));
+                            assert!(r.is_ok(), "put {i}: {r:?}");
+                        }
+                        _ => {
+                            let (code, msg) = c.put(PutRequest::new(&format!("closed/{i:04}"), "v")).unwrap_err();
+                            assert_eq!(code, "FailedPrecondition", "put {i}: {msg}");
+                            assert!(msg.starts_with(trapped) && msg.ends_with(": hook boom)"), "put {i}: {msg}");
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let kvs = modkv_tests::grpc::range(&ep, RangeRequest::range("guard/", "guard0")).unwrap().kvs;
+    let got: Vec<(String, String)> = kvs
+        .iter()
+        .map(|kv| (String::from_utf8_lossy(&kv.key).into(), String::from_utf8_lossy(&kv.value).into()))
+        .collect();
+    let want: Vec<(String, String)> = (0..THREADS * PER_THREAD)
+        .filter(|i| i % 3 == 1)
+        .map(|i| (format!("guard/{i:04}"), format!("{{\"n\":{i}}}")))
+        .collect();
+    assert_eq!(got, want);
+    assert!(modkv_tests::grpc::range(&ep, RangeRequest::range("closed/", "closed0")).unwrap().kvs.is_empty());
+    let m = get(&s, "/metrics").text();
+    let n = THREADS * PER_THREAD / 3;
+    for needle in [
+        format!("modkv_plugin_calls_total{{plugin=\"good\",hook=\"pre_put\"}} {}\n", 2 * n),
+        format!("modkv_plugin_traps_total{{plugin=\"crash-closed\",hook=\"pre_put\"}} {n}\n"),
+    ] {
+        assert!(m.contains(&needle), "/metrics lacks {needle:?}:\n{m}");
+    }
+}

@@ -9,6 +9,8 @@
 //! memory-bytes = 67108864           # linear memory cap (default 64 MiB, at most 256 MiB)
 //! time-ms = 1000                    # wall-clock time per call, host calls included (default 1000)
 //! response-bytes = 16777216         # largest HTTP response body (default 16 MiB)
+//! batch-pre-put = true              # pre-put calls waiting together share one fresh instance, one
+//!                                   # after another (default); false: a fresh instance for every call
 //!
 //! [grants]                          # nothing unless granted
 //! read = ["json/"]                  # key prefixes the host `range` import may read ("" = every key)
@@ -64,6 +66,7 @@ struct Limits {
     memory_bytes: Option<u64>,
     time_ms: Option<u64>,
     response_bytes: Option<u64>,
+    batch_pre_put: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, PartialEq)]
@@ -90,6 +93,8 @@ pub struct PluginConfig {
     pub memory_bytes: u64,
     pub time: Duration,
     pub response_bytes: u64,
+    /// Pre-put calls that queue up while one runs share the next instance (see `batch`).
+    pub batch_pre_put: bool,
     pub grants: Grants,
     pub read: Vec<Vec<u8>>,
     pub write: Vec<Vec<u8>>,
@@ -140,6 +145,7 @@ impl PluginConfig {
             memory_bytes,
             time,
             response_bytes: f.limits.response_bytes.unwrap_or(DEFAULT_RESPONSE_BYTES),
+            batch_pre_put: f.limits.batch_pre_put.unwrap_or(true),
             read: bytes(&f.grants.read),
             write: bytes(&f.grants.write),
             grants: f.grants,

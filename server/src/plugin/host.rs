@@ -72,6 +72,8 @@ pub struct State {
     /// Plugins whose host calls led to this one, this one last: their pre-put hooks are skipped for
     /// writes this call makes, so a plugin never re-enters its own hook and hooks cannot cycle.
     chain: Vec<Arc<str>>,
+    /// When the running call must end (each call of a batch gets its own).
+    deadline: Instant,
 }
 
 impl WasiView for State {
@@ -289,13 +291,13 @@ impl Runtime {
             limiter: Limiter { memory_bytes: info.config.memory_bytes as usize, memory_hit: false },
             info: info.clone(),
             chain,
+            deadline: Instant::now() + info.config.time,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let deadline = Instant::now() + info.config.time;
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+        store.epoch_deadline_callback(move |ctx| {
+            if Instant::now() >= ctx.data().deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 // Let the other tasks of this tokio worker run, then carry on.
@@ -347,6 +349,41 @@ impl Runtime {
         };
         let r = tokio::time::timeout(info.config.time + WALL_CLOCK_SLACK, call).await;
         finish(info, r, &store, &out, &err)
+    }
+}
+
+impl Runtime {
+    /// Calls `pre-put` for each of `reqs` in order, in one fresh instance (concurrent puts queued
+    /// together: one instantiation for all). Each call has the plugin's time limit. The first failure
+    /// ends the batch: its result is the error, the calls after it are not made (`None`) and the caller
+    /// runs them on their own.
+    pub async fn pre_put_batch(
+        &self,
+        pre: &PluginPre<State>,
+        info: &Arc<PluginInfo>,
+        reqs: &[wit::PutRequest],
+    ) -> Vec<Option<Result<wit::PutDecision, CallError>>> {
+        let mut results: Vec<Option<Result<wit::PutDecision, CallError>>> = vec![None; reqs.len()];
+        let (mut store, out, err) = self.store(info, &[]);
+        let limit = info.config.time + WALL_CLOCK_SLACK;
+        let instance = tokio::time::timeout(limit, pre.instantiate_async(&mut store)).await;
+        let instance = match instance {
+            Ok(Ok(i)) => i,
+            other => {
+                results[0] = Some(finish(info, other.map(|r| r.map(|_| wit::PutDecision::Allow)), &store, &out, &err));
+                return results;
+            }
+        };
+        for (i, req) in reqs.iter().enumerate() {
+            store.data_mut().deadline = Instant::now() + info.config.time;
+            let r = tokio::time::timeout(limit, instance.call_pre_put(&mut store, req)).await;
+            let failed = !matches!(r, Ok(Ok(_)));
+            results[i] = Some(finish(info, r, &store, &out, &err));
+            if failed {
+                break;
+            }
+        }
+        results
     }
 }
 

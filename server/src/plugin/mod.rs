@@ -16,6 +16,7 @@
 //! A plugin's name is its file name without `.wasm`: errors, logs and metrics use it. Requests in flight
 //! hold the registry (and so the plugin version) they started with, so a reload never fails them.
 
+pub mod batch;
 pub mod config;
 pub mod hooks;
 pub mod host;
@@ -51,6 +52,8 @@ pub struct Loaded {
     pub routes: Vec<String>,
     pub hooked: Vec<Vec<u8>>,
     pre: PluginPre<State>,
+    /// Batched pre-put calls, started with the first one.
+    batcher: OnceLock<batch::Batcher>,
     wasm_hash: [u8; 32],
     toml_text: Option<String>,
 }
@@ -313,6 +316,7 @@ async fn load(host: &Arc<Host>, e: &Entry, prev: Option<&Arc<Loaded>>) -> Result
         routes,
         hooked,
         pre,
+        batcher: OnceLock::new(),
         wasm_hash,
         toml_text,
     }))
