@@ -7,11 +7,13 @@
 //!   config    flags, MODKV_* environment, TOML file → Config
 //!   embed     start a member: storage, raft, listeners; ready / error channel; ordered close
 //!   api       the client port: one mux for gRPC (one file per service) and HTTP (health, version,
-//!             metrics, the JSON gateway)
+//!             metrics, the JSON gateway); the peer port: raft messages and leader-only requests
 //!   server    validate, propose to raft and wait by request id; linearizable reads (ReadIndex);
-//!             quota, lease expiry, auto compaction
-//!   raft      one task owns raft-rs's RawNode and follows its Ready steps; the log on storage
-//!   apply     committed entries → mvcc / lease / alarm, results to the waiting requests
+//!             membership changes (on the leader); quota, lease expiry, auto compaction
+//!   raft      one task owns raft-rs's RawNode and follows its Ready steps; the log on storage; the
+//!             peer transport (a queue and an h2 connection per peer); snapshots for lagging peers
+//!   apply     committed entries → mvcc / lease / alarm / member list, results to the waiting requests;
+//!             snapshots from the leader installed
 //!   mvcc      the revisioned key space (etcd's data model)
 //!   lease     leases, their TTLs and attached keys
 //!   watch     watchers fed by apply, caught up from history when behind
