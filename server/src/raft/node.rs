@@ -389,14 +389,17 @@ impl RaftNode {
         }
         // 3. Committed entries: durable on a quorum, ready to apply.
         self.commit(rd.take_committed_entries())?;
-        // 4. New entries and hard state, fsynced in one batch.
+        // 4. New entries and hard state in one batch, fsynced when raft says it must be (new entries, a
+        //    new term or vote). A change of the commit index alone needs no fsync: it can be learnt again
+        //    from the leader (and is raised to the applied index at start), so a follower does not pay a
+        //    second fsync per write when the leader tells it the entry committed.
         let mut batch = WriteBatch::default();
         self.node.mut_store().append(rd.entries(), &mut batch);
         if let Some(hs) = rd.hs() {
             self.node.mut_store().set_hard_state(hs.clone(), &mut batch);
         }
         if !batch.is_empty() {
-            self.backend.write(batch, true)?;
+            self.backend.write(batch, rd.must_sync())?;
         }
         // 5. Persist before send: votes and append acknowledgements promise what is on disk, so they
         //    leave only after the write above is durable.
