@@ -189,8 +189,9 @@ pub const WIT_PACKAGE: &str = "modkv:plugin@0.1.0";
 /// What a plugin is: its manifest, and the hooks it implements. Export the implementing type with
 /// [`export!`].
 ///
-/// The methods take no `self`: the host creates a fresh instance for every call, so a plugin type is
-/// usually a unit struct.
+/// The methods take no `self`: the host creates a fresh instance for every call (pre-put calls that
+/// queue up together may share one, one after another, unless the plugin's TOML says
+/// `batch-pre-put = false`), so a plugin type is usually a unit struct and keeps no state between calls.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a modkv plugin",
     label = "this type does not implement `modkv_plugin_sdk::Plugin`",

@@ -521,4 +521,24 @@ both_kinds! {
         assert_eq!(member_rows(&c[1].ctl_json(&["member", "list"])).len(), 3);
         assert_eq!(kvs(&c[2].ctl_json(&["get", "k"])), vec![kv("k", "v", 2, 2, 1)]);
     }
+
+    /// A member removed while it was stopped (SIGSTOP) never sees its removal commit; when it runs again,
+    /// the others refuse it and it stops by itself, exit status 0, as etcd's does.
+    fn member_removed_while_paused_stops_when_resumed(kind) {
+        let mut c = Cluster::start(kind, 3, &[]);
+        let l = c.wait_leader(LEADER_TIMEOUT);
+        let victim = (l + 1) % 3;
+        let cluster_id = c.cluster_id();
+        c[victim].pause();
+        let remove =
+            c[l].ctl_retry(&["member", "remove", &c[victim].id_hex()], &[ERR_UNHEALTHY_CLUSTER], Duration::from_secs(20));
+        assert_eq!(remove.ok(), format!("Member {:16x} removed from cluster {cluster_id:16x}\n", c[victim].id));
+        c[victim].resume();
+        let exited = c[victim].wait_exit(Duration::from_secs(15));
+        c[victim].kill9();
+        assert_eq!(exited.map(|s| s.code()), Some(Some(0)), "the removed member: still running or failed");
+        let other = 3 - l - victim;
+        assert_eq!(c[other].ctl_ok(&["put", "after-removal", "1"]), "OK\n");
+        assert_eq!(member_rows(&c[l].ctl_json(&["member", "list"])).len(), 2);
+    }
 }

@@ -64,6 +64,11 @@ impl Peer for PeerService {
     async fn send(&self, req: Request<MessageBatch>) -> Result<Response<SendResponse>, Status> {
         let b = req.into_inner();
         self.check_cluster(b.cluster_id, b.from)?;
+        if self.server.cluster.is_removed(b.from) {
+            // As etcd answers a removed member: it learns it is out (it may have missed the commit of
+            // its own removal) and stops.
+            return Err(Status::failed_precondition(crate::raft::REMOVED));
+        }
         let me = self.server.cluster.member_id;
         if b.to != me {
             let msg =

@@ -68,14 +68,23 @@ pub struct PeerProgress {
 pub type Progress = Option<(u64, HashMap<u64, PeerProgress>)>;
 
 enum Command {
-    Propose { id: u64, data: Vec<u8> },
-    ProposeConfChange { id: u64, cc: ConfChangeV2, context: Vec<u8> },
+    Propose {
+        id: u64,
+        data: Vec<u8>,
+    },
+    ProposeConfChange {
+        id: u64,
+        cc: ConfChangeV2,
+        context: Vec<u8>,
+    },
     ReadIndex(oneshot::Sender<u64>),
     Step(Message),
     Unreachable(u64),
     SnapshotDone(u64, bool),
     TransferLeader(u64),
     Progress(oneshot::Sender<Progress>),
+    /// A peer refused this member's messages: it was removed from the cluster.
+    Removed,
 }
 
 #[derive(Clone)]
@@ -115,6 +124,11 @@ impl RaftHandle {
     /// A snapshot sent to `id` was delivered (or not).
     pub fn report_snapshot(&self, id: u64, delivered: bool) {
         let _ = self.tx.try_send(Command::SnapshotDone(id, delivered));
+    }
+
+    /// A peer says this member was removed from the cluster (never blocks).
+    pub fn report_removed(&self) {
+        let _ = self.tx.try_send(Command::Removed);
     }
 
     /// Asks the leader to hand leadership to `to`.
@@ -316,6 +330,10 @@ impl RaftNode {
                 self.node.report_snapshot(id, status);
             }
             Command::TransferLeader(to) => self.node.transfer_leader(to),
+            Command::Removed => {
+                tracing::warn!("a peer says this member was removed from the cluster");
+                self.removed = true;
+            }
             Command::Progress(tx) => {
                 let raft = &self.node.raft;
                 let progress = (raft.state == StateRole::Leader).then(|| {

@@ -223,6 +223,11 @@ impl PeerTask {
                 self.client = None;
                 Err(format!("{url}: {}", s.message()))
             }
+            Err(s) if s.code() == tonic::Code::FailedPrecondition && s.message() == super::REMOVED => {
+                // The peer knows this member was removed from the cluster.
+                self.raft.report_removed();
+                Err(format!("{url}: {}", s.message()))
+            }
             Err(s) => Err(format!("{url}: {}", s.message())),
         }
     }

@@ -66,6 +66,16 @@ pub struct Cluster {
     pub member_id: u64,
     pub cluster_id: u64,
     members: RwLock<Vec<Member>>,
+    /// Ids of members removed from the cluster: their messages are refused, which tells them to stop.
+    removed: RwLock<Vec<u64>>,
+}
+
+fn read_json<T: serde::de::DeserializeOwned + Default>(backend: &dyn Backend, key: &[u8]) -> Result<T> {
+    match backend.get(Cf::Meta, key)? {
+        Some(b) => Ok(serde_json::from_slice(&b)
+            .map_err(|e| StorageError::Corrupt(format!("{}: {e}", String::from_utf8_lossy(key))))?),
+        None => Ok(T::default()),
+    }
 }
 
 impl Cluster {
@@ -83,7 +93,7 @@ impl Cluster {
             .collect();
         let me = members.iter().find(|m| m.name == local_name)?.id;
         let cid = cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
-        Some(Cluster { member_id: me, cluster_id: cid, members: RwLock::new(members) })
+        Some(Cluster { member_id: me, cluster_id: cid, members: RwLock::new(members), removed: RwLock::new(vec![]) })
     }
 
     /// The cluster as stored in the data dir, if it was ever bootstrapped.
@@ -92,25 +102,20 @@ impl Cluster {
         let (Some(member_id), Some(cluster_id)) = (get(meta::MEMBER_ID)?, get(meta::CLUSTER_ID)?) else {
             return Ok(None);
         };
-        let members = match backend.get(Cf::Meta, meta::MEMBERS)? {
-            Some(b) => serde_json::from_slice(&b).map_err(|e| StorageError::Corrupt(format!("member list: {e}")))?,
-            None => vec![],
-        };
-        Ok(Some(Cluster { member_id, cluster_id, members: RwLock::new(members) }))
+        let members = read_json(backend, meta::MEMBERS)?;
+        let removed = read_json(backend, meta::REMOVED_MEMBERS)?;
+        Ok(Some(Cluster { member_id, cluster_id, members: RwLock::new(members), removed: RwLock::new(removed) }))
     }
 
     /// A member joining a running cluster, from the member list a peer sent.
     pub fn joined(member_id: u64, cluster_id: u64, members: Vec<Member>) -> Cluster {
-        Cluster { member_id, cluster_id, members: RwLock::new(members) }
+        Cluster { member_id, cluster_id, members: RwLock::new(members), removed: RwLock::new(vec![]) }
     }
 
     /// Reloads the member list from storage (after a snapshot replaced the state).
     pub fn reload(&self, backend: &dyn Backend) -> Result<()> {
-        if let Some(b) = backend.get(Cf::Meta, meta::MEMBERS)? {
-            let ms: Vec<Member> =
-                serde_json::from_slice(&b).map_err(|e| StorageError::Corrupt(format!("member list: {e}")))?;
-            *self.members.write().unwrap_or_else(|e| e.into_inner()) = ms;
-        }
+        *self.members.write().unwrap_or_else(|e| e.into_inner()) = read_json(backend, meta::MEMBERS)?;
+        *self.removed.write().unwrap_or_else(|e| e.into_inner()) = read_json(backend, meta::REMOVED_MEMBERS)?;
         Ok(())
     }
 
@@ -120,6 +125,13 @@ impl Cluster {
         let members =
             serde_json::to_vec(&*self.members.read().unwrap_or_else(|e| e.into_inner())).expect("members encode");
         batch.put(Cf::Meta, meta::MEMBERS, members);
+        let removed = serde_json::to_vec(&*self.removed.read().unwrap_or_else(|e| e.into_inner())).expect("ids encode");
+        batch.put(Cf::Meta, meta::REMOVED_MEMBERS, removed);
+    }
+
+    /// Whether `id` was removed from the cluster.
+    pub fn is_removed(&self, id: u64) -> bool {
+        self.removed.read().unwrap_or_else(|e| e.into_inner()).contains(&id)
     }
 
     /// The members, by id (the order etcd lists them in).
@@ -186,7 +198,11 @@ impl Cluster {
     }
 
     pub fn remove(&self, id: u64) {
-        self.change(|ms| ms.retain(|m| m.id != id))
+        self.change(|ms| ms.retain(|m| m.id != id));
+        let mut removed = self.removed.write().unwrap_or_else(|e| e.into_inner());
+        if !removed.contains(&id) {
+            removed.push(id);
+        }
     }
 
     pub fn promote(&self, id: u64) {

@@ -133,6 +133,8 @@ pub mod meta {
     pub const CLUSTER_ID: &[u8] = b"cluster_id";
     /// The JSON-encoded member list.
     pub const MEMBERS: &[u8] = b"members";
+    /// The JSON-encoded ids of members removed from the cluster (refused if they speak again).
+    pub const REMOVED_MEMBERS: &[u8] = b"removed_members";
     /// The JSON-encoded raised alarms.
     pub const ALARMS: &[u8] = b"alarms";
 
