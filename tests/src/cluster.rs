@@ -26,8 +26,6 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tonic::codegen::http::uri::PathAndQuery;
-
 use crate::grpc::{self, GrpcError, PutRequest, ResponseHeader};
 use crate::{etcdctl_at, free_port, wait_timeout, CtlOutput, Kind, Value};
 
@@ -883,26 +881,5 @@ pub struct MoveLeaderResponse {
 /// Calls `/etcdserverpb.Maintenance/MoveLeader` on `endpoint` directly. etcdctl's `move-leader` first
 /// asks every endpoint for its status and only sends the request to the one that is leader.
 pub fn move_leader_grpc(endpoint: &str, target_id: u64) -> Result<MoveLeaderResponse, GrpcError> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-    rt.block_on(async move {
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
-            .map_err(|e| ("InvalidEndpoint".to_string(), e.to_string()))?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
-            .connect()
-            .await
-            .map_err(|e| ("Connect".to_string(), e.to_string()))?;
-        let mut client = tonic::client::Grpc::new(channel);
-        client.ready().await.map_err(|e| ("NotReady".to_string(), e.to_string()))?;
-        let codec = tonic_prost::ProstCodec::<MoveLeaderRequest, MoveLeaderResponse>::default();
-        client
-            .unary(
-                tonic::Request::new(MoveLeaderRequest { target_id }),
-                PathAndQuery::from_static("/etcdserverpb.Maintenance/MoveLeader"),
-                codec,
-            )
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| (format!("{:?}", s.code()), s.message().to_string()))
-    })
+    grpc::unary_once(endpoint, "/etcdserverpb.Maintenance/MoveLeader", MoveLeaderRequest { target_id })
 }

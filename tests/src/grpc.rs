@@ -127,6 +127,15 @@ fn code_name(code: tonic::Code) -> String {
 
 /// Calls `/etcdserverpb.KV/Range` on `endpoint` (`http://127.0.0.1:PORT`).
 pub fn range(endpoint: &str, req: RangeRequest) -> Result<RangeResponse, GrpcError> {
+    unary_once(endpoint, "/etcdserverpb.KV/Range", req)
+}
+
+/// One unary call of `path` (`/package.Service/Method`) on `endpoint`, on a connection of its own.
+pub fn unary_once<Req, Resp>(endpoint: &str, path: &'static str, req: Req) -> Result<Resp, GrpcError>
+where
+    Req: prost::Message + Send + Sync + 'static,
+    Resp: prost::Message + Default + Send + Sync + 'static,
+{
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async move {
         let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
@@ -138,8 +147,8 @@ pub fn range(endpoint: &str, req: RangeRequest) -> Result<RangeResponse, GrpcErr
             .map_err(|e| ("Connect".to_string(), e.to_string()))?;
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready().await.map_err(|e| ("NotReady".to_string(), e.to_string()))?;
-        let codec = tonic_prost::ProstCodec::<RangeRequest, RangeResponse>::default();
-        grpc.unary(tonic::Request::new(req), PathAndQuery::from_static("/etcdserverpb.KV/Range"), codec)
+        let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+        grpc.unary(tonic::Request::new(req), PathAndQuery::from_static(path), codec)
             .await
             .map(tonic::Response::into_inner)
             .map_err(|s| (code_name(s.code()), s.message().to_string()))
