@@ -541,4 +541,30 @@ both_kinds! {
         assert_eq!(c[other].ctl_ok(&["put", "after-removal", "1"]), "OK\n");
         assert_eq!(member_rows(&c[l].ctl_json(&["member", "list"])).len(), 2);
     }
+
+    /// Leases through any member: granted through one follower, kept alive through another, and every
+    /// member reports the leader's view of its time to live (keep-alives renew it on the leader).
+    fn leases_through_any_member(kind) {
+        let mut c = Cluster::start(kind, 3, &[]);
+        let l = c.wait_leader(LEADER_TIMEOUT);
+        let (f1, f2) = ((l + 1) % 3, (l + 2) % 3);
+        let grant = c[f1].ctl_json(&["lease", "grant", "20"]);
+        assert_eq!(grant["TTL"].as_i64(), Some(20), "{grant}");
+        let id = format!("{:x}", grant["ID"].as_u64().unwrap());
+        assert_eq!(c[f2].ctl_ok(&["put", "leased", "v", "--lease", &id]), "OK\n");
+        std::thread::sleep(Duration::from_secs(3));
+        let kept = c[f2].ctl_ok(&["lease", "keep-alive", "--once", &id]);
+        assert_eq!(kept, format!("lease {id} keepalived with TTL(20)\n"));
+        for i in [l, f1, f2] {
+            let t = c[i].ctl_json(&["lease", "timetolive", &id, "--keys"]);
+            let ttl = t["ttl"].as_i64().unwrap();
+            assert!((18..=20).contains(&ttl), "{}: ttl {ttl} right after a keep-alive: {t}", c[i].name);
+            assert_eq!(t["granted-ttl"].as_i64(), Some(20), "{t}");
+            assert_eq!(strings(&t["keys"]), [b64encode(b"leased")], "{t}");
+        }
+        assert_eq!(c[f1].ctl_ok(&["lease", "revoke", &id]), format!("lease {id} revoked\n"));
+        for i in [l, f1, f2] {
+            assert_eq!(c[i].ctl_ok(&["get", "leased"]), "", "{}", c[i].name);
+        }
+    }
 }

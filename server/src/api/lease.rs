@@ -31,6 +31,8 @@ pub async fn keep_alive_once(server: &EtcdServer, id: i64) -> Result<LeaseKeepAl
     Ok(LeaseKeepAliveResponse { header: Some(server.header(server.kv.current_rev())), id, ttl })
 }
 
+/// A lease's remaining time on this member's clock (the leader's is the one that counts: see
+/// `EtcdServer::lease_time_to_live`).
 pub fn time_to_live(server: &EtcdServer, r: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
     let header = Some(server.header(server.kv.current_rev()));
     match server.lessor.time_to_live(r.id) {
@@ -87,7 +89,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        Ok(Response::new(time_to_live(&self.server, req.get_ref())))
+        Ok(Response::new(self.server.lease_time_to_live(req.into_inner()).await?))
     }
 
     async fn lease_leases(&self, _: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {

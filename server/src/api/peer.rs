@@ -101,6 +101,17 @@ impl Peer for PeerService {
         Ok(Response::new(self.server.change_members_here(change).await?))
     }
 
+    async fn lease_time_to_live(
+        &self,
+        req: Request<crate::proto::modkvpb::LeaseTimeToLiveRequest>,
+    ) -> Result<Response<crate::proto::etcdserverpb::LeaseTimeToLiveResponse>, Status> {
+        let r = req.into_inner();
+        self.check_cluster(r.cluster_id, 0)?;
+        self.leader_only()?;
+        let r = r.request.ok_or_else(|| Status::invalid_argument("no lease in the request"))?;
+        Ok(Response::new(crate::api::lease::time_to_live(&self.server, &r)))
+    }
+
     async fn lease_renew(&self, req: Request<LeaseRenewRequest>) -> Result<Response<LeaseRenewResponse>, Status> {
         let r = req.into_inner();
         self.check_cluster(r.cluster_id, 0)?;

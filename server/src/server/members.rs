@@ -246,6 +246,25 @@ impl EtcdServer {
         Ok(client.lease_renew(r).await?.into_inner().ttl)
     }
 
+    /// A lease's remaining time: the leader's clock counts (keep-alives renew it there), so a follower
+    /// asks the leader, as etcd does.
+    pub async fn lease_time_to_live(&self, r: pb::LeaseTimeToLiveRequest) -> Result<pb::LeaseTimeToLiveResponse> {
+        let leader = self.leader();
+        if self.is_leader() || leader == 0 {
+            return Ok(crate::api::lease::time_to_live(self, &r));
+        }
+        let url = self.cluster.peer_url(leader).ok_or(Error::NoLeader)?;
+        let mut client = crate::raft::peer_client(&url).map_err(Error::Internal)?;
+        let req =
+            crate::proto::modkvpb::LeaseTimeToLiveRequest { cluster_id: self.cluster.cluster_id, request: Some(r) };
+        let mut req = tonic::Request::new(req);
+        req.set_timeout(self.cfg.request_timeout);
+        let mut resp = client.lease_time_to_live(req).await?.into_inner();
+        // The answer is this member's: its header.
+        resp.header = Some(self.header(self.kv.current_rev()));
+        Ok(resp)
+    }
+
     /// Refuses what a learner cannot serve (everything but serializable reads and status).
     pub(super) fn not_learner(&self) -> Result<()> {
         if self.cluster.is_learner(self.cluster.member_id) {
