@@ -151,17 +151,6 @@ fn prepare_data_dir(dir: &Path) -> Result<PathBuf, EmbedError> {
     Ok(dir.join("db"))
 }
 
-/// How a member came to know its cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
-    /// From its data dir (a restart: the `--initial-cluster*` flags are ignored).
-    DataDir,
-    /// A new cluster from `--initial-cluster`.
-    New,
-    /// Joining a running cluster (`--initial-cluster-state existing`).
-    Joined,
-}
-
 /// `--initial-cluster` grouped by member name, URLs as etcd prints them.
 fn initial_members(cfg: &Config) -> Vec<(String, Vec<String>)> {
     let mut initial: Vec<(String, Vec<String>)> = Vec::new();
@@ -238,35 +227,32 @@ async fn join_cluster(cfg: &Config) -> Result<Cluster, EmbedError> {
 
 /// Loads the cluster from the data dir, or bootstraps it from `--initial-cluster` on a new member (or
 /// joins the running one).
-async fn load_cluster(cfg: &Config, backend: &dyn Backend) -> Result<(Arc<Cluster>, Origin), EmbedError> {
-    let (cluster, origin) = match Cluster::load(backend)? {
+async fn load_cluster(cfg: &Config, backend: &dyn Backend) -> Result<Arc<Cluster>, EmbedError> {
+    let cluster = match Cluster::load(backend)? {
         Some(c) => {
             tracing::info!("restarting member from its data dir; --initial-cluster* flags are ignored");
-            (c, Origin::DataDir)
+            c
         }
         None => {
-            let (c, origin) = if cfg.initial_cluster_state == ClusterState::Existing {
-                (join_cluster(cfg).await?, Origin::Joined)
+            let c = if cfg.initial_cluster_state == ClusterState::Existing {
+                join_cluster(cfg).await?
             } else {
-                let c = Cluster::bootstrap(&cfg.name, &initial_members(cfg), &cfg.initial_cluster_token).ok_or_else(
-                    || {
-                        EmbedError::Cluster(format!(
-                            "couldn't find local name {:?} in the initial cluster configuration",
-                            cfg.name
-                        ))
-                    },
-                )?;
-                (c, Origin::New)
+                Cluster::bootstrap(&cfg.name, &initial_members(cfg), &cfg.initial_cluster_token).ok_or_else(|| {
+                    EmbedError::Cluster(format!(
+                        "couldn't find local name {:?} in the initial cluster configuration",
+                        cfg.name
+                    ))
+                })?
             };
             let mut batch = WriteBatch::default();
             c.save(&mut batch);
             backend.write(batch, true).map_err(crate::error::Error::from)?;
-            (c, origin)
+            c
         }
     };
     let me = cluster.member_id;
-    cluster.set_client_urls(me, cfg.advertise_client_urls.iter().map(membership::url_string).collect());
-    Ok((Arc::new(cluster), origin))
+    cluster.set_attributes(me, &cfg.name, cfg.advertise_client_urls.iter().map(membership::url_string).collect());
+    Ok(Arc::new(cluster))
 }
 
 /// Starts a member on already-bound listeners.
@@ -295,7 +281,7 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
     tracing::info!(revision = kv.current_rev(), applied_index, "opened storage");
 
     // 2. Membership.
-    let (cluster, origin) = load_cluster(cfg, &*backend).await?;
+    let cluster = load_cluster(cfg, &*backend).await?;
     tracing::info!(
         member_id = format_args!("{:x}", cluster.member_id),
         cluster_id = format_args!("{:x}", cluster.cluster_id),
@@ -311,8 +297,8 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
     let heartbeat = cfg.heartbeat_interval.max(Duration::from_millis(1));
     let node_cfg = NodeConfig {
         id: cluster.member_id,
-        // A joining member learns the configuration from the leader's log (or snapshot).
-        voters: if origin == Origin::Joined { vec![] } else { cluster.voter_ids() },
+        voters: cluster.voter_ids(),
+        learners: cluster.members().iter().filter(|m| m.is_learner).map(|m| m.id).collect(),
         tick: heartbeat,
         election_ticks: ((cfg.election_timeout.as_millis() / heartbeat.as_millis()) as usize).max(2),
         snapshot_count: cfg.snapshot_count,

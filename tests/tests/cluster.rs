@@ -567,4 +567,29 @@ both_kinds! {
             assert_eq!(c[i].ctl_ok(&["get", "leased"]), "", "{}", c[i].name);
         }
     }
+
+    /// A member that joined later takes full part in elections: the leader is removed and one more of the
+    /// original members is killed, so no leader can be elected without the joined member's vote, and the
+    /// two left (one original, one joined) go on taking writes.
+    fn joined_member_votes_after_the_leader_is_removed(kind) {
+        let mut c = Cluster::start(kind, 3, &[]);
+        let l = c.wait_leader(LEADER_TIMEOUT);
+        assert_eq!(c[l].ctl_ok(&["put", "before", "1"]), "OK\n");
+        let m4 = c.add_member("m4", false);
+        let (a, b) = ((l + 1) % 3, (l + 2) % 3);
+        let remove =
+            c[a].ctl_retry(&["member", "remove", &c[l].id_hex()], &[ERR_UNHEALTHY_CLUSTER], Duration::from_secs(20));
+        assert!(remove.success(), "{remove:?}");
+        let exited = c[l].wait_exit(Duration::from_secs(15));
+        c[l].kill9();
+        assert_eq!(exited.map(|s| s.code()), Some(Some(0)), "the removed leader: still running or failed");
+        c.wait_leader_among(&[a, b, m4], LEADER_TIMEOUT);
+        c[b].kill9();
+        let leader = c.wait_leader_among(&[a, m4], LEADER_TIMEOUT);
+        assert_eq!(c[leader].ctl_ok(&["put", "after", "2"]), "OK\n");
+        for i in [a, m4] {
+            assert_eq!(c[i].local_value("after").as_deref(), Some("2"), "{}", c[i].name);
+            assert_eq!(c[i].local_value("before").as_deref(), Some("1"), "{}", c[i].name);
+        }
+    }
 }

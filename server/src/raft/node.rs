@@ -26,8 +26,10 @@ const MAX_BATCH: usize = 4096;
 
 pub struct NodeConfig {
     pub id: u64,
-    /// Voters of a new cluster; ignored when the log already holds a configuration.
+    /// Voters and learners a new log starts with (a new cluster's initial members, or a joining member's
+    /// view of the running cluster); ignored when the log already holds a configuration.
     pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
     pub tick: Duration,
     pub election_ticks: usize,
     pub snapshot_count: u64,
@@ -177,10 +179,12 @@ impl RaftNode {
         applied: watch::Receiver<u64>,
         apply_tx: mpsc::UnboundedSender<ToApply>,
     ) -> Result<(RaftNode, RaftHandle)> {
-        // A member joining a running cluster starts with no configuration: it learns it from the leader.
+        // A joining member starts from the cluster's current configuration, not an empty one: the log it
+        // replays holds only the changes made after the cluster was bootstrapped (the initial members are
+        // not in it), and replaying them on top of the current configuration ends where the leader is.
         if log.is_new() && !cfg.voters.is_empty() {
             let mut batch = WriteBatch::default();
-            let cs = ConfState { voters: cfg.voters.clone(), ..Default::default() };
+            let cs = ConfState { voters: cfg.voters.clone(), learners: cfg.learners.clone(), ..Default::default() };
             log.set_conf_state(cs, &mut batch);
             backend.write(batch, true)?;
         }

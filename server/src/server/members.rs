@@ -22,8 +22,10 @@ use crate::apply::Applied;
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::modkvpb::member_change_request::Request as Change;
+use crate::proto::modkvpb::peer_client::PeerClient;
 use crate::proto::modkvpb::{InternalRaftRequest, MemberAttributes, MemberChangeRequest, MemberChangeResponse};
 use crate::raft::PeerProgress;
+use tonic::transport::Channel;
 
 /// A learner may be promoted once its log has this share of the leader's (etcd's `readyPercent`).
 const LEARNER_READY: f64 = 0.9;
@@ -67,12 +69,7 @@ impl EtcdServer {
         if self.is_leader() {
             return self.change_members_here(req).await;
         }
-        let leader = self.leader();
-        if leader == 0 {
-            return Err(Error::NoLeader);
-        }
-        let url = self.cluster.peer_url(leader).ok_or(Error::NoLeader)?;
-        let mut client = crate::raft::peer_client(&url).map_err(Error::Internal)?;
+        let mut client = self.leader_client()?;
         let mut r =
             tonic::Request::new(MemberChangeRequest { cluster_id: self.cluster.cluster_id, request: Some(req) });
         r.set_timeout(self.cfg.request_timeout);
@@ -88,6 +85,16 @@ impl EtcdServer {
             Change::Update(r) => self.member_update(r).await?,
         };
         Ok(MemberChangeResponse { member: Some(to_pb(member)), members: members.into_iter().map(to_pb).collect() })
+    }
+
+    /// A peer-service client for the leader (for what only the leader can answer).
+    fn leader_client(&self) -> Result<PeerClient<Channel>> {
+        let leader = self.leader();
+        if leader == 0 {
+            return Err(Error::NoLeader);
+        }
+        let url = self.cluster.peer_url(leader).ok_or(Error::NoLeader)?;
+        crate::raft::peer_client(&url).map_err(Error::Internal)
     }
 
     /// The leader's last index and the progress of every member; `NotLeader` elsewhere.
@@ -234,12 +241,7 @@ impl EtcdServer {
         if self.is_leader() {
             return self.lessor.renew(id);
         }
-        let leader = self.leader();
-        if leader == 0 {
-            return Err(Error::NoLeader);
-        }
-        let url = self.cluster.peer_url(leader).ok_or(Error::NoLeader)?;
-        let mut client = crate::raft::peer_client(&url).map_err(Error::Internal)?;
+        let mut client = self.leader_client()?;
         let req = crate::proto::modkvpb::LeaseRenewRequest { cluster_id: self.cluster.cluster_id, id };
         let mut r = tonic::Request::new(req);
         r.set_timeout(self.cfg.request_timeout);
@@ -249,12 +251,10 @@ impl EtcdServer {
     /// A lease's remaining time: the leader's clock counts (keep-alives renew it there), so a follower
     /// asks the leader, as etcd does.
     pub async fn lease_time_to_live(&self, r: pb::LeaseTimeToLiveRequest) -> Result<pb::LeaseTimeToLiveResponse> {
-        let leader = self.leader();
-        if self.is_leader() || leader == 0 {
+        if self.is_leader() || self.leader() == 0 {
             return Ok(crate::api::lease::time_to_live(self, &r));
         }
-        let url = self.cluster.peer_url(leader).ok_or(Error::NoLeader)?;
-        let mut client = crate::raft::peer_client(&url).map_err(Error::Internal)?;
+        let mut client = self.leader_client()?;
         let req =
             crate::proto::modkvpb::LeaseTimeToLiveRequest { cluster_id: self.cluster.cluster_id, request: Some(r) };
         let mut req = tonic::Request::new(req);

@@ -172,15 +172,6 @@ impl Cluster {
         })
     }
 
-    /// Records the client URLs this member serves.
-    pub fn set_client_urls(&self, id: u64, urls: Vec<String>) {
-        self.change(|ms| {
-            if let Some(m) = ms.iter_mut().find(|m| m.id == id) {
-                m.client_urls = urls;
-            }
-        })
-    }
-
     pub fn set_peer_urls(&self, id: u64, urls: Vec<String>) {
         self.change(|ms| {
             if let Some(m) = ms.iter_mut().find(|m| m.id == id) {
