@@ -490,19 +490,15 @@ impl RaftNode {
 
     fn conf_changed(&mut self, cs: ConfState) -> Result<()> {
         tracing::info!(voters = ?hex(&cs.voters), learners = ?hex(&cs.learners), "cluster configuration changed");
+        let old = self.node.store().conf_state();
         if let Some(t) = &self.transport {
-            let old = self.node.store().conf_state();
             for id in old.voters.iter().chain(&old.learners) {
-                if !cs.voters.contains(id) && !cs.learners.contains(id) {
+                if !in_config(&cs, *id) {
                     t.remove_peer(*id);
                 }
             }
         }
-        let me_before = {
-            let old = self.node.store().conf_state();
-            old.voters.contains(&self.id) || old.learners.contains(&self.id)
-        };
-        let me_after = cs.voters.contains(&self.id) || cs.learners.contains(&self.id);
+        let (me_before, me_after) = (in_config(old, self.id), in_config(&cs, self.id));
         let mut batch = WriteBatch::default();
         self.node.mut_store().set_conf_state(cs, &mut batch);
         self.backend.write(batch, true)?;
@@ -542,6 +538,11 @@ impl RaftNode {
         tracing::info!(index = to, "compacted raft log");
         Ok(())
     }
+}
+
+/// Whether `id` is a voter or a learner of `cs`.
+fn in_config(cs: &ConfState, id: u64) -> bool {
+    cs.voters.contains(&id) || cs.learners.contains(&id)
 }
 
 fn hex(ids: &[u64]) -> Vec<String> {

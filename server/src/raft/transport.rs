@@ -143,7 +143,7 @@ struct PeerTask {
     cluster: Arc<Cluster>,
     raft: RaftHandle,
     last_ok: Arc<Mutex<HashMap<u64, Instant>>>,
-    /// The connection and the URL it goes to.
+    /// The client for the peer's URL (shared with [`peer_client`]'s other users) and that URL.
     client: Option<(String, PeerClient<Channel>)>,
     /// The last failure logged, and when.
     last_error: Option<(String, Instant)>,
@@ -202,10 +202,7 @@ impl PeerTask {
     async fn deliver(&mut self, batch: &[Message]) -> Result<(), String> {
         let url = self.cluster.peer_url(self.to).ok_or_else(|| "no peer URL known for this member".to_string())?;
         if self.client.as_ref().is_none_or(|(u, _)| *u != url) {
-            let client = PeerClient::new(endpoint(&url)?.connect_lazy())
-                .max_decoding_message_size(MAX_PEER_MESSAGE)
-                .max_encoding_message_size(MAX_PEER_MESSAGE);
-            self.client = Some((url.clone(), client));
+            self.client = Some((url.clone(), peer_client(&url)?));
         }
         let (_, client) = self.client.as_mut().expect("set above");
         let req = MessageBatch {
@@ -216,13 +213,9 @@ impl PeerTask {
         };
         let mut req = tonic::Request::new(req);
         req.set_timeout(SEND_TIMEOUT);
+        // Connection failures need nothing here: the channel connects again on the next request.
         match client.send(req).await {
             Ok(_) => Ok(()),
-            Err(s) if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::Unknown => {
-                // Connection-level failures: reconnect next time.
-                self.client = None;
-                Err(format!("{url}: {}", s.message()))
-            }
             Err(s) if s.code() == tonic::Code::FailedPrecondition && s.message() == super::REMOVED => {
                 // The peer knows this member was removed from the cluster.
                 self.raft.report_removed();
