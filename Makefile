@@ -59,6 +59,7 @@ test: deps-test build plugins
 bench: deps-test build plugins
 	@$(MAKE) --no-print-directory apt-install PACKAGES="wrk"
 	$(CARGO) build --release -p modkv-tests --features bench --bin modkv-bench
+	$(CARGO) build --release -p modkv --example plugin-call-cost
 	CARGO_TARGET_DIR="$(abspath $(TARGET))" tests/bench.sh
 
 ## plugins: build the example plugins (plugins/, their own workspace) for wasm32-wasip2 into

@@ -2,7 +2,8 @@
 # Benchmarks that print figures and assert nothing (`make bench`): modkv against the reference etcd 3.4 on
 # this machine, each with a fresh data dir under /tmp, loopback only, bounded in count.
 #   1. sequential puts (one client): latency        2. 100 clients over 10 connections: throughput
-#   3. modkv with the json-guard hook on the written prefix vs no plugins
+#   3. modkv with the json-guard hook on the written prefix vs no plugins, and what one call costs in
+#      the host (server/examples/plugin-call-cost.rs)
 #   4. the hello plugin route with wrk (requests/s, p99)
 #   5. three-member clusters: modkv against etcd, puts through the leader
 set -euo pipefail
@@ -51,6 +52,8 @@ start modkv plain 26379 26380
 start modkv guarded 27379 27380 --plugin-dir "$work/plugins-guard"
 put_bench modkv-no-plugins 26379 --key-prefix json/ --json true
 put_bench modkv-json-guard 27379 --key-prefix json/ --json true
+curl -s "http://127.0.0.1:27379/metrics" | grep -E '^modkv_plugin_call_duration_seconds_(sum|count)\{plugin="json-guard",hook="pre_put"\}'
+"$target/release/examples/plugin-call-cost" "$plugins/json-guard.wasm" "$plugins/json-guard.toml"
 
 mkdir -p "$work/plugins-hello"
 cp "$plugins/hello.wasm" "$plugins/hello.toml" "$work/plugins-hello/"

@@ -1,7 +1,8 @@
 //! Write modkv plugins in safe Rust.
 //!
-//! A modkv plugin is a WebAssembly component built against the WIT package `modkv:plugin@0.1.0`
-//! (`wit/plugin.wit` in this crate). The server loads every `*.wasm` in its `--plugin-dir`, and each
+//! A modkv plugin is a WebAssembly component built against the WIT package `modkv:plugin@0.2.0`
+//! (`wit/plugin.wit` in this crate; servers keep loading components built against earlier versions,
+//! whose files are kept in `wit-<version>/`). The server loads every `*.wasm` in its `--plugin-dir`, and each
 //! plugin can
 //!
 //! - serve **HTTP routes** on the client port, next to `/health` and `/metrics` ([`Plugin::handle_http`]);
@@ -23,7 +24,7 @@
 //!
 //! impl Plugin for Hello {
 //!     fn manifest() -> Manifest {
-//!         Manifest::new("hello", env!("CARGO_PKG_VERSION")).route("/hello")
+//!         Manifest::new("hello", env!("CARGO_PKG_VERSION")).route("/hello").stateless()
 //!     }
 //!
 //!     fn handle_http(_req: Request) -> Response {
@@ -286,7 +287,19 @@ impl Manifest {
             routes: Vec::new(),
             hooked_prefixes: Vec::new(),
             metrics: Vec::new(),
+            stateless: false,
         }
+    }
+
+    /// Says the plugin's answers do not depend on what earlier calls left in its memory: the server may
+    /// then let one instance answer many calls in a row instead of instantiating the plugin for every
+    /// call, which for a small hook is most of its cost. Globals survive between those calls (a cache
+    /// in a `static` works; [`config`] values are cached this way), but a plugin that counts or
+    /// remembers calls in its memory must not say it. Without it, every call gets a fresh instance.
+    /// The operator's `[limits] calls-per-instance` in the plugin's TOML overrides either way.
+    pub fn stateless(mut self) -> Self {
+        self.stateless = true;
+        self
     }
 
     /// Serves requests whose path is `prefix` or under it (e.g. `"/hello"` serves `/hello` and
@@ -774,10 +787,24 @@ macro_rules! __log_error {
 pub mod config {
     use super::host;
 
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    thread_local! {
+        /// Values already asked for. A plugin's config is fixed for the life of an instance (a change
+        /// reloads the plugin), so an instance that answers many calls asks the host once per key.
+        static CACHE: RefCell<HashMap<String, Option<String>>> = RefCell::new(HashMap::new());
+    }
+
     /// The value of `key` as the host gives it: a TOML string as is, any other TOML value as JSON text
     /// (`3`, `true`, `["a","b"]`).
     pub fn get(key: &str) -> Option<String> {
-        host::config(key)
+        if let Some(v) = CACHE.with(|c| c.borrow().get(key).cloned()) {
+            return v;
+        }
+        let v = host::config(key);
+        CACHE.with(|c| c.borrow_mut().insert(key.to_string(), v.clone()));
+        v
     }
 
     /// The value of `key`, or `default`.
@@ -971,6 +998,8 @@ mod tests {
         assert_eq!(m.metrics[0].kind, MetricKind::Histogram);
         assert_eq!(m.metrics[0].labels, vec!["x"]);
         assert_eq!(m.metrics[0].buckets, vec![1.0, 2.0]);
+        assert!(!m.stateless);
+        assert!(Manifest::new("p", "1").stateless().stateless);
     }
 
     #[test]

@@ -81,7 +81,11 @@ impl std::fmt::Display for Kind {
 
 /// The cargo workspace root (parent of this crate).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests crate has a parent directory").to_path_buf()
+    // Cargo sets CARGO_MANIFEST_DIR when it runs a test too; prefer that to the compile-time value, which
+    // a target dir shared between clones at different paths can carry over from another clone.
+    let dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    dir.parent().expect("tests crate has a parent directory").to_path_buf()
 }
 
 fn env_path(var: &str) -> Option<PathBuf> {

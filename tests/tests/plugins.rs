@@ -422,16 +422,16 @@ fn compiled_components_are_cached_across_restarts() {
     assert_eq!(entries(), 1);
 }
 
-/// Concurrent puts: pre-put calls that queue up share an instance (batched), yet every put gets its own
-/// answer. Good JSON is written, bad JSON is rejected with its message, and a hook that traps refuses
-/// only its own put, never the puts batched with it.
+/// Concurrent puts through plugins whose instances answer many calls (stateless), yet every put gets
+/// its own answer. Good JSON is written, bad JSON is rejected with its message, and a hook that traps
+/// refuses only its own put, never the puts of the instances around it.
 #[test]
 #[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
-fn batched_pre_put_calls_answer_each_put() {
+fn reused_instances_answer_each_put() {
     use modkv_tests::grpc::{Client, PutRequest, RangeRequest};
     let dir = tempfile::tempdir().unwrap();
     install(dir.path(), "good", "good");
-    std::fs::write(dir.path().join("good.toml"), GOOD_TOML).unwrap();
+    std::fs::write(dir.path().join("good.toml"), format!("{GOOD_TOML}stateless = \"true\"\n")).unwrap();
     install(dir.path(), "crash", "crash-closed");
     std::fs::write(dir.path().join("crash-closed.toml"), "hooked-prefixes = [\"closed/\"]\n").unwrap();
     let s = start(dir.path());
@@ -487,5 +487,79 @@ fn batched_pre_put_calls_answer_each_put() {
         format!("modkv_plugin_traps_total{{plugin=\"crash-closed\",hook=\"pre_put\"}} {n}\n"),
     ] {
         assert!(m.contains(&needle), "/metrics lacks {needle:?}:\n{m}");
+    }
+}
+
+/// `GET <route>/calls` of the `good` plugin: how many calls the instance answering it has answered.
+fn calls(s: &Server, route: &str) -> u64 {
+    let r = get(s, &format!("{route}/calls"));
+    assert_eq!(r.status, 200, "{route}/calls: {}", r.text());
+    let v: serde_json::Value = serde_json::from_str(&r.text()).unwrap();
+    v["calls"].as_u64().unwrap()
+}
+
+/// Whether one instance answers several calls: only if the manifest says the plugin is stateless
+/// (contract 0.2.0) or the operator's TOML sets `calls-per-instance`; a plugin built against contract
+/// 0.1.0 loads, serves routes, hooks puts and reports metrics as before, with a fresh instance per call.
+#[test]
+#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+fn instances_reused_as_declared_and_old_contract_plugins_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let plugin = |file: &str, crate_name: &str, toml: &str| {
+        install(d, crate_name, file);
+        std::fs::write(d.join(format!("{file}.toml")), toml).unwrap();
+    };
+    plugin("fresh", "good", "routes = [\"/fresh\"]\nhooked-prefixes = []\n");
+    plugin("reused", "good", "routes = [\"/reused\"]\nhooked-prefixes = []\n[config]\nstateless = \"true\"\n");
+    plugin(
+        "capped",
+        "good",
+        "routes = [\"/capped\"]\nhooked-prefixes = []\n[limits]\ncalls-per-instance = 3\n[config]\nstateless = \"true\"\n",
+    );
+    // Built against 0.1.0, whose manifest cannot say `stateless`: its config asking for it changes nothing.
+    plugin(
+        "old",
+        "legacy",
+        "routes = [\"/old\"]\n[grants]\nread = [\"good/\"]\n[config]\ngreeting = \"from 0.1.0\"\nstateless = \"true\"\n",
+    );
+    let s = start(d);
+    let seq = |route: &str| (0..7).map(|_| calls(&s, route)).collect::<Vec<_>>();
+    assert_eq!(seq("/fresh"), vec![1; 7]);
+    assert_eq!(seq("/reused"), (1..=7).collect::<Vec<_>>());
+    assert_eq!(seq("/capped"), vec![1, 2, 3, 1, 2, 3, 1]);
+    assert_eq!(seq("/old"), vec![1; 7]);
+    let log = s.log();
+    for (name, contract, calls) in
+        [("fresh", "0.2.0", 1), ("reused", "0.2.0", 64), ("capped", "0.2.0", 3), ("old", "0.1.0", 1)]
+    {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("plugin={name} ")) && l.contains("loaded"))
+            .unwrap_or_else(|| panic!("no load line for {name}:\n{log}"));
+        assert!(line.contains(&format!("contract=\"{contract}\"")), "{line}");
+        assert!(line.contains(&format!("calls_per_instance={calls}")), "{line}");
+    }
+
+    // The 0.1.0 plugin's exports and host imports work as they did.
+    assert_response(
+        &get(&s, "/old/hello?x=1"),
+        200,
+        r#"{"plugin":"good","version":"legacy-0.1.0","greeting":"from 0.1.0","method":"GET","query":"x=1","body":""}"#,
+    );
+    s.ctl_ok(&["put", "good/k", "v1"]);
+    assert_response(&get(&s, "/old/get?k=good/k"), 200, r#"{"revision":2,"count":1,"value":"v1"}"#);
+    let out = s.etcdctl(&["put", "guard/a", "not json"]);
+    assert_ctl_error(&out, "InvalidArgument", "etcdserver: plugin old rejected the put: value is not valid JSON");
+    s.ctl_ok(&["put", "guard/a", "{\"ok\":1}"]);
+    s.ctl_ok(&["put", "up/a", "shout"]);
+    assert_eq!(s.ctl_ok(&["get", "up/a", "--print-value-only"]), "SHOUT\n");
+    let m = get(&s, "/metrics").text();
+    for needle in [
+        "modkv_plugin_old_requests_total{path=\"/old/hello\"} 1.0\n",
+        "modkv_plugin_old_value_bytes_count 3\n",
+        "modkv_plugin_calls_total{plugin=\"old\",hook=\"pre_put\"} 3\n",
+    ] {
+        assert!(m.contains(needle), "/metrics lacks {needle:?}:\n{m}");
     }
 }

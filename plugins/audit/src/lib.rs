@@ -21,6 +21,8 @@ const SIZE_BUCKETS: [f64; 9] = [16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 6553
 impl Plugin for Audit {
     fn manifest() -> Manifest {
         Manifest::new("audit", env!("CARGO_PKG_VERSION"))
+            // Counts go to host metrics, nothing is kept in memory: instances may be reused.
+            .stateless()
             .hook_all()
             .metric(
                 MetricDef::counter("puts", "Puts seen by audit, by top-level key prefix").labels(&["prefix", "txn"]),

@@ -12,7 +12,7 @@ const GREETING_KEY: &str = "hello/greeting";
 
 impl Plugin for Hello {
     fn manifest() -> Manifest {
-        Manifest::new("hello", env!("CARGO_PKG_VERSION")).route("/hello")
+        Manifest::new("hello", env!("CARGO_PKG_VERSION")).route("/hello").stateless()
     }
 
     fn handle_http(req: Request) -> Response {

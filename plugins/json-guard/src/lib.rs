@@ -19,6 +19,8 @@ const DEFAULT_PREFIX: &str = "json/";
 impl Plugin for JsonGuard {
     fn manifest() -> Manifest {
         Manifest::new("json-guard", env!("CARGO_PKG_VERSION"))
+            // Each value is judged on its own: one instance may check many puts in a row.
+            .stateless()
             .hook_prefix(prefix())
             .metric(MetricDef::counter("rejected", "Puts rejected by json-guard, by reason").labels(&["reason"]))
     }

@@ -23,7 +23,7 @@ const PAGE: &str = include_str!("page.html");
 
 impl Plugin for KvBrowser {
     fn manifest() -> Manifest {
-        Manifest::new("kv-browser", env!("CARGO_PKG_VERSION")).route(ROUTE)
+        Manifest::new("kv-browser", env!("CARGO_PKG_VERSION")).route(ROUTE).stateless()
     }
 
     fn handle_http(req: Request) -> Response {

@@ -9,8 +9,9 @@
 //! memory-bytes = 67108864           # linear memory cap (default 64 MiB, at most 256 MiB)
 //! time-ms = 1000                    # wall-clock time per call, host calls included (default 1000)
 //! response-bytes = 16777216         # largest HTTP response body (default 16 MiB)
-//! batch-pre-put = true              # pre-put calls waiting together share one fresh instance, one
-//!                                   # after another (default); false: a fresh instance for every call
+//! calls-per-instance = 64           # calls one instance may answer in a row (1: a fresh instance
+//!                                   # for every call); default: 64 if the plugin's manifest says it is
+//!                                   # stateless, else 1
 //!
 //! [grants]                          # nothing unless granted
 //! read = ["json/"]                  # key prefixes the host `range` import may read ("" = every key)
@@ -35,6 +36,9 @@ pub const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
 pub const MAX_MEMORY_BYTES: u64 = 256 << 20;
 pub const DEFAULT_TIME: Duration = Duration::from_millis(1000);
 pub const DEFAULT_RESPONSE_BYTES: u64 = 16 << 20;
+/// Calls one instance answers in a row when the manifest says the plugin is stateless.
+pub const STATELESS_CALLS_PER_INSTANCE: u32 = 64;
+pub const MAX_CALLS_PER_INSTANCE: u32 = 1_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -66,7 +70,7 @@ struct Limits {
     memory_bytes: Option<u64>,
     time_ms: Option<u64>,
     response_bytes: Option<u64>,
-    batch_pre_put: Option<bool>,
+    calls_per_instance: Option<u32>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, PartialEq)]
@@ -93,8 +97,8 @@ pub struct PluginConfig {
     pub memory_bytes: u64,
     pub time: Duration,
     pub response_bytes: u64,
-    /// Pre-put calls that queue up while one runs share the next instance (see `batch`).
-    pub batch_pre_put: bool,
+    /// Calls one instance may answer in a row (see `instances`); `None`: as the manifest says.
+    pub calls_per_instance: Option<u32>,
     pub grants: Grants,
     pub read: Vec<Vec<u8>>,
     pub write: Vec<Vec<u8>>,
@@ -118,6 +122,13 @@ impl PluginConfig {
         let time = f.limits.time_ms.map(Duration::from_millis).unwrap_or(DEFAULT_TIME);
         if time.is_zero() || time > Duration::from_secs(600) {
             return Err(format!("limits.time-ms must be between 1 and 600000, not {}", time.as_millis()));
+        }
+        if let Some(n) = f.limits.calls_per_instance {
+            if !(1..=MAX_CALLS_PER_INSTANCE).contains(&n) {
+                return Err(format!(
+                    "limits.calls-per-instance must be between 1 and {MAX_CALLS_PER_INSTANCE}, not {n}"
+                ));
+            }
         }
         if let Some(routes) = &f.routes {
             for r in routes {
@@ -145,7 +156,7 @@ impl PluginConfig {
             memory_bytes,
             time,
             response_bytes: f.limits.response_bytes.unwrap_or(DEFAULT_RESPONSE_BYTES),
-            batch_pre_put: f.limits.batch_pre_put.unwrap_or(true),
+            calls_per_instance: f.limits.calls_per_instance,
             read: bytes(&f.grants.read),
             write: bytes(&f.grants.write),
             grants: f.grants,
@@ -227,6 +238,10 @@ mod tests {
         assert!(e.contains("unknown field `rotues`"), "{e}");
         let e = PluginConfig::parse("[limits]\nmemory-bytes = 0").unwrap_err();
         assert!(e.contains("limits.memory-bytes"), "{e}");
+        let e = PluginConfig::parse("[limits]\ncalls-per-instance = 0").unwrap_err();
+        assert_eq!(e, "limits.calls-per-instance must be between 1 and 1000000, not 0");
+        assert_eq!(PluginConfig::parse("[limits]\ncalls-per-instance = 5").unwrap().calls_per_instance, Some(5));
+        assert_eq!(PluginConfig::default().calls_per_instance, None);
         let e = PluginConfig::parse("routes = [\"x\"]").unwrap_err();
         assert!(e.contains("does not start with '/'"), "{e}");
         assert!(PluginConfig::parse("this is not toml").is_err());

@@ -13,7 +13,6 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderName, HeaderValue, StatusCode};
 
-use super::batch::Batcher;
 use super::config::FailureMode;
 use super::host::{wit, CallError};
 use super::Plugins;
@@ -42,13 +41,7 @@ impl Plugins {
             }
             let req = wit::PutRequest { key: r.key.clone(), value: r.value.clone(), lease: r.lease, in_txn };
             let started = Instant::now();
-            let result = if chain.is_empty() && p.info.config.batch_pre_put {
-                let batcher =
-                    p.batcher.get_or_init(|| Batcher::start(host.runtime.clone(), p.pre.clone(), p.info.clone()));
-                batcher.pre_put(req).await
-            } else {
-                host.runtime.pre_put(&p.pre, &p.info, chain, &req).await
-            };
+            let result = p.instances.pre_put(&host.runtime, &p.pre, &p.info, chain, &req).await;
             let outcome = result.as_ref().map_or_else(CallError::outcome, |_| CallOutcome::Ok);
             host.metrics.plugins().observe_call(p.name(), "pre_put", started.elapsed(), outcome);
             match result {
@@ -110,9 +103,9 @@ impl Plugins {
             body: body.to_vec(),
         };
         let started = Instant::now();
-        let result = host
-            .runtime
-            .handle_http(&p.pre, &p.info, &wreq)
+        let result = p
+            .instances
+            .handle_http(&host.runtime, &p.pre, &p.info, &wreq)
             .await
             .and_then(|r| response(r, p.info.config.response_bytes).map_err(CallError::Failed));
         let outcome = result.as_ref().map_or_else(CallError::outcome, |_| CallOutcome::Ok);

@@ -1,14 +1,16 @@
 //! The wasmtime side of plugins: one [`Engine`] (pooling allocator, epoch interruption, a ticker thread),
-//! one [`Linker`] with the host imports of `plugin-sdk/wit/plugin.wit` and WASI p2 stubs, the compile
-//! cache, and calls: a fresh [`Store`] per call, with a memory cap, an epoch deadline and a wall-clock
-//! limit, whose failures become a [`CallError`].
+//! one [`Linker`] with the host imports of every contract version (`versions`) and WASI p2 stubs, the
+//! compile cache, and the [`Store`] an instance lives in: a memory cap, an epoch deadline and a
+//! wall-clock limit per call, whose failures become a [`CallError`]. Which instance answers a call (a
+//! fresh one, or one that answered calls before): `instances`.
 //!
 //! ```text
-//!   call(plugin, hook) ─▶ Store{State: WASI ctx (nothing granted by default), limiter, grants}
-//!                         ├─ PluginPre::instantiate_async (pooled slots)
-//!                         ├─ call_<export>  ──▶ host imports: log, config, range/put/delete ─▶ EtcdServer
-//!                         │                                   counter-add, gauge-set, histogram-observe
-//!                         └─ epoch tick (10 ms): yield to tokio; past the time limit: trap
+//!   instance ─▶ Store{State: WASI ctx (nothing granted by default), limiter, grants, captured output}
+//!               ├─ Pre::instantiate (pooled slots)
+//!               ├─ call_<export> ──▶ host imports: log, config, range/put/delete ─▶ EtcdServer
+//!               │   (deadline set    counter-add, gauge-set, histogram-observe
+//!               │    per call)
+//!               └─ epoch tick (10 ms): yield to tokio; past the call's time limit: trap
 //! ```
 
 use std::path::PathBuf;
@@ -23,6 +25,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::config::{granted, PluginConfig, MAX_MEMORY_BYTES};
+use super::versions::Pre;
 use crate::metrics::plugin::{CallOutcome, MetricKind, PluginMetricSet};
 use crate::server::EtcdServer;
 
@@ -35,13 +38,19 @@ wasmtime::component::bindgen!({
 
 pub use modkv::plugin::types as wit;
 
+/// The contract version this host is built on (`plugin-sdk/wit/plugin.wit`); older ones: `versions`.
+pub mod current {
+    pub use super::modkv::plugin::host::{Host, Level};
+    pub const VERSION: &str = "0.2.0";
+}
+
 /// How often the engine's epoch advances: the granularity of time limits and of yielding to tokio.
 const TICK: Duration = Duration::from_millis(10);
 /// Wall-clock slack on top of a plugin's time limit before its call is abandoned (the epoch deadline
 /// normally traps first; this catches time spent waiting in host calls).
-const WALL_CLOCK_SLACK: Duration = Duration::from_millis(50);
+pub(super) const WALL_CLOCK_SLACK: Duration = Duration::from_millis(50);
 /// Captured guest stdout/stderr per call.
-const PIPE_CAPACITY: usize = 64 * 1024;
+pub(super) const PIPE_CAPACITY: usize = 64 * 1024;
 /// Table elements a plugin may grow to.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 /// Bytes of each pooled linear memory, table and async stack kept mapped between calls (reset in place).
@@ -67,13 +76,14 @@ pub struct PluginInfo {
 pub struct State {
     wasi: WasiCtx,
     table: ResourceTable,
-    limiter: Limiter,
+    pub(super) limiter: Limiter,
     info: Arc<PluginInfo>,
     /// Plugins whose host calls led to this one, this one last: their pre-put hooks are skipped for
     /// writes this call makes, so a plugin never re-enters its own hook and hooks cannot cycle.
-    chain: Vec<Arc<str>>,
-    /// When the running call must end (each call of a batch gets its own).
-    deadline: Instant,
+    pub(super) chain: Vec<Arc<str>>,
+    /// When the running call must end (set for each call).
+    pub(super) deadline: Instant,
+    pub(super) output: Output,
 }
 
 impl WasiView for State {
@@ -83,9 +93,9 @@ impl WasiView for State {
 }
 
 /// The memory cap of one call, remembering whether it was hit (so the error can say so).
-struct Limiter {
+pub(super) struct Limiter {
     memory_bytes: usize,
-    memory_hit: bool,
+    pub(super) memory_hit: bool,
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
@@ -174,6 +184,7 @@ impl Runtime {
         let mut linker = Linker::<State>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| format!("{e:#}"))?;
         Plugin::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(|e| format!("{e:#}"))?;
+        super::versions::add_to_linker(&mut linker).map_err(|e| format!("{e:#}"))?;
         if let Some(dir) = &cache_dir {
             if let Err(e) = std::fs::create_dir_all(dir) {
                 tracing::warn!(dir = %dir.display(), %e, "plugin cache dir unusable; compiling in memory only");
@@ -257,14 +268,15 @@ impl Runtime {
         }
     }
 
-    /// Links a component's imports: a component importing anything the host does not offer fails here.
-    pub fn prepare(&self, component: &Component) -> Result<PluginPre<State>, String> {
+    /// Links a component's imports (a component importing anything the host does not offer fails here)
+    /// and tells which contract version it implements.
+    pub fn prepare(&self, component: &Component) -> Result<Pre, String> {
         let pre = self.linker.instantiate_pre(component).map_err(|e| one_line(&format!("{e:#}")))?;
-        PluginPre::new(pre).map_err(|e| one_line(&format!("{e:#}")))
+        Pre::new(pre)
     }
 
-    /// A fresh store for one call into `info`.
-    fn store(&self, info: &Arc<PluginInfo>, chain: &[Arc<str>]) -> (Store<State>, MemoryOutputPipe, MemoryOutputPipe) {
+    /// A fresh store for calls into `info` (one instance lives in it).
+    pub(super) fn store(&self, info: &Arc<PluginInfo>) -> Store<State> {
         let (stdout, stderr) = (MemoryOutputPipe::new(PIPE_CAPACITY), MemoryOutputPipe::new(PIPE_CAPACITY));
         let mut b = WasiCtxBuilder::new();
         b.stdout(stdout.clone()).stderr(stderr.clone());
@@ -283,15 +295,14 @@ impl Runtime {
                 tracing::warn!(plugin = %info.name, dir = %host.display(), error = %format!("{e:#}"), "granted dir unavailable");
             }
         }
-        let mut chain = chain.to_vec();
-        chain.push(info.name.clone());
         let state = State {
             wasi: b.build(),
             table: ResourceTable::new(),
             limiter: Limiter { memory_bytes: info.config.memory_bytes as usize, memory_hit: false },
             info: info.clone(),
-            chain,
+            chain: vec![info.name.clone()],
             deadline: Instant::now() + info.config.time,
+            output: Output { stdout, stderr, logged: [0, 0] },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -304,99 +315,42 @@ impl Runtime {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        (store, stdout, stderr)
-    }
-
-    /// Calls `manifest`.
-    pub async fn manifest(&self, pre: &PluginPre<State>, info: &Arc<PluginInfo>) -> Result<wit::Manifest, CallError> {
-        let (mut store, out, err) = self.store(info, &[]);
-        let call = async {
-            let p = pre.instantiate_async(&mut store).await?;
-            p.call_manifest(&mut store).await
-        };
-        let r = tokio::time::timeout(info.config.time + WALL_CLOCK_SLACK, call).await;
-        finish(info, r, &store, &out, &err)
-    }
-
-    /// Calls `handle-http`.
-    pub async fn handle_http(
-        &self,
-        pre: &PluginPre<State>,
-        info: &Arc<PluginInfo>,
-        req: &wit::HttpRequest,
-    ) -> Result<wit::HttpResponse, CallError> {
-        let (mut store, out, err) = self.store(info, &[]);
-        let call = async {
-            let p = pre.instantiate_async(&mut store).await?;
-            p.call_handle_http(&mut store, req).await
-        };
-        let r = tokio::time::timeout(info.config.time + WALL_CLOCK_SLACK, call).await;
-        finish(info, r, &store, &out, &err)
-    }
-
-    /// Calls `pre-put`; `chain`: the plugins whose writes this put is (their hooks are not run).
-    pub async fn pre_put(
-        &self,
-        pre: &PluginPre<State>,
-        info: &Arc<PluginInfo>,
-        chain: &[Arc<str>],
-        req: &wit::PutRequest,
-    ) -> Result<wit::PutDecision, CallError> {
-        let (mut store, out, err) = self.store(info, chain);
-        let call = async {
-            let p = pre.instantiate_async(&mut store).await?;
-            p.call_pre_put(&mut store, req).await
-        };
-        let r = tokio::time::timeout(info.config.time + WALL_CLOCK_SLACK, call).await;
-        finish(info, r, &store, &out, &err)
+        store
     }
 }
 
-impl Runtime {
-    /// Calls `pre-put` for each of `reqs` in order, in one fresh instance (concurrent puts queued
-    /// together: one instantiation for all). Each call has the plugin's time limit. The first failure
-    /// ends the batch: its result is the error, the calls after it are not made (`None`) and the caller
-    /// runs them on their own.
-    pub async fn pre_put_batch(
-        &self,
-        pre: &PluginPre<State>,
-        info: &Arc<PluginInfo>,
-        reqs: &[wit::PutRequest],
-    ) -> Vec<Option<Result<wit::PutDecision, CallError>>> {
-        let mut results: Vec<Option<Result<wit::PutDecision, CallError>>> = vec![None; reqs.len()];
-        let (mut store, out, err) = self.store(info, &[]);
-        let limit = info.config.time + WALL_CLOCK_SLACK;
-        let instance = tokio::time::timeout(limit, pre.instantiate_async(&mut store)).await;
-        let instance = match instance {
-            Ok(Ok(i)) => i,
-            other => {
-                results[0] = Some(finish(info, other.map(|r| r.map(|_| wit::PutDecision::Allow)), &store, &out, &err));
-                return results;
-            }
+/// What a plugin printed (WASI stdout and stderr, captured), and how much of it is already logged.
+pub(super) struct Output {
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    logged: [usize; 2],
+}
+
+impl Output {
+    /// What was printed since the last look: (stdout, stderr).
+    fn take(&mut self) -> (String, String) {
+        let mut new = |i: usize, pipe: &MemoryOutputPipe| {
+            let all = pipe.contents();
+            let text = String::from_utf8_lossy(&all[self.logged[i].min(all.len())..]).trim().to_string();
+            self.logged[i] = all.len();
+            text
         };
-        for (i, req) in reqs.iter().enumerate() {
-            store.data_mut().deadline = Instant::now() + info.config.time;
-            let r = tokio::time::timeout(limit, instance.call_pre_put(&mut store, req)).await;
-            let failed = !matches!(r, Ok(Ok(_)));
-            results[i] = Some(finish(info, r, &store, &out, &err));
-            if failed {
-                break;
-            }
-        }
-        results
+        (new(0, &self.stdout), new(1, &self.stderr))
+    }
+
+    /// Bytes captured so far: an instance whose pipes fill up is not reused.
+    pub(super) fn used(&self) -> usize {
+        self.logged[0] + self.logged[1]
     }
 }
 
 /// Turns a call's result into the value or a [`CallError`], and passes on what the guest printed.
-fn finish<R>(
+pub(super) fn finish<R>(
     info: &PluginInfo,
     r: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
-    store: &Store<State>,
-    stdout: &MemoryOutputPipe,
-    stderr: &MemoryOutputPipe,
+    store: &mut Store<State>,
 ) -> Result<R, CallError> {
-    let printed = |pipe: &MemoryOutputPipe| String::from_utf8_lossy(&pipe.contents()).trim().to_string();
-    let (out, err) = (printed(stdout), printed(stderr));
+    let (out, err) = store.data_mut().output.take();
     if !out.is_empty() {
         tracing::info!(plugin = %info.name, "stdout: {}", out.replace('\n', " | "));
     }

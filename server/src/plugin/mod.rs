@@ -1,10 +1,12 @@
 //! WebAssembly plugins: components in `--plugin-dir` that serve HTTP routes on the client port, check
 //! or rewrite puts before they are proposed, and report metrics. The contract is
-//! `plugin-sdk/wit/plugin.wit` (`modkv:plugin@0.1.0`).
+//! `plugin-sdk/wit/plugin.wit` (`modkv:plugin@0.2.0`); components built against earlier versions load
+//! too (`versions`).
 //!
 //! ```text
 //!   --plugin-dir/<name>.wasm (+ <name>.toml)      sorted by file name: the order hooks run in
-//!        │  load: read → compile (or <data-dir>/plugin-cache) → link (InstancePre) → manifest()
+//!        │  load: read → compile (or <data-dir>/plugin-cache) → link (InstancePre, contract version)
+//!        │        → manifest() → instances (calls per instance: TOML, else manifest.stateless)
 //!        ▼
 //!   Registry (immutable) ◀── ArcSwap in Plugins ◀── reload: directory polled every 250 ms, or SIGHUP;
 //!        │                                            unchanged plugins kept, a broken new version
@@ -16,10 +18,11 @@
 //! A plugin's name is its file name without `.wasm`: errors, logs and metrics use it. Requests in flight
 //! hold the registry (and so the plugin version) they started with, so a reload never fails them.
 
-pub mod batch;
 pub mod config;
 pub mod hooks;
 pub mod host;
+pub mod instances;
+pub mod versions;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, Weak};
@@ -34,7 +37,7 @@ use crate::metrics::plugin::{valid_name, MetricDef, MetricKind};
 use crate::metrics::Metrics;
 use crate::server::EtcdServer;
 use config::PluginConfig;
-use host::{wit, PluginInfo, PluginPre, Runtime, State};
+use host::{wit, PluginInfo, Runtime};
 
 /// How often the plugin dir is looked at; a change is applied once two looks agree.
 const POLL: Duration = Duration::from_millis(250);
@@ -51,9 +54,9 @@ pub struct Loaded {
     /// Route prefixes, without a trailing '/' (except "/" itself).
     pub routes: Vec<String>,
     pub hooked: Vec<Vec<u8>>,
-    pre: PluginPre<State>,
-    /// Batched pre-put calls, started with the first one.
-    batcher: OnceLock<batch::Batcher>,
+    pre: versions::Pre,
+    /// Its idle instances (see `instances`).
+    instances: instances::Instances,
     wasm_hash: [u8; 32],
     toml_text: Option<String>,
 }
@@ -166,6 +169,8 @@ impl Plugins {
                     tracing::info!(
                         plugin = %p.name(),
                         version = %p.version,
+                        contract = p.pre.version(),
+                        calls_per_instance = p.instances.calls_per_instance(),
                         routes = ?p.routes,
                         hooked_prefixes = ?p.hooked.iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect::<Vec<_>>(),
                         "plugin {} {}",
@@ -280,7 +285,14 @@ async fn load(host: &Arc<Host>, e: &Entry, prev: Option<&Arc<Loaded>>) -> Result
     let info =
         Arc::new(PluginInfo { name: e.name.clone(), config, metrics: OnceLock::new(), server: host.server.clone() });
     let call = Instant::now();
-    let manifest = host.runtime.manifest(&pre, &info).await;
+    let manifest = async {
+        let mut warm = host.runtime.instantiate(&pre, &info).await?;
+        match warm.call(&info, &[], instances::Export::Manifest).await? {
+            instances::Answer::Manifest(m) => Ok(m),
+            _ => Err(host::CallError::Failed("manifest returned another export's answer".into())),
+        }
+    }
+    .await;
     let outcome = manifest.as_ref().map_or_else(|err| err.outcome(), |_| crate::metrics::plugin::CallOutcome::Ok);
     host.metrics.plugins().observe_call(&e.name, "manifest", call.elapsed(), outcome);
     let manifest = manifest.map_err(|err| format!("manifest() {err}"))?;
@@ -308,6 +320,12 @@ async fn load(host: &Arc<Host>, e: &Entry, prev: Option<&Arc<Loaded>>) -> Result
         total_ms = started.elapsed().as_secs_f64() * 1e3,
         "plugin compiled and linked"
     );
+    // The operator's TOML decides; else a stateless plugin's instances answer several calls in a row.
+    let calls_per_instance = info.config.calls_per_instance.unwrap_or(if manifest.stateless {
+        config::STATELESS_CALLS_PER_INSTANCE
+    } else {
+        1
+    });
     Ok(Arc::new(Loaded {
         info,
         file: e.wasm.clone(),
@@ -316,7 +334,7 @@ async fn load(host: &Arc<Host>, e: &Entry, prev: Option<&Arc<Loaded>>) -> Result
         routes,
         hooked,
         pre,
-        batcher: OnceLock::new(),
+        instances: instances::Instances::new(calls_per_instance),
         wasm_hash,
         toml_text,
     }))

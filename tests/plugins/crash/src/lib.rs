@@ -11,6 +11,8 @@ impl Guest for Crash {
             routes: vec!["/crash".into()],
             hooked_prefixes: vec![b"crash/".to_vec()],
             metrics: vec![],
+            // Reusable instances: failures must still drop them.
+            stateless: true,
         }
     }
     fn handle_http(req: HttpRequest) -> HttpResponse {

@@ -1,9 +1,14 @@
-wit_bindgen::generate!({ path: "../../../plugin-sdk/wit", world: "plugin" });
-
+// Shared by `good`, `good-v2` and `legacy` (each generates its own bindings first, and names its
+// VERSION and `base_manifest`, which holds the fields its contract version has beyond these).
+use std::sync::atomic::{AtomicU64, Ordering};
 use modkv::plugin::host;
 use modkv::plugin::types::{MetricDef, MetricKind};
 
 struct Good;
+
+/// Calls this instance answered (`GET /good/calls` tells): 1 on every call when each gets a fresh
+/// instance.
+static CALLS: AtomicU64 = AtomicU64::new(0);
 
 fn json(status: u16, body: String) -> HttpResponse {
     HttpResponse {
@@ -66,14 +71,17 @@ impl Guest for Good {
                     buckets: vec![],
                 },
             ],
+            ..base_manifest()
         }
     }
 
     fn handle_http(req: HttpRequest) -> HttpResponse {
+        let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
         host::counter_add("requests_total", &[req.path.clone()], 1.0);
         host::log(host::Level::Info, &format!("good {VERSION} serving {} {}", req.method, req.path));
-        let resp = match req.path.as_str() {
-            "/good/hello" => {
+        // By the last path segment, so the plugin serves the same pages under any route prefix.
+        let resp = match req.path.rsplit('/').next().unwrap_or("") {
+            "hello" => {
                 let greeting = host::config("greeting").unwrap_or_default();
                 json(
                     200,
@@ -87,7 +95,7 @@ impl Guest for Good {
                     ),
                 )
             }
-            "/good/get" => {
+            "get" => {
                 let key = param(&req.query, "k");
                 match host::range(key.as_bytes(), b"", 0, false) {
                     Ok(r) => {
@@ -105,11 +113,12 @@ impl Guest for Good {
                     Err(e) => json(403, format!(r#"{{"error":{}}}"#, quote(&e))),
                 }
             }
-            "/good/put" => match host::put(param(&req.query, "k").as_bytes(), param(&req.query, "v").as_bytes()) {
+            "calls" => json(200, format!(r#"{{"calls":{calls}}}"#)),
+            "put" => match host::put(param(&req.query, "k").as_bytes(), param(&req.query, "v").as_bytes()) {
                 Ok(rev) => json(200, format!(r#"{{"revision":{rev}}}"#)),
                 Err(e) => json(403, format!(r#"{{"error":{}}}"#, quote(&e))),
             },
-            "/good/delete" => match host::delete(param(&req.query, "k").as_bytes(), b"") {
+            "delete" => match host::delete(param(&req.query, "k").as_bytes(), b"") {
                 Ok(n) => json(200, format!(r#"{{"deleted":{n}}}"#)),
                 Err(e) => json(403, format!(r#"{{"error":{}}}"#, quote(&e))),
             },
@@ -120,6 +129,7 @@ impl Guest for Good {
     }
 
     fn pre_put(req: PutRequest) -> PutDecision {
+        CALLS.fetch_add(1, Ordering::Relaxed);
         host::histogram_observe("value_bytes", &[], req.value.len() as f64);
         if req.key.starts_with(b"guard/") {
             let v = String::from_utf8_lossy(&req.value);

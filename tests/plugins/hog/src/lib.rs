@@ -11,6 +11,8 @@ impl Guest for Hog {
             routes: vec!["/hog".into()],
             hooked_prefixes: vec![],
             metrics: vec![],
+            // Reusable instances: failures must still drop them.
+            stateless: true,
         }
     }
     fn handle_http(_req: HttpRequest) -> HttpResponse {

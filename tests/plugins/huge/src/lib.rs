@@ -11,6 +11,8 @@ impl Guest for Huge {
             routes: vec!["/huge".into()],
             hooked_prefixes: vec![],
             metrics: vec![],
+            // Reusable instances: failures must still drop them.
+            stateless: true,
         }
     }
     fn handle_http(req: HttpRequest) -> HttpResponse {

@@ -18,6 +18,8 @@ impl Guest for Spin {
             routes: vec!["/spin".into()],
             hooked_prefixes: vec![b"spin/".to_vec()],
             metrics: vec![],
+            // Reusable instances: failures must still drop them.
+            stateless: true,
         }
     }
     fn handle_http(_req: HttpRequest) -> HttpResponse {
