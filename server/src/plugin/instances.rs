@@ -61,6 +61,14 @@ impl Runtime {
         let plugin = finish(info, r, &mut store)?;
         Ok(Warm { store, plugin, calls: 0, born: Instant::now() })
     }
+
+    /// Calls `manifest` in a fresh instance (at load, before the plugin's instances exist).
+    pub async fn manifest(&self, pre: &Pre, info: &Arc<PluginInfo>) -> Result<wit::Manifest, CallError> {
+        match self.instantiate(pre, info).await?.call(info, &[], Export::Manifest).await? {
+            Answer::Manifest(m) => Ok(m),
+            _ => Err(CallError::Failed("manifest returned another export's answer".into())),
+        }
+    }
 }
 
 impl Warm {

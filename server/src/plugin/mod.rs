@@ -285,14 +285,7 @@ async fn load(host: &Arc<Host>, e: &Entry, prev: Option<&Arc<Loaded>>) -> Result
     let info =
         Arc::new(PluginInfo { name: e.name.clone(), config, metrics: OnceLock::new(), server: host.server.clone() });
     let call = Instant::now();
-    let manifest = async {
-        let mut warm = host.runtime.instantiate(&pre, &info).await?;
-        match warm.call(&info, &[], instances::Export::Manifest).await? {
-            instances::Answer::Manifest(m) => Ok(m),
-            _ => Err(host::CallError::Failed("manifest returned another export's answer".into())),
-        }
-    }
-    .await;
+    let manifest = host.runtime.manifest(&pre, &info).await;
     let outcome = manifest.as_ref().map_or_else(|err| err.outcome(), |_| crate::metrics::plugin::CallOutcome::Ok);
     host.metrics.plugins().observe_call(&e.name, "manifest", call.elapsed(), outcome);
     let manifest = manifest.map_err(|err| format!("manifest() {err}"))?;
