@@ -32,7 +32,7 @@ use crate::config::{ClusterState, Config};
 use crate::lease::Lessor;
 use crate::mvcc::KvStore;
 use crate::raft::log::RaftLog;
-use crate::raft::{NodeConfig, RaftNode, Transport};
+use crate::raft::{NodeConfig, PeerDialer, RaftNode, Transport};
 use crate::server::membership::{self, Cluster};
 use crate::server::wait::Wait;
 use crate::server::{EtcdServer, Parts, ServerConfig};
@@ -166,7 +166,7 @@ fn initial_members(cfg: &Config) -> Vec<(String, Vec<String>)> {
 
 /// Asks the other members of `--initial-cluster` for the running cluster and finds this member in it
 /// (added before with `etcdctl member add`, by its peer URLs).
-async fn join_cluster(cfg: &Config) -> Result<Cluster, EmbedError> {
+async fn join_cluster(cfg: &Config, dialer: &PeerDialer) -> Result<Cluster, EmbedError> {
     let mut mine: Vec<String> = cfg.initial_advertise_peer_urls.iter().map(membership::url_string).collect();
     mine.sort();
     let peers: Vec<String> = initial_members(cfg)
@@ -183,7 +183,7 @@ async fn join_cluster(cfg: &Config) -> Result<Cluster, EmbedError> {
     let mut last_error = String::new();
     for _ in 0..10 {
         for url in &peers {
-            let mut client = match crate::raft::peer_client(url) {
+            let mut client = match dialer.client(url) {
                 Ok(c) => c,
                 Err(e) => {
                     last_error = e;
@@ -227,7 +227,7 @@ async fn join_cluster(cfg: &Config) -> Result<Cluster, EmbedError> {
 
 /// Loads the cluster from the data dir, or bootstraps it from `--initial-cluster` on a new member (or
 /// joins the running one).
-async fn load_cluster(cfg: &Config, backend: &dyn Backend) -> Result<Arc<Cluster>, EmbedError> {
+async fn load_cluster(cfg: &Config, backend: &dyn Backend, dialer: &PeerDialer) -> Result<Arc<Cluster>, EmbedError> {
     let cluster = match Cluster::load(backend)? {
         Some(c) => {
             tracing::info!("restarting member from its data dir; --initial-cluster* flags are ignored");
@@ -235,7 +235,7 @@ async fn load_cluster(cfg: &Config, backend: &dyn Backend) -> Result<Arc<Cluster
         }
         None => {
             let c = if cfg.initial_cluster_state == ClusterState::Existing {
-                join_cluster(cfg).await?
+                join_cluster(cfg, dialer).await?
             } else {
                 Cluster::bootstrap(&cfg.name, &initial_members(cfg), &cfg.initial_cluster_token).ok_or_else(|| {
                     EmbedError::Cluster(format!(
@@ -281,7 +281,8 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
     tracing::info!(revision = kv.current_rev(), applied_index, "opened storage");
 
     // 2. Membership.
-    let cluster = load_cluster(cfg, &*backend).await?;
+    let dialer = PeerDialer::new(tls.peer.as_ref());
+    let cluster = load_cluster(cfg, &*backend, &dialer).await?;
     tracing::info!(
         member_id = format_args!("{:x}", cluster.member_id),
         cluster_id = format_args!("{:x}", cluster.cluster_id),
@@ -305,7 +306,12 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
     };
     let (mut node, raft) =
         RaftNode::new(node_cfg, log, backend.clone(), wait.clone(), applied_index, applied_rx.clone(), apply_tx)?;
-    node.set_transport(Transport::new(cluster.clone(), raft.clone(), tokio::runtime::Handle::current()));
+    node.set_transport(Transport::new(
+        cluster.clone(),
+        raft.clone(),
+        tokio::runtime::Handle::current(),
+        dialer.clone(),
+    ));
     let applier = Applier {
         kv: kv.clone(),
         lessor: lessor.clone(),
@@ -342,6 +348,7 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
         wait,
         applied: applied_rx,
         metrics: metrics.clone(),
+        dialer,
     };
     let server = Arc::new(EtcdServer::new(server_cfg, parts));
     metrics.set_server(&server);

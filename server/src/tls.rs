@@ -20,9 +20,8 @@
 //! the (self-signed) certificates of other peers.
 //!
 //! Server configs offer ALPN `h2` and `http/1.1` (the client port serves gRPC and HTTP/1.1 on one
-//! listener). The peer side is kept as a [`PeerTls`] (server and client configs); an https peer
-//! listener serves the peer service over TLS (the outgoing peer transport speaks plain h2 only, so
-//! members of a multi-member cluster need http:// peer URLs for now).
+//! listener). The peer side is kept as a [`PeerTls`]: the server config for https peer listeners, the
+//! client config for dialing https peer URLs (`raft::dial`), presenting this member's peer certificate.
 
 use std::io::Write;
 use std::net::IpAddr;

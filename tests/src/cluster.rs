@@ -99,9 +99,9 @@ impl Member {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
-    /// `http://127.0.0.1:<peer_port>`.
+    /// `http://127.0.0.1:<peer_port>` (`https://` when the members have peer TLS).
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("{}://127.0.0.1:{}", peer_scheme(&self.args), self.peer_port)
     }
 
     /// Full argument list of the process.
@@ -359,6 +359,15 @@ fn has_flag(args: &[String], flag: &str) -> bool {
     args.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")))
 }
 
+/// `https` when `args` give the members peer TLS (`--peer-cert-file` or `--peer-auto-tls`), else `http`.
+fn peer_scheme(args: &[String]) -> &'static str {
+    if has_flag(args, "--peer-cert-file") || has_flag(args, "--peer-auto-tls") {
+        "https"
+    } else {
+        "http"
+    }
+}
+
 /// The command line of one member.
 #[allow(clippy::too_many_arguments)]
 fn member_args(
@@ -372,7 +381,7 @@ fn member_args(
     extra: &[String],
 ) -> Vec<String> {
     let client = format!("http://127.0.0.1:{client_port}");
-    let peer = format!("http://127.0.0.1:{peer_port}");
+    let peer = format!("{}://127.0.0.1:{peer_port}", peer_scheme(extra));
     let mut args: Vec<String> = [
         "--name",
         name,
@@ -447,7 +456,7 @@ impl Cluster {
         let initial_cluster = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, p))| format!("m{}=http://127.0.0.1:{p}", i + 1))
+            .map(|(i, (_, p))| format!("m{}={}://127.0.0.1:{p}", i + 1, peer_scheme(&extra)))
             .collect::<Vec<_>>()
             .join(",");
         let members = ports
@@ -603,7 +612,7 @@ impl Cluster {
     #[track_caller]
     pub fn add_member(&mut self, name: &str, learner: bool) -> usize {
         let (client_port, peer_port) = (free_port(), free_port());
-        let peer = format!("http://127.0.0.1:{peer_port}");
+        let peer = format!("{}://127.0.0.1:{peer_port}", peer_scheme(&self.extra_args));
         let via = self.live().into_iter().find(|&i| !self.members[i].learner).expect("no live voter");
         let peer_flag = format!("--peer-urls={peer}");
         let mut args = vec!["member", "add", name, &peer_flag];

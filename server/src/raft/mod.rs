@@ -18,11 +18,13 @@
 //! gets a snapshot: the state machine read from one RocksDB snapshot (`storage::snapshot`), installed by
 //! the apply layer on the receiving side before the log is reset to it.
 
+pub mod dial;
 pub mod log;
 mod logger;
 mod node;
 
 mod transport;
 
+pub use dial::PeerDialer;
 pub use node::{NodeConfig, PeerProgress, Progress, RaftHandle, RaftNode, RaftStatus, ToApply, REMOVED};
-pub use transport::{peer_client, Transport, MAX_PEER_MESSAGE};
+pub use transport::{Transport, MAX_PEER_MESSAGE};

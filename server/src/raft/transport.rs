@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
+use super::dial::PeerDialer;
 use super::RaftHandle;
 use crate::proto::modkvpb::peer_client::PeerClient;
 use crate::proto::modkvpb::MessageBatch;
@@ -44,18 +45,25 @@ pub struct Transport {
     raft: RaftHandle,
     runtime: tokio::runtime::Handle,
     peers: Mutex<HashMap<u64, mpsc::Sender<Message>>>,
+    dialer: Arc<PeerDialer>,
     /// When each peer last accepted a batch (for etcd's "started members" checks).
     pub last_ok: Arc<Mutex<HashMap<u64, Instant>>>,
 }
 
 impl Transport {
     /// A transport whose peer tasks run on `runtime` and report to `raft`.
-    pub fn new(cluster: Arc<Cluster>, raft: RaftHandle, runtime: tokio::runtime::Handle) -> Arc<Transport> {
+    pub fn new(
+        cluster: Arc<Cluster>,
+        raft: RaftHandle,
+        runtime: tokio::runtime::Handle,
+        dialer: Arc<PeerDialer>,
+    ) -> Arc<Transport> {
         Arc::new(Transport {
             cluster,
             raft,
             runtime,
             peers: Mutex::new(HashMap::new()),
+            dialer,
             last_ok: Arc::new(Mutex::new(HashMap::new())),
         })
     }
@@ -107,6 +115,7 @@ impl Transport {
             cluster: self.cluster.clone(),
             raft: self.raft.clone(),
             last_ok: self.last_ok.clone(),
+            dialer: self.dialer.clone(),
             client: None,
             last_error: None,
         };
@@ -115,35 +124,13 @@ impl Transport {
     }
 }
 
-/// A client for the peer service at `url` (connections are shared per URL).
-pub fn peer_client(url: &str) -> Result<PeerClient<Channel>, String> {
-    static CLIENTS: std::sync::OnceLock<Mutex<HashMap<String, PeerClient<Channel>>>> = std::sync::OnceLock::new();
-    let mut clients = CLIENTS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(c) = clients.get(url) {
-        return Ok(c.clone());
-    }
-    let c = PeerClient::new(endpoint(url)?.connect_lazy())
-        .max_decoding_message_size(MAX_PEER_MESSAGE)
-        .max_encoding_message_size(MAX_PEER_MESSAGE);
-    clients.insert(url.to_string(), c.clone());
-    Ok(c)
-}
-
-fn endpoint(url: &str) -> Result<Endpoint, String> {
-    Ok(Endpoint::from_shared(url.to_string())
-        .map_err(|e| format!("peer URL {url}: {e}"))?
-        .connect_timeout(Duration::from_secs(1))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5)))
-}
-
 struct PeerTask {
     to: u64,
     cluster: Arc<Cluster>,
     raft: RaftHandle,
     last_ok: Arc<Mutex<HashMap<u64, Instant>>>,
-    /// The client for the peer's URL (shared with [`peer_client`]'s other users) and that URL.
+    dialer: Arc<PeerDialer>,
+    /// The client for the peer's URL (shared with the dialer's other users) and that URL.
     client: Option<(String, PeerClient<Channel>)>,
     /// The last failure logged, and when.
     last_error: Option<(String, Instant)>,
@@ -202,7 +189,7 @@ impl PeerTask {
     async fn deliver(&mut self, batch: &[Message]) -> Result<(), String> {
         let url = self.cluster.peer_url(self.to).ok_or_else(|| "no peer URL known for this member".to_string())?;
         if self.client.as_ref().is_none_or(|(u, _)| *u != url) {
-            self.client = Some((url.clone(), peer_client(&url)?));
+            self.client = Some((url.clone(), self.dialer.client(&url)?));
         }
         let (_, client) = self.client.as_mut().expect("set above");
         let req = MessageBatch {

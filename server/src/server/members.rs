@@ -94,7 +94,7 @@ impl EtcdServer {
             return Err(Error::NoLeader);
         }
         let url = self.cluster.peer_url(leader).ok_or(Error::NoLeader)?;
-        crate::raft::peer_client(&url).map_err(Error::Internal)
+        self.dialer.client(&url).map_err(Error::Internal)
     }
 
     /// The leader's last index and the progress of every member; `NotLeader` elsewhere.

@@ -68,6 +68,7 @@ pub struct Parts {
     pub wait: Arc<Wait>,
     pub applied: watch::Receiver<u64>,
     pub metrics: Arc<Metrics>,
+    pub dialer: Arc<crate::raft::PeerDialer>,
 }
 
 /// Bytes etcd adds to a put's quota cost for the key's bookkeeping, and to a lease grant's.
@@ -89,6 +90,8 @@ pub struct EtcdServer {
     wait: Arc<Wait>,
     applied: watch::Receiver<u64>,
     pub metrics: Arc<Metrics>,
+    /// Clients of other members' peer service (requests only the leader answers are sent there).
+    dialer: Arc<crate::raft::PeerDialer>,
     ids: IdGen,
     /// The WebAssembly plugins: their pre-put hooks run in `put` and `txn` before the proposal.
     pub plugins: crate::plugin::Plugins,
@@ -109,6 +112,7 @@ impl EtcdServer {
             wait: p.wait,
             applied: p.applied,
             metrics: p.metrics,
+            dialer: p.dialer,
             ids,
             plugins: crate::plugin::Plugins::default(),
         }
