@@ -122,7 +122,7 @@ pub struct Etcd {
 }
 
 /// Opens the data dir (creating it), refusing one that is not modkv's or not writable.
-fn prepare_data_dir(dir: &Path) -> Result<PathBuf, EmbedError> {
+pub(crate) fn prepare_data_dir(dir: &Path) -> Result<PathBuf, EmbedError> {
     let fail = |reason: String| EmbedError::DataDir { path: dir.to_path_buf(), reason };
     std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create it: {e}")))?;
     let marker = dir.join(MARKER_FILE);

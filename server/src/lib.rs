@@ -24,11 +24,12 @@
 //! Beside the layers: `proto` (etcd's wire types, generated from this crate's own `.proto` files),
 //! `error` (client-facing errors with etcd's messages, mapped to gRPC codes in one table), `alarm`
 //! (NOSPACE and friends), `metrics` (Prometheus metrics under etcd's names), `tls` (rustls configs for
-//! client and peer URLs).
+//! client and peer URLs), `backup` (snapshot files: `etcdctl snapshot save`, `modkv snapshot restore`).
 
 pub mod alarm;
 pub mod api;
 pub mod apply;
+pub mod backup;
 pub mod config;
 pub mod embed;
 pub mod error;
