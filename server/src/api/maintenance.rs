@@ -97,7 +97,7 @@ impl Maintenance for MaintenanceService {
             .enumerate()
             .map(|(i, blob)| {
                 Ok(SnapshotResponse {
-                    header: Some(header.clone()),
+                    header: Some(header),
                     remaining_bytes: (total - (i * SNAPSHOT_CHUNK + blob.len())) as u64,
                     blob: blob.to_vec(),
                 })
