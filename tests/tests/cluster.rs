@@ -109,6 +109,18 @@ fn wait_local_value(c: &Cluster, i: usize, key: &str, value: &str, timeout: Dura
 }
 
 #[track_caller]
+/// `endpoint hashkv --rev <rev>` (a hash of the whole key space and its history up to `rev`) is the same
+/// on the members `idx`.
+#[track_caller]
+fn assert_same_hashkv(c: &Cluster, idx: &[usize], rev: i64) {
+    let rev = rev.to_string();
+    let hashes: Vec<Value> = idx
+        .iter()
+        .map(|&i| c[i].ctl_json(&["endpoint", "hashkv", "--rev", &rev])[0]["HashKV"]["hash"].clone())
+        .collect();
+    assert!(hashes[0].is_u64() && hashes.iter().all(|h| *h == hashes[0]), "hashkv at {rev}: {hashes:?}");
+}
+
 fn status_u64(s: &Value, field: &str) -> u64 {
     s[field].as_u64().unwrap_or_else(|| panic!("no {field} in {s}"))
 }
@@ -215,6 +227,8 @@ both_kinds! {
         for i in 1..3 {
             assert_eq!((kvs(&views[i]), header_rev(&views[i])), (kvs(&views[0]), header_rev(&views[0])));
         }
+        // And their whole key spaces, history included, hash the same at that revision.
+        assert_same_hashkv(&c, &[0, 1, 2], header_rev(&views[0]));
         assert!(log.acked.len() >= 80, "{} acked, {} failed", log.acked.len(), log.failed.len());
     }
 
@@ -363,6 +377,8 @@ both_kinds! {
         for (i, (k, v, ..)) in got[1..].iter().enumerate() {
             assert_eq!((k.as_str(), v.as_str()), (format!("snap-{i:05}").as_str(), format!("v{i}").as_str()));
         }
+        // The history it got from the snapshot is the leader's too.
+        assert_same_hashkv(&c, &[l, f], N as i64 + 2);
         // It was a snapshot, not the log, that caught it up (both servers log it in these words).
         assert!(c[f].log().contains("applied incoming snapshot"), "no snapshot was installed:\n{}", c[f].log_tail(40));
         // It takes part in consensus again.

@@ -288,6 +288,45 @@ impl KvStore {
         }
     }
 
+    /// etcd's HashKV: CRC-32C over `"key"` (the name of etcd's key bucket), then every stored (revision
+    /// key, encoded value) pair up to revision `rev` (0: the current one), in revision order, except
+    /// those at or below the compacted revision that a compaction at `rev` would drop (as etcd, which
+    /// asks its key index what it would keep). Returns the hash, the current and the compacted revision. It reads the backend under the index's read lock once no applied
+    /// change is waiting to be written (writes wait meanwhile).
+    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
+        let st = loop {
+            let st = self.read_state();
+            if st.pending.is_empty() {
+                break st;
+            }
+            drop(st);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        let (current, compacted) = (st.current_rev, st.compact_rev);
+        if rev > 0 && rev <= compacted {
+            return Err(Error::Compacted);
+        }
+        if rev > current {
+            return Err(Error::FutureRev);
+        }
+        let upto = if rev == 0 { current } else { rev };
+        let mut keep = HashSet::new();
+        for ki in st.index.values() {
+            ki.clone().compact(upto, &mut keep);
+        }
+        let end = Revision::new(upto + 1, 0).to_bytes(false);
+        let mut hash = crc32c::crc32c(b"key");
+        self.backend.scan(Cf::Kv, &[], Some(&end), &mut |k, v| {
+            let dropped = Revision::from_bytes(k)
+                .is_some_and(|(r, _)| r.main <= compacted && !keep.is_empty() && !keep.contains(&r));
+            if !dropped {
+                hash = crc32c::crc32c_append(crc32c::crc32c_append(hash, k), v);
+            }
+            true
+        })?;
+        Ok((hash, current, compacted))
+    }
+
     /// Compacts history before `rev`. The caller's batch (earlier applied changes) is committed first.
     pub fn compact(&self, rev: i64, batch: &mut WriteBatch) -> Result<()> {
         {
