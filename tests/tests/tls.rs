@@ -102,6 +102,34 @@ both_kinds! {
         curl_refused(&[], &format!("{base}/health"));
     }
 
+    /// The certificate and key files are read again for new connections (etcd reads them for every
+    /// handshake): replaced by a pair from another CA, new clients see the new certificate, without a
+    /// restart.
+    fn certificates_rotate_without_restart(kind) {
+        let (old, new) = (Pki::generate(), Pki::generate());
+        let files = tempfile::tempdir().unwrap();
+        let (cert, key) = (files.path().join("server.pem"), files.path().join("server.key"));
+        let install = |pki: &Pki| {
+            // As an operator's tooling does it: each file replaced whole, the key first.
+            for (from, to) in [("server.key", &key), ("server.pem", &cert)] {
+                let tmp = to.with_extension("tmp");
+                std::fs::copy(pki.path(from), &tmp).unwrap();
+                std::fs::rename(&tmp, to).unwrap();
+            }
+        };
+        install(&old);
+        let args = ["--cert-file".to_string(), cert.display().to_string(), "--key-file".into(), key.display().to_string()];
+        let s = start_https(kind, ServerOpts::new().args(args), false, &old.ctl_ca());
+        assert_eq!(etcdctl_tls(&s, &old.ctl_ca(), &["put", "k", "v"]).ok(), "OK\n");
+        assert_refused(&etcdctl_tls(&s, &new.ctl_ca(), &[FAST_FAIL.as_slice(), &["get", "k"]].concat()));
+
+        // The modification time has a granularity: make sure the new files look changed.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        install(&new);
+        assert_eq!(etcdctl_tls(&s, &new.ctl_ca(), &["get", "k", "--print-value-only"]).ok(), "v\n");
+        assert_refused(&etcdctl_tls(&s, &old.ctl_ca(), &[FAST_FAIL.as_slice(), &["get", "k"]].concat()));
+    }
+
     /// --client-cert-auth with --trusted-ca-file: only clients with a certificate from the CA get in.
     fn client_cert_auth(kind) {
         let pki = Pki::generate();

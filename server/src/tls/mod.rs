@@ -10,6 +10,9 @@
 //!   --peer-*                           the same for the peer side (<data-dir>/fixtures/peer)
 //! ```
 //!
+//! The certificate and key files are read again when they change (`reload`), as etcd reads them for
+//! every handshake, so certificates rotate without a restart; the CA file is read once.
+//!
 //! Only `https://` listen URLs use TLS; for `http://` URLs the files are ignored with etcd's warning.
 //! An https URL with neither files nor auto TLS is rejected by [`crate::config`]. Everything here
 //! runs once at startup, so a missing file, a key that does not match its certificate or a CA file
@@ -34,12 +37,15 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use tokio_rustls::TlsAcceptor;
 use url::Url;
 
 use crate::config::{Config, TlsFlags};
+
+mod reload;
+use reload::ReloadingCert;
 
 /// How long a client gets to complete the TLS handshake before its connection is closed.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -210,6 +216,7 @@ fn warn_ignored_for_http(side: Side, flags: &TlsFlags, urls: &[Url]) {
 }
 
 /// One side's files, resolved: the certificate and key, and how clients are verified.
+#[derive(Clone)]
 struct Files {
     side: Side,
     cert: PathBuf,
@@ -311,7 +318,7 @@ impl Files {
     }
 
     fn server_config(&self, provider: &Arc<CryptoProvider>) -> Result<ServerConfig, TlsError> {
-        let certified = self.certified_key(provider)?;
+        let certified = Arc::new(ReloadingCert::new(self, provider)?);
         let setup = |e: rustls::Error| TlsError::Setup(format!("{} TLS: {e}", self.side.name));
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(rustls::DEFAULT_VERSIONS)
@@ -330,7 +337,7 @@ impl Files {
         } else {
             builder.with_no_client_auth()
         };
-        let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
+        let mut config = builder.with_cert_resolver(certified);
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         tracing::info!(
             side = self.side.name,
@@ -348,7 +355,7 @@ impl Files {
     /// server against the CA file (else the system roots), or not at all for auto TLS (etcd's
     /// `InsecureSkipVerify` for self-signed certificates). ALPN is left to the transport.
     fn client_config(&self, provider: &Arc<CryptoProvider>) -> Result<ClientConfig, TlsError> {
-        let certified = self.certified_key(provider)?;
+        let certified = Arc::new(ReloadingCert::new(self, provider)?);
         let setup = |e: rustls::Error| TlsError::Setup(format!("{} TLS: {e}", self.side.name));
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(rustls::DEFAULT_VERSIONS)
@@ -358,7 +365,7 @@ impl Files {
         } else {
             builder.with_root_certificates(self.roots()?.unwrap_or_else(RootCertStore::empty))
         };
-        Ok(builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified))))
+        Ok(builder.with_client_cert_resolver(certified))
     }
 }
 
