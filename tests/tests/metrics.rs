@@ -388,6 +388,18 @@ both_kinds! {
         assert_eq!(m2.value("grpc_server_handled_total", &kv_code("Put", "OK")), PUTS as f64 + 1.0);
         assert!(m2.value("etcd_server_proposals_committed_total", &[]) > committed);
         assert!(m2.value("etcd_disk_wal_fsync_duration_seconds_count", &[]) > m.value("etcd_disk_wal_fsync_duration_seconds_count", &[]));
+
+        // JSON gateway calls count as gRPC calls (etcd's gateway calls its own gRPC port).
+        let ok = modkv_tests::http::post(&s.endpoint(), "/v3/kv/put", r#"{"key":"Z3c=","value":"dg=="}"#);
+        assert_eq!(ok.status, 200, "{}", ok.text());
+        let bad = modkv_tests::http::post(&s.endpoint(), "/v3/kv/put", r#"{"value":"dg=="}"#);
+        assert_eq!(bad.status, 400, "{}", bad.text());
+        let m3 = scrape(&s.endpoint());
+        assert_eq!(m3.value("grpc_server_started_total", &kv("Put")), PUTS as f64 + 4.0);
+        assert_eq!(m3.value("grpc_server_handled_total", &kv_code("Put", "OK")), PUTS as f64 + 2.0);
+        assert_eq!(m3.value("grpc_server_handled_total", &kv_code("Put", "InvalidArgument")), 2.0);
+        assert_eq!(m3.value("grpc_server_msg_received_total", &kv("Put")), PUTS as f64 + 4.0);
+        assert_eq!(m3.value("grpc_server_msg_sent_total", &kv("Put")), PUTS as f64 + 2.0);
     }
 
     /// `--listen-metrics-urls`: `/metrics` and `/health` on their own listener, nothing else.

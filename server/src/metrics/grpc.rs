@@ -154,6 +154,20 @@ impl GrpcMetrics {
         GrpcMetrics { methods: Arc::new(methods) }
     }
 
+    /// Counts a unary call that reached the services without going through gRPC: the JSON gateway's,
+    /// which etcd serves by calling its own gRPC port, so its calls count as gRPC calls there.
+    /// `path`: the gRPC method (`/etcdserverpb.KV/Put`); `code`: how the call ended.
+    pub fn count_unary(&self, path: &str, code: tonic::Code) {
+        let Some(m) = self.methods.get(path) else { return };
+        m.started.inc();
+        m.received.inc();
+        let code = code as usize;
+        m.handled[if code < CODES.len() { code } else { UNKNOWN }].inc();
+        if code == 0 {
+            m.sent.inc();
+        }
+    }
+
     pub(super) fn layer(&self) -> GrpcMetricsLayer {
         GrpcMetricsLayer { methods: self.methods.clone() }
     }

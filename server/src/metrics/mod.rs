@@ -161,6 +161,10 @@ impl Metrics {
         &self.plugins
     }
 
+    pub fn grpc(&self) -> &grpc::GrpcMetrics {
+        &self.grpc
+    }
+
     /// The tower layer that counts the gRPC services' requests (`grpc_server_*`).
     pub fn grpc_layer(&self) -> grpc::GrpcMetricsLayer {
         self.grpc.layer()

@@ -90,6 +90,34 @@ enum Streaming {
     Server,
 }
 
+impl Rpc {
+    /// The gRPC method of a unary call (for its metrics).
+    fn grpc_path(self) -> Option<&'static str> {
+        Some(match self {
+            Rpc::Range => "/etcdserverpb.KV/Range",
+            Rpc::Put => "/etcdserverpb.KV/Put",
+            Rpc::DeleteRange => "/etcdserverpb.KV/DeleteRange",
+            Rpc::Txn => "/etcdserverpb.KV/Txn",
+            Rpc::Compact => "/etcdserverpb.KV/Compact",
+            Rpc::MemberAdd => "/etcdserverpb.Cluster/MemberAdd",
+            Rpc::MemberRemove => "/etcdserverpb.Cluster/MemberRemove",
+            Rpc::MemberUpdate => "/etcdserverpb.Cluster/MemberUpdate",
+            Rpc::MemberList => "/etcdserverpb.Cluster/MemberList",
+            Rpc::MemberPromote => "/etcdserverpb.Cluster/MemberPromote",
+            Rpc::Alarm => "/etcdserverpb.Maintenance/Alarm",
+            Rpc::Status => "/etcdserverpb.Maintenance/Status",
+            Rpc::Defragment => "/etcdserverpb.Maintenance/Defragment",
+            Rpc::Hash => "/etcdserverpb.Maintenance/Hash",
+            Rpc::MoveLeader => "/etcdserverpb.Maintenance/MoveLeader",
+            Rpc::LeaseGrant => "/etcdserverpb.Lease/LeaseGrant",
+            Rpc::LeaseRevoke => "/etcdserverpb.Lease/LeaseRevoke",
+            Rpc::LeaseTimeToLive => "/etcdserverpb.Lease/LeaseTimeToLive",
+            Rpc::LeaseLeases => "/etcdserverpb.Lease/LeaseLeases",
+            Rpc::Snapshot | Rpc::LeaseKeepAlive | Rpc::Watch | Rpc::Missing { .. } => return None,
+        })
+    }
+}
+
 const fn missing(service: &'static str, input: &'static str) -> Rpc {
     Rpc::Missing { service, input, stream: Streaming::Unary }
 }
@@ -309,7 +337,9 @@ impl Gateway {
         Ok(out)
     }
 
-    async fn unary<Req, Resp, F, Fut>(&self, input: &str, body: &[u8], call: F) -> Response
+    /// A unary call: the request decoded from JSON, the service called, counted in the gRPC metrics
+    /// as etcd counts its gateway's calls (they reach its gRPC port).
+    async fn unary<Req, Resp, F, Fut>(&self, rpc: Rpc, input: &str, body: &[u8], call: F) -> Response
     where
         Req: prost::Message + DeserializeOwned,
         Resp: Serialize,
@@ -320,7 +350,12 @@ impl Gateway {
             Ok(r) => r,
             Err(s) => return status_error(&s),
         };
-        match call(req).await {
+        let result = call(req).await;
+        if let Some(path) = rpc.grpc_path() {
+            let code = result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok);
+            self.server.metrics.grpc().count_unary(path, code);
+        }
+        match result {
             Ok(resp) => ok(resp.get_ref()),
             Err(s) => status_error(&s),
         }
@@ -345,49 +380,61 @@ async fn serve(gw: &Gateway, rpc: Rpc, method: Method, body: Body) -> Response {
 async fn call(gw: &Gateway, rpc: Rpc, body: &Bytes) -> Response {
     const ES: &str = ".etcdserverpb.";
     match rpc {
-        Rpc::Range => gw.unary(&format!("{ES}RangeRequest"), body, |r| gw.kv.range(Request::new(r))).await,
-        Rpc::Put => gw.unary(&format!("{ES}PutRequest"), body, |r| gw.kv.put(Request::new(r))).await,
+        Rpc::Range => gw.unary(rpc, &format!("{ES}RangeRequest"), body, |r| gw.kv.range(Request::new(r))).await,
+        Rpc::Put => gw.unary(rpc, &format!("{ES}PutRequest"), body, |r| gw.kv.put(Request::new(r))).await,
         Rpc::DeleteRange => {
-            gw.unary(&format!("{ES}DeleteRangeRequest"), body, |r| gw.kv.delete_range(Request::new(r))).await
+            gw.unary(rpc, &format!("{ES}DeleteRangeRequest"), body, |r| gw.kv.delete_range(Request::new(r))).await
         }
-        Rpc::Txn => gw.unary(&format!("{ES}TxnRequest"), body, |r| gw.kv.txn(Request::new(r))).await,
-        Rpc::Compact => gw.unary(&format!("{ES}CompactionRequest"), body, |r| gw.kv.compact(Request::new(r))).await,
+        Rpc::Txn => gw.unary(rpc, &format!("{ES}TxnRequest"), body, |r| gw.kv.txn(Request::new(r))).await,
+        Rpc::Compact => {
+            gw.unary(rpc, &format!("{ES}CompactionRequest"), body, |r| gw.kv.compact(Request::new(r))).await
+        }
         Rpc::MemberAdd => {
-            gw.unary(&format!("{ES}MemberAddRequest"), body, |r| gw.cluster.member_add(Request::new(r))).await
+            gw.unary(rpc, &format!("{ES}MemberAddRequest"), body, |r| gw.cluster.member_add(Request::new(r))).await
         }
         Rpc::MemberRemove => {
-            gw.unary(&format!("{ES}MemberRemoveRequest"), body, |r| gw.cluster.member_remove(Request::new(r))).await
-        }
-        Rpc::MemberUpdate => {
-            gw.unary(&format!("{ES}MemberUpdateRequest"), body, |r| gw.cluster.member_update(Request::new(r))).await
-        }
-        Rpc::MemberList => {
-            gw.unary(&format!("{ES}MemberListRequest"), body, |r| gw.cluster.member_list(Request::new(r))).await
-        }
-        Rpc::MemberPromote => {
-            gw.unary(&format!("{ES}MemberPromoteRequest"), body, |r| gw.cluster.member_promote(Request::new(r))).await
-        }
-        Rpc::Alarm => gw.unary(&format!("{ES}AlarmRequest"), body, |r| gw.maintenance.alarm(Request::new(r))).await,
-        Rpc::Status => gw.unary(&format!("{ES}StatusRequest"), body, |r| gw.maintenance.status(Request::new(r))).await,
-        Rpc::Defragment => {
-            gw.unary(&format!("{ES}DefragmentRequest"), body, |r| gw.maintenance.defragment(Request::new(r))).await
-        }
-        Rpc::Hash => gw.unary(&format!("{ES}HashRequest"), body, |r| gw.maintenance.hash(Request::new(r))).await,
-        Rpc::MoveLeader => {
-            gw.unary(&format!("{ES}MoveLeaderRequest"), body, |r| gw.maintenance.move_leader(Request::new(r))).await
-        }
-        Rpc::LeaseGrant => {
-            gw.unary(&format!("{ES}LeaseGrantRequest"), body, |r| gw.lease.lease_grant(Request::new(r))).await
-        }
-        Rpc::LeaseRevoke => {
-            gw.unary(&format!("{ES}LeaseRevokeRequest"), body, |r| gw.lease.lease_revoke(Request::new(r))).await
-        }
-        Rpc::LeaseTimeToLive => {
-            gw.unary(&format!("{ES}LeaseTimeToLiveRequest"), body, |r| gw.lease.lease_time_to_live(Request::new(r)))
+            gw.unary(rpc, &format!("{ES}MemberRemoveRequest"), body, |r| gw.cluster.member_remove(Request::new(r)))
                 .await
         }
+        Rpc::MemberUpdate => {
+            gw.unary(rpc, &format!("{ES}MemberUpdateRequest"), body, |r| gw.cluster.member_update(Request::new(r)))
+                .await
+        }
+        Rpc::MemberList => {
+            gw.unary(rpc, &format!("{ES}MemberListRequest"), body, |r| gw.cluster.member_list(Request::new(r))).await
+        }
+        Rpc::MemberPromote => {
+            gw.unary(rpc, &format!("{ES}MemberPromoteRequest"), body, |r| gw.cluster.member_promote(Request::new(r)))
+                .await
+        }
+        Rpc::Alarm => {
+            gw.unary(rpc, &format!("{ES}AlarmRequest"), body, |r| gw.maintenance.alarm(Request::new(r))).await
+        }
+        Rpc::Status => {
+            gw.unary(rpc, &format!("{ES}StatusRequest"), body, |r| gw.maintenance.status(Request::new(r))).await
+        }
+        Rpc::Defragment => {
+            gw.unary(rpc, &format!("{ES}DefragmentRequest"), body, |r| gw.maintenance.defragment(Request::new(r))).await
+        }
+        Rpc::Hash => gw.unary(rpc, &format!("{ES}HashRequest"), body, |r| gw.maintenance.hash(Request::new(r))).await,
+        Rpc::MoveLeader => {
+            gw.unary(rpc, &format!("{ES}MoveLeaderRequest"), body, |r| gw.maintenance.move_leader(Request::new(r)))
+                .await
+        }
+        Rpc::LeaseGrant => {
+            gw.unary(rpc, &format!("{ES}LeaseGrantRequest"), body, |r| gw.lease.lease_grant(Request::new(r))).await
+        }
+        Rpc::LeaseRevoke => {
+            gw.unary(rpc, &format!("{ES}LeaseRevokeRequest"), body, |r| gw.lease.lease_revoke(Request::new(r))).await
+        }
+        Rpc::LeaseTimeToLive => {
+            gw.unary(rpc, &format!("{ES}LeaseTimeToLiveRequest"), body, |r| {
+                gw.lease.lease_time_to_live(Request::new(r))
+            })
+            .await
+        }
         Rpc::LeaseLeases => {
-            gw.unary(&format!("{ES}LeaseLeasesRequest"), body, |r| gw.lease.lease_leases(Request::new(r))).await
+            gw.unary(rpc, &format!("{ES}LeaseLeasesRequest"), body, |r| gw.lease.lease_leases(Request::new(r))).await
         }
         Rpc::LeaseKeepAlive => {
             let reqs = match gw.decode_stream::<LeaseKeepAliveRequest>(&format!("{ES}LeaseKeepAliveRequest"), body) {
