@@ -566,7 +566,8 @@ both_kinds! {
         let (f1, f2) = ((l + 1) % 3, (l + 2) % 3);
         let grant = c[f1].ctl_json(&["lease", "grant", "20"]);
         assert_eq!(grant["TTL"].as_i64(), Some(20), "{grant}");
-        let id = format!("{:x}", grant["ID"].as_u64().unwrap());
+        // etcdctl prints lease ids as %016x (zero-padded).
+        let id = format!("{:016x}", grant["ID"].as_u64().unwrap());
         assert_eq!(c[f2].ctl_ok(&["put", "leased", "v", "--lease", &id]), "OK\n");
         std::thread::sleep(Duration::from_secs(3));
         let kept = c[f2].ctl_ok(&["lease", "keep-alive", "--once", &id]);

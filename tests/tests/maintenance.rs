@@ -52,7 +52,7 @@ both_kinds! {
         s.ctl_ok(&["put", "b", "2"]);
         s.ctl_ok(&["put", "a", "3"]);
         s.ctl_ok(&["del", "b"]);
-        let lease = format!("{:x}", s.ctl_json(&["lease", "grant", "600"])["ID"].as_i64().unwrap());
+        let lease = format!("{:016x}", s.ctl_json(&["lease", "grant", "600"])["ID"].as_i64().unwrap());
         s.ctl_ok(&["put", "leased", "x", "--lease", &lease]);
         assert_eq!(rev(&s), 6);
         let dir = tempfile::tempdir().unwrap();
