@@ -24,12 +24,39 @@ use crate::server::EtcdServer;
 /// A refusal is logged again at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
+#[derive(Clone)]
 pub struct PeerService {
     server: Arc<EtcdServer>,
-    last_refusal: Mutex<Option<Instant>>,
+    last_refusal: Arc<Mutex<Option<Instant>>>,
 }
 
+/// Batches a stream may have stepped but not yet acknowledged.
+const STREAM_ACKS: usize = 64;
+
 impl PeerService {
+    /// Checks a batch of raft messages and steps them into raft, in order.
+    async fn accept(&self, b: MessageBatch) -> Result<(), Status> {
+        self.check_cluster(b.cluster_id, b.from)?;
+        if self.server.cluster.is_removed(b.from) {
+            // As etcd answers a removed member: it learns it is out (it may have missed the commit of
+            // its own removal) and stops.
+            return Err(Status::failed_precondition(crate::raft::REMOVED));
+        }
+        let me = self.server.cluster.member_id;
+        if b.to != me {
+            let msg =
+                format!("member ID mismatch: member {:x} sent messages for member {:x} to member {me:x}", b.from, b.to);
+            self.log_refusal(&msg);
+            return Err(Status::failed_precondition(msg));
+        }
+        for data in b.messages {
+            let m = raft::eraftpb::Message::parse_from_bytes(&data)
+                .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))?;
+            self.server.raft.step(m).await?;
+        }
+        Ok(())
+    }
+
     fn check_cluster(&self, cluster_id: u64, from: u64) -> Result<(), Status> {
         let ours = self.server.cluster.cluster_id;
         if cluster_id == ours {
@@ -62,26 +89,31 @@ impl PeerService {
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn send(&self, req: Request<MessageBatch>) -> Result<Response<SendResponse>, Status> {
-        let b = req.into_inner();
-        self.check_cluster(b.cluster_id, b.from)?;
-        if self.server.cluster.is_removed(b.from) {
-            // As etcd answers a removed member: it learns it is out (it may have missed the commit of
-            // its own removal) and stops.
-            return Err(Status::failed_precondition(crate::raft::REMOVED));
-        }
-        let me = self.server.cluster.member_id;
-        if b.to != me {
-            let msg =
-                format!("member ID mismatch: member {:x} sent messages for member {:x} to member {me:x}", b.from, b.to);
-            self.log_refusal(&msg);
-            return Err(Status::failed_precondition(msg));
-        }
-        for data in b.messages {
-            let m = raft::eraftpb::Message::parse_from_bytes(&data)
-                .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))?;
-            self.server.raft.step(m).await?;
-        }
+        self.accept(req.into_inner()).await?;
         Ok(Response::new(SendResponse {}))
+    }
+
+    type StreamStream = tokio_stream::wrappers::ReceiverStream<Result<SendResponse, Status>>;
+
+    async fn stream(
+        &self,
+        req: Request<tonic::Streaming<MessageBatch>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let mut batches = req.into_inner();
+        let (acks, rx) = tokio::sync::mpsc::channel(STREAM_ACKS);
+        let svc = self.clone();
+        tokio::spawn(async move {
+            // Ends when the sender closes the stream or goes away; a refused batch ends it with the
+            // refusal (the sender reports it as for Send).
+            while let Ok(Some(b)) = batches.message().await {
+                let ack = svc.accept(b).await.map(|()| SendResponse {});
+                let refused = ack.is_err();
+                if acks.send(ack).await.is_err() || refused {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
 
     async fn members(&self, _: Request<MembersRequest>) -> Result<Response<MembersResponse>, Status> {
@@ -122,7 +154,7 @@ impl Peer for PeerService {
 
 /// What a peer port serves: the peer service over h2 (anything else gets 404).
 pub fn peer_mux(server: Arc<EtcdServer>) -> super::mux::Mux {
-    let svc = PeerServer::new(PeerService { server, last_refusal: Mutex::new(None) })
+    let svc = PeerServer::new(PeerService { server, last_refusal: Arc::new(Mutex::new(None)) })
         .max_decoding_message_size(MAX_PEER_MESSAGE)
         .max_encoding_message_size(MAX_PEER_MESSAGE);
     let grpc = tonic::service::Routes::new(svc).into_axum_router();
