@@ -13,7 +13,17 @@ bench=$target/release/modkv-bench
 plugins=$target/plugins
 work=$(mktemp -d /tmp/modkv-bench.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+# Stops the servers started so far (each section runs alone: idle servers still tick and wake up).
+stop_all() {
+  if [ -f "$work/cluster.pids" ]; then
+    while read -r p; do pids+=("$p"); done <"$work/cluster.pids"
+    rm -f "$work/cluster.pids"
+  fi
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
+  pids=()
+}
+cleanup() { stop_all; rm -rf "$work"; }
 trap cleanup EXIT
 
 wait_ready() { # port
@@ -46,6 +56,7 @@ start modkv modkv 25379 25380
 put_bench etcd 24379
 put_bench modkv 25379
 
+stop_all
 mkdir -p "$work/plugins-guard"
 cp "$plugins/json-guard.wasm" "$plugins/json-guard.toml" "$work/plugins-guard/"
 start modkv plain 26379 26380
@@ -55,6 +66,7 @@ put_bench modkv-json-guard 27379 --key-prefix json/ --json true
 curl -s "http://127.0.0.1:27379/metrics" | grep -E '^modkv_plugin_call_duration_seconds_(sum|count)\{plugin="json-guard",hook="pre_put"\}'
 "$target/release/examples/plugin-call-cost" "$plugins/json-guard.wasm" "$plugins/json-guard.toml"
 
+stop_all
 mkdir -p "$work/plugins-hello"
 cp "$plugins/hello.wasm" "$plugins/hello.toml" "$work/plugins-hello/"
 start modkv hello 28379 28380 --plugin-dir "$work/plugins-hello"
@@ -64,7 +76,9 @@ echo "wrk: GET /version (built in), same load, for comparison"
 wrk -t4 -c64 -d10s --latency "http://127.0.0.1:28379/version" | grep -E "Requests/sec|Latency|99%|50%"
 grep -h "plugins (startup)" "$work"/guarded.log "$work"/hello.log || true
 
-cluster() { # kind base-port: three members m1..m3 on base+0/1, base+2/3, base+4/5; prints the leader's client URL
+# kind base-port: three members m1..m3 on base+0/1, base+2/3, base+4/5; prints the leader's client URL.
+# Run in a command substitution (a subshell): the members' pids go to $work/cluster.pids for stop_all.
+cluster() {
   local kind=$1 base=$2 exe=$bin ic="" i
   [ "$kind" = etcd ] && exe=etcd
   for i in 1 2 3; do ic="$ic${ic:+,}$kind-m$i=http://127.0.0.1:$((base + 2 * i - 1))"; done
@@ -74,16 +88,18 @@ cluster() { # kind base-port: three members m1..m3 on base+0/1, base+2/3, base+4
       --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
       --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
       --initial-cluster "$ic" --initial-cluster-token "bench-$kind" >"$work/$kind-m$i.log" 2>&1 &
-    pids+=($!)
+    echo $! >>"$work/cluster.pids"
   done
   for i in 1 2 3; do wait_ready $((base + 2 * i - 2)) >&2; done
   ETCDCTL_API=3 etcdctl --endpoints="127.0.0.1:$base,127.0.0.1:$((base + 2)),127.0.0.1:$((base + 4))" \
     endpoint status | awk -F', ' '$5 == "true" { print "http://" $1 }'
 }
+stop_all
 echo "three-member clusters (same machine, loopback): puts through the leader"
 leader=$(cluster etcd 31379)
 "$bench" --endpoint "$leader" --label etcd-3 --mode seq --total 2000
 "$bench" --endpoint "$leader" --label etcd-3 --mode par --clients 100 --conns 10 --total 30000
+stop_all
 leader=$(cluster modkv 32379)
 "$bench" --endpoint "$leader" --label modkv-3 --mode seq --total 2000
 "$bench" --endpoint "$leader" --label modkv-3 --mode par --clients 100 --conns 10 --total 30000
