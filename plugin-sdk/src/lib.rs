@@ -150,7 +150,9 @@
 //!
 //! The host instantiates the component afresh for every call (a fresh store, bounded memory and time),
 //! so a plugin keeps no state between calls in its own memory: state lives in the key-value store
-//! ([`kv`]) or in metrics. A panic or trap fails only that call: a route answers 500 naming the plugin,
+//! ([`kv`]) or in metrics. A plugin whose answers never depend on what earlier calls left behind says
+//! [`Manifest::stateless`]: one instance may then answer up to 64 calls in a row, which for a small
+//! hook saves most of its cost (instantiating); globals survive between those calls. A panic or trap fails only that call: a route answers 500 naming the plugin,
 //! a pre-put hook rejects or allows the put as the plugin's `fail-open`/`fail-closed` setting says.
 //! Host calls ([`kv`], [`config`], ...) are checked against the grants in the plugin's TOML file.
 #![warn(missing_docs)]
@@ -185,14 +187,14 @@ pub use bindings::modkv::plugin::types::{
 };
 
 /// The WIT package this SDK implements; a plugin built with it loads in servers that support it.
-pub const WIT_PACKAGE: &str = "modkv:plugin@0.1.0";
+pub const WIT_PACKAGE: &str = "modkv:plugin@0.2.0";
 
 /// What a plugin is: its manifest, and the hooks it implements. Export the implementing type with
 /// [`export!`].
 ///
-/// The methods take no `self`: the host creates a fresh instance for every call (pre-put calls that
-/// queue up together may share one, one after another, unless the plugin's TOML says
-/// `batch-pre-put = false`), so a plugin type is usually a unit struct and keeps no state between calls.
+/// The methods take no `self`: the host creates a fresh instance for every call, unless the manifest
+/// says the plugin is [`Manifest::stateless`] (then one instance answers several calls in a row), so a
+/// plugin type is usually a unit struct and keeps no state between calls.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a modkv plugin",
     label = "this type does not implement `modkv_plugin_sdk::Plugin`",

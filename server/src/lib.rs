@@ -11,7 +11,8 @@
 //!   server    validate, propose to raft and wait by request id; linearizable reads (ReadIndex);
 //!             membership changes (on the leader); quota, lease expiry, auto compaction
 //!   raft      one task owns raft-rs's RawNode and follows its Ready steps; the log on storage; the
-//!             peer transport (a queue and an h2 connection per peer); snapshots for lagging peers
+//!             peer transport (a queue and one h2 stream per peer, TLS for https peers); snapshots for
+//!             lagging peers
 //!   apply     committed entries → mvcc / lease / alarm / member list, results to the waiting requests;
 //!             snapshots from the leader installed
 //!   mvcc      the revisioned key space (etcd's data model)
