@@ -108,7 +108,6 @@ fn wait_local_value(c: &Cluster, i: usize, key: &str, value: &str, timeout: Dura
     poll(timeout, &what, || (c[i].local_value(key).as_deref() == Some(value)).then_some(()));
 }
 
-#[track_caller]
 /// `endpoint hashkv --rev <rev>` (a hash of the whole key space and its history up to `rev`) is the same
 /// on the members `idx`.
 #[track_caller]
@@ -121,6 +120,7 @@ fn assert_same_hashkv(c: &Cluster, idx: &[usize], rev: i64) {
     assert!(hashes[0].is_u64() && hashes.iter().all(|h| *h == hashes[0]), "hashkv at {rev}: {hashes:?}");
 }
 
+#[track_caller]
 fn status_u64(s: &Value, field: &str) -> u64 {
     s[field].as_u64().unwrap_or_else(|| panic!("no {field} in {s}"))
 }

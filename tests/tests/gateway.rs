@@ -129,6 +129,16 @@ fn script() -> Vec<Call> {
         call("/v3/kv/range", &format!(r#"{{"key":"{}"}}"#, b64("l"))),
         call("/v3/kv/put", &format!(r#"{{"key":"{}","value":"{}","lease":"1000"}}"#, b64("l"), b64("v"))),
         call("/v3/watch", "{"),
+        // The lock service: held at once when free (its key is "<name>/<lease hex>", attached to the
+        // lease), held again by the same lease, released; a lease that does not exist is refused.
+        call("/v3/lease/grant", r#"{"TTL":"60","ID":"2000"}"#),
+        call("/v3/lock/lock", &format!(r#"{{"name":"{}","lease":"2000"}}"#, b64("mylock"))),
+        call("/v3/lock/lock", &format!(r#"{{"name":"{}","lease":2000}}"#, b64("mylock"))),
+        call("/v3/kv/range", &format!(r#"{{"key":"{}","range_end":"{}"}}"#, b64("mylock/"), b64("mylock0"))),
+        call("/v3/lock/unlock", &format!(r#"{{"key":"{}"}}"#, b64("mylock/7d0"))),
+        call("/v3/kv/range", &format!(r#"{{"key":"{}","range_end":"{}"}}"#, b64("mylock/"), b64("mylock0"))),
+        call("/v3/lock/lock", &format!(r#"{{"name":"{}","lease":"3000"}}"#, b64("mylock"))),
+        call("/v3/lock/lock", "{"),
     ]
 }
 

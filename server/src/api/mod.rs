@@ -1,7 +1,7 @@
 //! The client API: one file per gRPC service, and how they are served on the client listeners.
 //!
 //! ```text
-//!   client listener ──▶ mux ──application/grpc──▶ KvService / ClusterService / MaintenanceService ─┐
+//!   client listener ──▶ mux ──application/grpc──▶ KV / Watch / Lease / Cluster / Maintenance / Lock ─┐
 //!     (HTTP/1.1, h2)     └──anything else──────▶ http (health, version)                            ├─▶ EtcdServer
 //!                                                                                                   ┘
 //! ```
@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod http;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod mux;
 pub mod peer;
@@ -25,6 +26,7 @@ use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
+use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::server::EtcdServer;
 
 /// Room for gRPC framing above `--max-request-bytes`, as etcd allows, so an oversized request reaches
@@ -40,7 +42,11 @@ pub fn grpc_routes(server: Arc<EtcdServer>, max_request_bytes: usize) -> tonic::
         )
         .add_service(LeaseServer::new(lease::LeaseService { server: server.clone() }).max_decoding_message_size(max))
         .add_service(WatchServer::new(watch::WatchService { server: server.clone() }).max_decoding_message_size(max))
-        .add_service(MaintenanceServer::new(maintenance::MaintenanceService { server }).max_decoding_message_size(max))
+        .add_service(
+            MaintenanceServer::new(maintenance::MaintenanceService { server: server.clone() })
+                .max_decoding_message_size(max),
+        )
+        .add_service(LockServer::new(lock::LockService { server }).max_decoding_message_size(max))
 }
 
 /// Everything a client port serves: the gRPC services, counted by the metrics' gRPC layer, and the HTTP

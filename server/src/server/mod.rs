@@ -9,6 +9,7 @@
 
 pub mod compactor;
 pub mod idgen;
+pub mod lock;
 pub mod members;
 pub mod membership;
 pub mod validate;

@@ -34,12 +34,14 @@ use tonic::{Code, Request, Status};
 use crate::api::cluster::ClusterService;
 use crate::api::kv::KvService;
 use crate::api::lease::{self, LeaseService};
+use crate::api::lock::LockService;
 use crate::api::maintenance::MaintenanceService;
 use crate::proto::etcdserverpb::cluster_server::Cluster as _;
 use crate::proto::etcdserverpb::kv_server::Kv as _;
 use crate::proto::etcdserverpb::lease_server::Lease as _;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance as _;
 use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, WatchRequest};
+use crate::proto::v3lockpb::lock_server::Lock as _;
 use crate::server::EtcdServer;
 use jsonpb::Schema;
 
@@ -75,6 +77,8 @@ enum Rpc {
     LeaseTimeToLive,
     LeaseLeases,
     Watch,
+    Lock,
+    Unlock,
     /// A method of a service modkv does not serve yet: its request type and how it streams.
     Missing {
         service: &'static str,
@@ -113,6 +117,8 @@ impl Rpc {
             Rpc::LeaseRevoke => "/etcdserverpb.Lease/LeaseRevoke",
             Rpc::LeaseTimeToLive => "/etcdserverpb.Lease/LeaseTimeToLive",
             Rpc::LeaseLeases => "/etcdserverpb.Lease/LeaseLeases",
+            Rpc::Lock => "/v3lockpb.Lock/Lock",
+            Rpc::Unlock => "/v3lockpb.Lock/Unlock",
             Rpc::Snapshot | Rpc::LeaseKeepAlive | Rpc::Watch | Rpc::Missing { .. } => return None,
         })
     }
@@ -123,7 +129,6 @@ const fn missing(service: &'static str, input: &'static str) -> Rpc {
 }
 
 const AUTH: &str = "etcdserverpb.Auth";
-const LOCK: &str = "v3lockpb.Lock";
 const ELECTION: &str = "v3electionpb.Election";
 
 /// etcd 3.4's gateway paths (from the `google.api.http` options of its protos).
@@ -170,8 +175,8 @@ const ROUTES: &[(&str, Rpc)] = &[
     ("auth/role/delete", missing(AUTH, ".etcdserverpb.AuthRoleDeleteRequest")),
     ("auth/role/grant", missing(AUTH, ".etcdserverpb.AuthRoleGrantPermissionRequest")),
     ("auth/role/revoke", missing(AUTH, ".etcdserverpb.AuthRoleRevokePermissionRequest")),
-    ("lock/lock", missing(LOCK, ".v3lockpb.LockRequest")),
-    ("lock/unlock", missing(LOCK, ".v3lockpb.UnlockRequest")),
+    ("lock/lock", Rpc::Lock),
+    ("lock/unlock", Rpc::Unlock),
     ("election/campaign", missing(ELECTION, ".v3electionpb.CampaignRequest")),
     ("election/proclaim", missing(ELECTION, ".v3electionpb.ProclaimRequest")),
     ("election/leader", missing(ELECTION, ".v3electionpb.LeaderRequest")),
@@ -188,6 +193,7 @@ struct Gateway {
     lease: LeaseService,
     cluster: ClusterService,
     maintenance: MaintenanceService,
+    lock: LockService,
     schema: &'static Schema,
     /// The largest request etcd's gRPC server takes (`--max-request-bytes` + 512 KiB).
     max_recv: usize,
@@ -213,6 +219,7 @@ pub fn router_with_max_request_bytes(server: Arc<EtcdServer>, max_request_bytes:
         lease: LeaseService { server: server.clone() },
         cluster: ClusterService { server: server.clone() },
         maintenance: MaintenanceService { server: server.clone() },
+        lock: LockService { server: server.clone() },
         server,
         schema: schema(),
         max_recv: max_request_bytes + GRPC_OVERHEAD_BYTES,
@@ -436,6 +443,8 @@ async fn call(gw: &Gateway, rpc: Rpc, body: &Bytes) -> Response {
         Rpc::LeaseLeases => {
             gw.unary(rpc, &format!("{ES}LeaseLeasesRequest"), body, |r| gw.lease.lease_leases(Request::new(r))).await
         }
+        Rpc::Lock => gw.unary(rpc, ".v3lockpb.LockRequest", body, |r| gw.lock.lock(Request::new(r))).await,
+        Rpc::Unlock => gw.unary(rpc, ".v3lockpb.UnlockRequest", body, |r| gw.lock.unlock(Request::new(r))).await,
         Rpc::LeaseKeepAlive => {
             let reqs = match gw.decode_stream::<LeaseKeepAliveRequest>(&format!("{ES}LeaseKeepAliveRequest"), body) {
                 Ok(r) => r,

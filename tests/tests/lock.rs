@@ -1,0 +1,112 @@
+//! The lock service (`v3lockpb.Lock`) through the JSON gateway, as clients that use it (and not
+//! etcdctl's client-side recipe) see it: a second locker waits until the holder unlocks, a waiter that
+//! gives up leaves no key behind, and revoking the holder's lease passes the lock on. Same assertions
+//! against etcd and modkv. (The single calls and their errors are in the gateway differential.)
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use modkv_tests::http::post;
+use modkv_tests::*;
+
+fn b64(s: &str) -> String {
+    use std::fmt::Write;
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in s.as_bytes().chunks(3) {
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            let _ = write!(out, "{}", if i <= c.len() { T[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}
+
+fn unb64(s: &str) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.bytes().filter(|&c| c != b'=') {
+        bits = (bits << 6) | T.iter().position(|&t| t == c).expect("base64") as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn grant(ep: &str, id: u64) {
+    let r = post(ep, "/v3/lease/grant", &format!(r#"{{"TTL":"60","ID":"{id}"}}"#));
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// `lock/lock`: the key it returns once the lock is held.
+fn lock(ep: &str, name: &str, lease: u64) -> String {
+    let r = post(ep, "/v3/lock/lock", &format!(r#"{{"name":"{}","lease":"{lease}"}}"#, b64(name)));
+    assert_eq!(r.status, 200, "{}", r.text());
+    unb64(r.json()["key"].as_str().expect("key"))
+}
+
+/// `lock/lock` in a thread; its key arrives on the channel.
+fn lock_in_background(ep: &str, name: &str, lease: u64) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let (ep, name) = (ep.to_string(), name.to_string());
+    thread::spawn(move || {
+        let _ = tx.send(lock(&ep, &name, lease));
+    });
+    rx
+}
+
+/// The keys under `prefix`.
+fn keys(ep: &str, prefix: &str) -> Vec<String> {
+    let end = format!("{}0", prefix.trim_end_matches('/'));
+    let r = post(
+        ep,
+        "/v3/kv/range",
+        &format!(r#"{{"key":"{}","range_end":"{}","keys_only":true}}"#, b64(prefix), b64(&end)),
+    );
+    let kvs = r.json()["kvs"].as_array().cloned().unwrap_or_default();
+    kvs.iter().map(|kv| unb64(kv["key"].as_str().unwrap())).collect()
+}
+
+both_kinds! {
+    fn lock_waits_for_the_holder(kind) {
+        let s = Server::start(kind, ServerOpts::new());
+        let ep = s.endpoint();
+        for id in [4000, 5000, 6000, 7000] {
+            grant(&ep, id);
+        }
+        assert_eq!(lock(&ep, "job", 4000), "job/fa0");
+
+        // A second lease waits while the first holds the lock, and gets it once the holder unlocks.
+        let second = lock_in_background(&ep, "job", 5000);
+        assert!(second.recv_timeout(Duration::from_millis(1000)).is_err(), "the second locker did not wait");
+        assert_eq!(keys(&ep, "job/"), ["job/1388", "job/fa0"], "the waiter's key is queued (by lease id here)");
+        let r = post(&ep, "/v3/lock/unlock", &format!(r#"{{"key":"{}"}}"#, b64("job/fa0")));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(second.recv_timeout(Duration::from_secs(5)).expect("lock after unlock"), "job/1388");
+
+        // A waiter that gives up (its client goes away) leaves no key behind.
+        let body = format!(r#"{{"name":"{}","lease":"6000"}}"#, b64("job"));
+        let out = modkv_tests::tls::curl(&["--max-time", "1", "-X", "POST", "-d", &body, &format!("{ep}/v3/lock/lock")]);
+        assert_eq!(out.status, 28, "curl should have timed out waiting: {out:#?}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while keys(&ep, "job/") != ["job/1388"] && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(keys(&ep, "job/"), ["job/1388"], "the abandoned waiter's key was not deleted");
+
+        // Revoking the holder's lease deletes its key: the next waiter holds the lock.
+        let third = lock_in_background(&ep, "job", 7000);
+        assert!(third.recv_timeout(Duration::from_millis(500)).is_err(), "the third locker did not wait");
+        let r = post(&ep, "/v3/lease/revoke", r#"{"ID":"5000"}"#);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(third.recv_timeout(Duration::from_secs(5)).expect("lock after revoke"), "job/1b58");
+        assert_eq!(keys(&ep, "job/"), ["job/1b58"]);
+    }
+}
