@@ -76,6 +76,14 @@ pub enum Error {
     /// What the leader answered a request forwarded to it, passed on as it came.
     #[error("{message}")]
     Peer { code: Code, message: String },
+    /// The election and lock services' own errors (etcd's client-side recipes return them; the services
+    /// answer them as `Unknown`).
+    #[error("election: not leader")]
+    ElectionNotLeader,
+    #[error("election: no leader")]
+    ElectionNoLeader,
+    #[error("\"leader\" field must be provided")]
+    MissingLeaderKey,
     /// A storage failure; the server logs the cause, the client learns only that it failed.
     #[error("etcdserver: {0}")]
     Internal(String),
@@ -116,6 +124,7 @@ impl Error {
             | NotSupportedForLearner
             | Unhealthy => Code::Unavailable,
             Internal(_) => Code::Internal,
+            ElectionNotLeader | ElectionNoLeader | MissingLeaderKey => Code::Unknown,
             Peer { code, .. } => *code,
         }
     }

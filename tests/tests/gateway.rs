@@ -139,6 +139,36 @@ fn script() -> Vec<Call> {
         call("/v3/kv/range", &format!(r#"{{"key":"{}","range_end":"{}"}}"#, b64("mylock/"), b64("mylock0"))),
         call("/v3/lock/lock", &format!(r#"{{"name":"{}","lease":"3000"}}"#, b64("mylock"))),
         call("/v3/lock/lock", "{"),
+        // The election service: campaign (leads at once when alone), leader, proclaim, resign; then
+        // "no leader", "not leader", a missing leader key, an unknown lease.
+        call("/v3/election/campaign", &format!(r#"{{"name":"{}","lease":"2000","value":"{}"}}"#, b64("e1"), b64("v1"))),
+        call("/v3/election/leader", &format!(r#"{{"name":"{}"}}"#, b64("e1"))),
+        call(
+            "/v3/election/proclaim",
+            &format!(
+                r#"{{"leader":{{"name":"{}","key":"{}","rev":"13","lease":"2000"}},"value":"{}"}}"#,
+                b64("e1"),
+                b64("e1/7d0"),
+                b64("v2")
+            ),
+        ),
+        call("/v3/election/leader", &format!(r#"{{"name":"{}"}}"#, b64("e1"))),
+        call(
+            "/v3/election/resign",
+            &format!(r#"{{"leader":{{"name":"{}","key":"{}","rev":"13","lease":"2000"}}}}"#, b64("e1"), b64("e1/7d0")),
+        ),
+        call("/v3/election/leader", &format!(r#"{{"name":"{}"}}"#, b64("e1"))),
+        call(
+            "/v3/election/proclaim",
+            &format!(
+                r#"{{"leader":{{"name":"{}","key":"{}","rev":"13","lease":"2000"}},"value":"{}"}}"#,
+                b64("e1"),
+                b64("e1/7d0"),
+                b64("v3")
+            ),
+        ),
+        call("/v3/election/proclaim", &format!(r#"{{"value":"{}"}}"#, b64("v3"))),
+        call("/v3/election/campaign", &format!(r#"{{"name":"{}","lease":"3000","value":"{}"}}"#, b64("e1"), b64("v1"))),
     ]
 }
 
@@ -236,6 +266,22 @@ fn check_facts(raw: &[HttpResponse]) {
     assert!(raw[60].json().get("kvs").is_none());
     err(61, 404, 5, "etcdserver: requested lease not found");
     err(62, 500, 2, "unexpected EOF");
+    // Lock: held, held again by the same lease (same key), released.
+    assert_eq!(raw[64].json()["key"], b64("mylock/7d0"));
+    assert_eq!(raw[65].json()["key"], b64("mylock/7d0"));
+    assert_eq!(raw[66].json()["count"], "1");
+    assert!(raw[68].json().get("kvs").is_none());
+    err(69, 500, 2, "etcdserver: requested lease not found");
+    err(70, 400, 3, "unexpected EOF");
+    // Election: the campaign's leader key, proclaimed value, resigned.
+    let leader = &raw[71].json()["leader"];
+    assert_eq!((leader["key"].clone(), leader["rev"].clone()), (json!(b64("e1/7d0")), json!("13")), "{leader}");
+    assert_eq!(raw[72].json()["kv"]["value"], b64("v1"));
+    assert_eq!(raw[74].json()["kv"]["value"], b64("v2"));
+    err(76, 500, 2, "election: no leader");
+    err(77, 500, 2, "election: not leader");
+    err(78, 500, 2, "\"leader\" field must be provided");
+    err(79, 500, 2, "etcdserver: requested lease not found");
 }
 
 fn differential(a: Kind, b: Kind) {

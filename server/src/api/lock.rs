@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::client_error;
+
 use crate::proto::v3lockpb::lock_server::Lock;
 use crate::proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 use crate::server::EtcdServer;
@@ -20,16 +22,12 @@ pub struct LockService {
 impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         let LockRequest { name, lease } = req.into_inner();
-        let (header, key) = self.server.lock(&name, lease).await.map_err(as_client_error)?;
+        let (header, key) = self.server.lock(&name, lease).await.map_err(client_error)?;
         Ok(Response::new(LockResponse { header: Some(header), key }))
     }
 
     async fn unlock(&self, req: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
-        let header = self.server.unlock(req.into_inner().key).await.map_err(as_client_error)?;
+        let header = self.server.unlock(req.into_inner().key).await.map_err(client_error)?;
         Ok(Response::new(UnlockResponse { header: Some(header) }))
     }
-}
-
-fn as_client_error(e: crate::error::Error) -> Status {
-    Status::unknown(e.to_string())
 }

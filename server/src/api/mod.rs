@@ -1,13 +1,15 @@
 //! The client API: one file per gRPC service, and how they are served on the client listeners.
 //!
 //! ```text
-//!   client listener ──▶ mux ──application/grpc──▶ KV / Watch / Lease / Cluster / Maintenance / Lock ─┐
+//!   client listener ──▶ mux ──application/grpc──▶ KV / Watch / Lease / Cluster / Maintenance /    ─┐
+//!                                                   Lock / Election
 //!     (HTTP/1.1, h2)     └──anything else──────▶ http (health, version)                            ├─▶ EtcdServer
 //!                                                                                                   ┘
 //! ```
 
 pub mod authority;
 pub mod cluster;
+pub mod election;
 pub mod gateway;
 pub mod http;
 pub mod kv;
@@ -26,12 +28,19 @@ use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
+use crate::proto::v3electionpb::election_server::ElectionServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::server::EtcdServer;
 
 /// Room for gRPC framing above `--max-request-bytes`, as etcd allows, so an oversized request reaches
 /// the server's own check and gets etcd's error.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// An error of the lock and election services: etcd's make their requests through a client of their
+/// own, whose errors reach the caller as `Unknown` with etcd's message.
+fn client_error(e: crate::error::Error) -> tonic::Status {
+    tonic::Status::unknown(e.to_string())
+}
 
 /// The gRPC services of the client API.
 pub fn grpc_routes(server: Arc<EtcdServer>, max_request_bytes: usize) -> tonic::service::Routes {
@@ -46,7 +55,8 @@ pub fn grpc_routes(server: Arc<EtcdServer>, max_request_bytes: usize) -> tonic::
             MaintenanceServer::new(maintenance::MaintenanceService { server: server.clone() })
                 .max_decoding_message_size(max),
         )
-        .add_service(LockServer::new(lock::LockService { server }).max_decoding_message_size(max))
+        .add_service(LockServer::new(lock::LockService { server: server.clone() }).max_decoding_message_size(max))
+        .add_service(ElectionServer::new(election::ElectionService { server }).max_decoding_message_size(max))
 }
 
 /// Everything a client port serves: the gRPC services, counted by the metrics' gRPC layer, and the HTTP

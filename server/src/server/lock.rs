@@ -30,12 +30,12 @@ use crate::proto::mvccpb::event::EventType;
 use crate::watch::{WatchHub, WatchSpec};
 
 /// The range end that makes `prefix` a prefix range (etcd's `GetPrefixRangeEnd`).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub(super) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     crate::plugin::config::prefix_end(prefix).unwrap_or_else(|| vec![0])
 }
 
 /// The oldest (`Ascend`) or newest (`Descend`) key under `prefix` by create revision.
-fn by_create(prefix: &[u8], order: SortOrder) -> RangeRequest {
+pub(super) fn by_create(prefix: &[u8], order: SortOrder) -> RangeRequest {
     RangeRequest {
         key: prefix.to_vec(),
         range_end: prefix_end(prefix),
@@ -46,7 +46,7 @@ fn by_create(prefix: &[u8], order: SortOrder) -> RangeRequest {
     }
 }
 
-fn range_op(r: RangeRequest) -> RequestOp {
+pub(super) fn range_op(r: RangeRequest) -> RequestOp {
     RequestOp { request: Some(request_op::Request::RequestRange(r)) }
 }
 
@@ -111,7 +111,7 @@ impl EtcdServer {
     }
 
     /// Returns once no key under `prefix` has a create revision up to `max_create`.
-    async fn wait_deletes(&self, prefix: &[u8], max_create: i64) -> Result<ResponseHeader> {
+    pub(super) async fn wait_deletes(&self, prefix: &[u8], max_create: i64) -> Result<ResponseHeader> {
         loop {
             let r = self
                 .range(RangeRequest { max_create_revision: max_create, ..by_create(prefix, SortOrder::Descend) })
@@ -147,9 +147,9 @@ impl EtcdServer {
 }
 
 /// A watcher, cancelled when dropped.
-struct Watching<'a> {
-    hub: &'a WatchHub,
-    handle: crate::watch::WatchHandle,
+pub(super) struct Watching<'a> {
+    pub(super) hub: &'a WatchHub,
+    pub(super) handle: crate::watch::WatchHandle,
 }
 
 impl Drop for Watching<'_> {

@@ -8,6 +8,7 @@
 //! ```
 
 pub mod compactor;
+pub mod election;
 pub mod idgen;
 pub mod lock;
 pub mod members;

@@ -32,6 +32,7 @@ use serde::Serialize;
 use tonic::{Code, Request, Status};
 
 use crate::api::cluster::ClusterService;
+use crate::api::election::ElectionService;
 use crate::api::kv::KvService;
 use crate::api::lease::{self, LeaseService};
 use crate::api::lock::LockService;
@@ -41,6 +42,7 @@ use crate::proto::etcdserverpb::kv_server::Kv as _;
 use crate::proto::etcdserverpb::lease_server::Lease as _;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance as _;
 use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, WatchRequest};
+use crate::proto::v3electionpb::election_server::Election as _;
 use crate::proto::v3lockpb::lock_server::Lock as _;
 use crate::server::EtcdServer;
 use jsonpb::Schema;
@@ -79,19 +81,16 @@ enum Rpc {
     Watch,
     Lock,
     Unlock,
-    /// A method of a service modkv does not serve yet: its request type and how it streams.
+    Campaign,
+    Proclaim,
+    Leader,
+    Observe,
+    Resign,
+    /// A (unary) method of a service modkv does not serve yet (auth): its service and request type.
     Missing {
         service: &'static str,
         input: &'static str,
-        stream: Streaming,
     },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Streaming {
-    Unary,
-    /// Server-streaming: a bad body is `InvalidArgument` (400), failures come as stream errors.
-    Server,
 }
 
 impl Rpc {
@@ -119,17 +118,20 @@ impl Rpc {
             Rpc::LeaseLeases => "/etcdserverpb.Lease/LeaseLeases",
             Rpc::Lock => "/v3lockpb.Lock/Lock",
             Rpc::Unlock => "/v3lockpb.Lock/Unlock",
-            Rpc::Snapshot | Rpc::LeaseKeepAlive | Rpc::Watch | Rpc::Missing { .. } => return None,
+            Rpc::Campaign => "/v3electionpb.Election/Campaign",
+            Rpc::Proclaim => "/v3electionpb.Election/Proclaim",
+            Rpc::Leader => "/v3electionpb.Election/Leader",
+            Rpc::Resign => "/v3electionpb.Election/Resign",
+            Rpc::Snapshot | Rpc::LeaseKeepAlive | Rpc::Watch | Rpc::Observe | Rpc::Missing { .. } => return None,
         })
     }
 }
 
 const fn missing(service: &'static str, input: &'static str) -> Rpc {
-    Rpc::Missing { service, input, stream: Streaming::Unary }
+    Rpc::Missing { service, input }
 }
 
 const AUTH: &str = "etcdserverpb.Auth";
-const ELECTION: &str = "v3electionpb.Election";
 
 /// etcd 3.4's gateway paths (from the `google.api.http` options of its protos).
 const ROUTES: &[(&str, Rpc)] = &[
@@ -177,14 +179,11 @@ const ROUTES: &[(&str, Rpc)] = &[
     ("auth/role/revoke", missing(AUTH, ".etcdserverpb.AuthRoleRevokePermissionRequest")),
     ("lock/lock", Rpc::Lock),
     ("lock/unlock", Rpc::Unlock),
-    ("election/campaign", missing(ELECTION, ".v3electionpb.CampaignRequest")),
-    ("election/proclaim", missing(ELECTION, ".v3electionpb.ProclaimRequest")),
-    ("election/leader", missing(ELECTION, ".v3electionpb.LeaderRequest")),
-    (
-        "election/observe",
-        Rpc::Missing { service: ELECTION, input: ".v3electionpb.LeaderRequest", stream: Streaming::Server },
-    ),
-    ("election/resign", missing(ELECTION, ".v3electionpb.ResignRequest")),
+    ("election/campaign", Rpc::Campaign),
+    ("election/proclaim", Rpc::Proclaim),
+    ("election/leader", Rpc::Leader),
+    ("election/observe", Rpc::Observe),
+    ("election/resign", Rpc::Resign),
 ];
 
 struct Gateway {
@@ -194,6 +193,7 @@ struct Gateway {
     cluster: ClusterService,
     maintenance: MaintenanceService,
     lock: LockService,
+    election: ElectionService,
     schema: &'static Schema,
     /// The largest request etcd's gRPC server takes (`--max-request-bytes` + 512 KiB).
     max_recv: usize,
@@ -220,6 +220,7 @@ pub fn router_with_max_request_bytes(server: Arc<EtcdServer>, max_request_bytes:
         cluster: ClusterService { server: server.clone() },
         maintenance: MaintenanceService { server: server.clone() },
         lock: LockService { server: server.clone() },
+        election: ElectionService { server: server.clone() },
         server,
         schema: schema(),
         max_recv: max_request_bytes + GRPC_OVERHEAD_BYTES,
@@ -445,6 +446,28 @@ async fn call(gw: &Gateway, rpc: Rpc, body: &Bytes) -> Response {
         }
         Rpc::Lock => gw.unary(rpc, ".v3lockpb.LockRequest", body, |r| gw.lock.lock(Request::new(r))).await,
         Rpc::Unlock => gw.unary(rpc, ".v3lockpb.UnlockRequest", body, |r| gw.lock.unlock(Request::new(r))).await,
+        Rpc::Campaign => {
+            gw.unary(rpc, ".v3electionpb.CampaignRequest", body, |r| gw.election.campaign(Request::new(r))).await
+        }
+        Rpc::Proclaim => {
+            gw.unary(rpc, ".v3electionpb.ProclaimRequest", body, |r| gw.election.proclaim(Request::new(r))).await
+        }
+        Rpc::Leader => {
+            gw.unary(rpc, ".v3electionpb.LeaderRequest", body, |r| gw.election.leader(Request::new(r))).await
+        }
+        Rpc::Resign => {
+            gw.unary(rpc, ".v3electionpb.ResignRequest", body, |r| gw.election.resign(Request::new(r))).await
+        }
+        Rpc::Observe => {
+            let req = match gw.decode(".v3electionpb.LeaderRequest", body) {
+                Ok(r) => r,
+                Err(s) => return status_error(&s),
+            };
+            match gw.election.observe(Request::new(req)).await {
+                Ok(stream) => stream_response(stream.into_inner()).await,
+                Err(s) => stream_error(&s),
+            }
+        }
         Rpc::LeaseKeepAlive => {
             let reqs = match gw.decode_stream::<LeaseKeepAliveRequest>(&format!("{ES}LeaseKeepAliveRequest"), body) {
                 Ok(r) => r,
@@ -484,15 +507,11 @@ async fn call(gw: &Gateway, rpc: Rpc, body: &Bytes) -> Response {
                 Err(s) => stream_error(&s),
             }
         }
-        Rpc::Missing { service, input, stream } => {
+        Rpc::Missing { service, input } => {
             if let Err(e) = gw.schema.canonical(input, body) {
                 return error(Code::InvalidArgument, &e);
             }
-            let s = Status::unimplemented(format!("unknown service {service}"));
-            match stream {
-                Streaming::Unary => status_error(&s),
-                Streaming::Server => stream_error(&s),
-            }
+            status_error(&Status::unimplemented(format!("unknown service {service}")))
         }
     }
 }

@@ -1,7 +1,9 @@
-//! The lock service (`v3lockpb.Lock`) through the JSON gateway, as clients that use it (and not
-//! etcdctl's client-side recipe) see it: a second locker waits until the holder unlocks, a waiter that
-//! gives up leaves no key behind, and revoking the holder's lease passes the lock on. Same assertions
-//! against etcd and modkv. (The single calls and their errors are in the gateway differential.)
+//! The lock (`v3lockpb.Lock`) and election (`v3electionpb.Election`) services through the JSON
+//! gateway, as clients that use them (and not etcdctl's client-side recipes) see them: a second locker
+//! waits until the holder unlocks, a waiter that gives up leaves no key behind, revoking the holder's
+//! lease passes the lock on; a second candidate leads once the leader resigns, and an observer sees
+//! every leader and value in turn. Same assertions against etcd and modkv. (The single calls and their
+//! errors are in the gateway differential.)
 
 use std::sync::mpsc;
 use std::thread;
@@ -108,5 +110,62 @@ both_kinds! {
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(third.recv_timeout(Duration::from_secs(5)).expect("lock after revoke"), "job/1b58");
         assert_eq!(keys(&ep, "job/"), ["job/1b58"]);
+    }
+
+    fn election_succession_and_observe(kind) {
+        let s = Server::start(kind, ServerOpts::new());
+        let ep = s.endpoint();
+        for id in [8000, 9000] {
+            grant(&ep, id);
+        }
+        let campaign = |lease: u64, value: &str| {
+            let body = format!(r#"{{"name":"{}","lease":"{lease}","value":"{}"}}"#, b64("boss"), b64(value));
+            let r = post(&ep, "/v3/election/campaign", &body);
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()["leader"].clone()
+        };
+        let first = campaign(8000, "a");
+        assert_eq!(first["key"], b64("boss/1f40"));
+
+        // An observer: the leader now, then each change.
+        let observer = {
+            let url = format!("{ep}/v3/election/observe");
+            let body = format!(r#"{{"name":"{}"}}"#, b64("boss"));
+            thread::spawn(move || modkv_tests::tls::curl(&["--max-time", "4", "-N", "-X", "POST", "-d", &body, &url]))
+        };
+        // A second candidate waits while the first leads.
+        let second = {
+            let (tx, rx) = mpsc::channel();
+            let ep = ep.clone();
+            thread::spawn(move || {
+                let body = format!(r#"{{"name":"{}","lease":"9000","value":"{}"}}"#, b64("boss"), b64("b"));
+                let _ = tx.send(post(&ep, "/v3/election/campaign", &body));
+            });
+            rx
+        };
+        assert!(second.recv_timeout(Duration::from_millis(800)).is_err(), "the second candidate did not wait");
+        let proclaim = format!(r#"{{"leader":{first},"value":"{}"}}"#, b64("a2"));
+        assert_eq!(post(&ep, "/v3/election/proclaim", &proclaim).status, 200);
+        thread::sleep(Duration::from_millis(300));
+        let resign = post(&ep, "/v3/election/resign", &format!(r#"{{"leader":{first}}}"#));
+        assert_eq!(resign.status, 200, "{}", resign.text());
+        let second = second.recv_timeout(Duration::from_secs(5)).expect("the second candidate leads after the resign");
+        assert_eq!(second.json()["leader"]["key"], b64("boss/2328"), "{}", second.text());
+        let leader = post(&ep, "/v3/election/leader", &format!(r#"{{"name":"{}"}}"#, b64("boss")));
+        assert_eq!(leader.json()["kv"]["value"], b64("b"));
+
+        // The observer saw the first leader, its new value, then the second leader.
+        let out = observer.join().unwrap();
+        assert_eq!(out.status, 28, "observe ends only when the client goes: {out:#?}");
+        let seen: Vec<String> = out
+            .stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+                unb64(v["result"]["kv"]["value"].as_str().unwrap_or_else(|| panic!("no kv in {l}")))
+            })
+            .collect();
+        assert_eq!(seen, ["a", "a2", "b"], "{}", out.stdout);
     }
 }
