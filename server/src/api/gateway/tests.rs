@@ -109,10 +109,13 @@ async fn gateway_answers_as_etcd() {
         (st, b.as_str()),
         (400, r#"{"error":"etcdserver: key is not provided","message":"etcdserver: key is not provided","code":3}"#)
     );
-    let (st, _, b) = http(addr, "POST", "/v3/lock/lock", "{}").await;
+    let (st, _, b) = http(addr, "POST", "/v3/auth/enable", "{}").await;
     assert_eq!(
         (st, b.as_str()),
-        (501, r#"{"error":"unknown service v3lockpb.Lock","message":"unknown service v3lockpb.Lock","code":12}"#)
+        (
+            501,
+            r#"{"error":"unknown service etcdserverpb.Auth","message":"unknown service etcdserverpb.Auth","code":12}"#
+        )
     );
     let (st, _, b) = http(addr, "GET", "/v3/kv/range", "").await;
     assert_eq!((st, b.as_str()), (405, "Method Not Allowed\n"));
