@@ -19,25 +19,14 @@ fn call(path: &'static str, body: &str) -> Call {
 }
 
 fn b64(s: &str) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = s.as_bytes();
-    let mut out = String::new();
-    for c in b.chunks(3) {
-        let n =
-            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    b64encode(s.as_bytes())
 }
 
 /// The script. Revisions: a=1 → 2, b=2 → 3, b=3 → 4, c=3 → 5, txn → 6, txn → 7, del b → 8.
 fn script() -> Vec<Call> {
+    // The election's leader key as the campaign below returns it (revision 13 in this script).
+    let leader_key = format!(r#"{{"name":"{}","key":"{}","rev":"13","lease":"2000"}}"#, b64("e1"), b64("e1/7d0"));
+    let e1 = format!(r#"{{"name":"{}"}}"#, b64("e1"));
     let (a, b, c, z) = (b64("a"), b64("b"), b64("c"), b64("z"));
     let big = |n: usize| format!(r#"{{"key":"{}","value":"{}"}}"#, b64("big"), b64(&"v".repeat(n)));
     vec![
@@ -142,31 +131,12 @@ fn script() -> Vec<Call> {
         // The election service: campaign (leads at once when alone), leader, proclaim, resign; then
         // "no leader", "not leader", a missing leader key, an unknown lease.
         call("/v3/election/campaign", &format!(r#"{{"name":"{}","lease":"2000","value":"{}"}}"#, b64("e1"), b64("v1"))),
-        call("/v3/election/leader", &format!(r#"{{"name":"{}"}}"#, b64("e1"))),
-        call(
-            "/v3/election/proclaim",
-            &format!(
-                r#"{{"leader":{{"name":"{}","key":"{}","rev":"13","lease":"2000"}},"value":"{}"}}"#,
-                b64("e1"),
-                b64("e1/7d0"),
-                b64("v2")
-            ),
-        ),
-        call("/v3/election/leader", &format!(r#"{{"name":"{}"}}"#, b64("e1"))),
-        call(
-            "/v3/election/resign",
-            &format!(r#"{{"leader":{{"name":"{}","key":"{}","rev":"13","lease":"2000"}}}}"#, b64("e1"), b64("e1/7d0")),
-        ),
-        call("/v3/election/leader", &format!(r#"{{"name":"{}"}}"#, b64("e1"))),
-        call(
-            "/v3/election/proclaim",
-            &format!(
-                r#"{{"leader":{{"name":"{}","key":"{}","rev":"13","lease":"2000"}},"value":"{}"}}"#,
-                b64("e1"),
-                b64("e1/7d0"),
-                b64("v3")
-            ),
-        ),
+        call("/v3/election/leader", &e1),
+        call("/v3/election/proclaim", &format!(r#"{{"leader":{leader_key},"value":"{}"}}"#, b64("v2"))),
+        call("/v3/election/leader", &e1),
+        call("/v3/election/resign", &format!(r#"{{"leader":{leader_key}}}"#)),
+        call("/v3/election/leader", &e1),
+        call("/v3/election/proclaim", &format!(r#"{{"leader":{leader_key},"value":"{}"}}"#, b64("v3"))),
         call("/v3/election/proclaim", &format!(r#"{{"value":"{}"}}"#, b64("v3"))),
         call("/v3/election/campaign", &format!(r#"{{"name":"{}","lease":"3000","value":"{}"}}"#, b64("e1"), b64("v1"))),
     ]

@@ -13,33 +13,11 @@ use modkv_tests::http::post;
 use modkv_tests::*;
 
 fn b64(s: &str) -> String {
-    use std::fmt::Write;
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in s.as_bytes().chunks(3) {
-        let n =
-            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            let _ = write!(out, "{}", if i <= c.len() { T[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
-        }
-    }
-    out
+    b64encode(s.as_bytes())
 }
 
 fn unb64(s: &str) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in s.bytes().filter(|&c| c != b'=') {
-        bits = (bits << 6) | T.iter().position(|&t| t == c).expect("base64") as u32;
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-        }
-    }
-    String::from_utf8(out).unwrap()
+    String::from_utf8(b64decode(s).expect("base64")).expect("UTF-8")
 }
 
 fn grant(ep: &str, id: u64) {
