@@ -165,7 +165,7 @@ impl EtcdServer {
                     let range = KeyRange::new(prefix, &prefix_end(prefix));
                     let mut w = self.watch_from(range, header.revision);
                     let kv = loop {
-                        let Some(batch) = w.1.recv().await else { return Err(lost()) };
+                        let Some(batch) = next_batch(&mut w.1, out).await? else { return Ok(()) };
                         if let Some(kv) =
                             batch.events.into_iter().find(|e| e.r#type == EventType::Put as i32).and_then(|e| e.kv)
                         {
@@ -183,7 +183,7 @@ impl EtcdServer {
             // Its changes, until it is deleted.
             let mut w = self.watch_from(KeyRange::single(&key), header.revision + 1);
             'leader: loop {
-                let Some(batch) = w.1.recv().await else { return Err(lost()) };
+                let Some(batch) = next_batch(&mut w.1, out).await? else { return Ok(()) };
                 for e in batch.events {
                     if e.r#type == EventType::Delete as i32 {
                         break 'leader;
@@ -203,6 +203,18 @@ impl EtcdServer {
         let (tx, rx) = mpsc::channel(64);
         let spec = WatchSpec { range, start_revision: from, no_put: false, no_delete: false, watch_id: 0 };
         (Watching { hub: &self.watch, handle: self.watch.watch(spec, tx) }, rx)
+    }
+}
+
+/// The next batch of a watcher, `None` once the observer is gone (so an idle observation does not
+/// outlive its client).
+async fn next_batch(
+    rx: &mut mpsc::Receiver<WatchBatch>,
+    out: &mpsc::Sender<Result<(ResponseHeader, KeyValue)>>,
+) -> Result<Option<WatchBatch>> {
+    tokio::select! {
+        b = rx.recv() => b.map(Some).ok_or_else(lost),
+        _ = out.closed() => Ok(None),
     }
 }
 
