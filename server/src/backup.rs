@@ -1,5 +1,5 @@
 //! Snapshot files: backups of a member's key space, as etcd's `etcdctl snapshot save` takes them and
-//! `etcdutl snapshot restore` puts them back.
+//! `etcdctl snapshot restore` (3.4; `etcdutl` later) puts them back.
 //!
 //! ```text
 //!   etcdctl snapshot save F ──Maintenance.Snapshot──▶ file(): the state (storage::snapshot encoding,
@@ -93,7 +93,7 @@ fn read(path: &Path, skip_hash_check: bool) -> Result<Contents, BackupError> {
     if bytes.len() < HEADER_LEN + HASH_LEN || !bytes.starts_with(MAGIC) {
         return Err(BackupError::Invalid {
             path: name,
-            reason: "not a modkv snapshot (etcd's snapshots are restored with etcdutl)".into(),
+            reason: "not a modkv snapshot (etcd's snapshots are restored with etcdctl snapshot restore)".into(),
         });
     }
     let hash: [u8; HASH_LEN] = Sha256::digest(&bytes[..bytes.len() - HASH_LEN]).into();

@@ -1,5 +1,5 @@
 //! The `modkv` binary: parse the configuration, bind, run until SIGINT/SIGTERM. `modkv snapshot …`
-//! works on snapshot files instead (what `etcdutl snapshot` does for etcd).
+//! works on snapshot files instead (what `etcdctl snapshot restore|status` does for etcd 3.4).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
