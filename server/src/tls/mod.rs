@@ -164,8 +164,10 @@ impl TlsConfigs {
         warn_ignored_for_http(PEER, peer_flags, &cfg.listen_peer_urls);
         let peer = if has_https(&cfg.listen_peer_urls) || !peer_flags.is_empty() || peer_flags.auto_tls {
             let files = Files::resolve(PEER, peer_flags, &cfg.data_dir, &cfg.listen_peer_urls)?;
-            let server = Arc::new(files.server_config(&provider)?);
-            let client = Arc::new(files.client_config(&provider)?);
+            // One reloader serves both sides: the same files, read once per change.
+            let cert = Arc::new(ReloadingCert::new(&files, &provider)?);
+            let server = Arc::new(files.server_config_with(&provider, cert.clone())?);
+            let client = Arc::new(files.client_config(&provider, cert)?);
             Some(PeerTls { server, client })
         } else {
             None
@@ -318,7 +320,15 @@ impl Files {
     }
 
     fn server_config(&self, provider: &Arc<CryptoProvider>) -> Result<ServerConfig, TlsError> {
-        let certified = Arc::new(ReloadingCert::new(self, provider)?);
+        self.server_config_with(provider, Arc::new(ReloadingCert::new(self, provider)?))
+    }
+
+    /// The server side, presenting the pair `certified` resolves.
+    fn server_config_with(
+        &self,
+        provider: &Arc<CryptoProvider>,
+        certified: Arc<ReloadingCert>,
+    ) -> Result<ServerConfig, TlsError> {
         let setup = |e: rustls::Error| TlsError::Setup(format!("{} TLS: {e}", self.side.name));
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(rustls::DEFAULT_VERSIONS)
@@ -354,8 +364,11 @@ impl Files {
     /// The client side (peers dialing peers): presents this side's certificate; verifies the
     /// server against the CA file (else the system roots), or not at all for auto TLS (etcd's
     /// `InsecureSkipVerify` for self-signed certificates). ALPN is left to the transport.
-    fn client_config(&self, provider: &Arc<CryptoProvider>) -> Result<ClientConfig, TlsError> {
-        let certified = Arc::new(ReloadingCert::new(self, provider)?);
+    fn client_config(
+        &self,
+        provider: &Arc<CryptoProvider>,
+        certified: Arc<ReloadingCert>,
+    ) -> Result<ClientConfig, TlsError> {
         let setup = |e: rustls::Error| TlsError::Setup(format!("{} TLS: {e}", self.side.name));
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(rustls::DEFAULT_VERSIONS)
