@@ -31,7 +31,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fs::write(out_dir.join("modkv_descriptor.bin"), fds.encode_to_vec())?;
 
     let descriptor_bytes = fds.encode_to_vec();
-    tonic_prost_build::configure().build_server(true).build_client(true).compile_fds(fds)?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .codec_path("crate::proto::codec::Codec")
+        // Sliced from the received buffer, not copied, when a deep txn is decoded level by level.
+        .bytes(".modkvpb.ShallowRequestOp.request_txn")
+        .bytes(".modkvpb.ShallowTxnEntry.txn")
+        .compile_fds(fds)?;
 
     // serde `Serialize`/`Deserialize` for the etcd API messages, in the proto3 JSON mapping as etcd's
     // grpc-gateway writes it (proto field names, 64-bit integers as strings, bytes as base64, zero

@@ -41,6 +41,8 @@ use crate::watch::WatchHub;
 
 /// How long in-flight client requests get to finish when the member stops.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+/// How long stopping may take after raft, apply or a listener failed.
+const FAILED_CLOSE_DEADLINE: Duration = Duration::from_secs(10);
 /// Marks a data dir as modkv's (and its layout version).
 const MARKER_FILE: &str = "modkv.version";
 const MARKER: &str = "modkv data dir v1\n";
@@ -535,6 +537,15 @@ pub async fn run(
             },
         }
     };
-    etcd.close().await;
+    if let Err(e) = &result {
+        // A failed core thread may leave a step of `close` with nobody to answer it: bound the wait, the
+        // caller exits non-zero either way.
+        tracing::error!("{e}; stopping the member");
+        if tokio::time::timeout(FAILED_CLOSE_DEADLINE, etcd.close()).await.is_err() {
+            tracing::error!("the member did not stop within {FAILED_CLOSE_DEADLINE:?} after the failure; exiting");
+        }
+    } else {
+        etcd.close().await;
+    }
     result
 }

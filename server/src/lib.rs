@@ -23,7 +23,8 @@
 //! ```
 //!
 //! Beside the layers: `proto` (etcd's wire types, generated from this crate's own `.proto` files),
-//! `error` (client-facing errors with etcd's messages, mapped to gRPC codes in one table), `alarm`
+//! `error` (client-facing errors with etcd's messages, mapped to gRPC codes in one table), `fatal` (raft
+//! and apply threads: a panic or error there ends the member with a non-zero exit), `alarm`
 //! (NOSPACE and friends), `metrics` (Prometheus metrics under etcd's names), `tls` (rustls configs for
 //! client and peer URLs), `backup` (snapshot files: `etcdctl snapshot save`, `modkv snapshot restore`).
 
@@ -34,6 +35,7 @@ pub mod backup;
 pub mod config;
 pub mod embed;
 pub mod error;
+pub mod fatal;
 pub mod lease;
 pub mod metrics;
 pub mod mvcc;

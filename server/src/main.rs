@@ -8,6 +8,9 @@ use anyhow::Context;
 use modkv::config::Config;
 use modkv::embed::{self, Listeners};
 
+/// Stack of each async worker and blocking thread.
+const WORKER_STACK_BYTES: usize = 8 << 20;
+
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "snapshot") {
         return snapshot(std::env::args_os().skip(1));
@@ -43,12 +46,21 @@ fn init_logging(level: &str) {
 }
 
 fn run(cfg: Config) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    rt.block_on(async {
+    // Deeply nested requests (a txn may nest 128 levels, as etcd allows) recurse while they are decoded,
+    // checked, applied and encoded: give the workers room beyond tokio's 2 MiB default.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(WORKER_STACK_BYTES)
+        .build()
+        .context("starting the async runtime")?;
+    let result = rt.block_on(async {
         let listeners = Listeners::bind(&cfg)?;
         embed::run(&cfg, listeners, shutdown_signal()).await?;
         Ok(())
-    })
+    });
+    // Tasks still blocked (e.g. on a failed core thread) must not keep the process alive.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
 }
 
 /// Resolves on SIGINT or SIGTERM.

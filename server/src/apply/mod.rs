@@ -16,7 +16,6 @@ pub mod txn;
 
 use std::sync::Arc;
 
-use prost::Message;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType};
 use tokio::sync::{mpsc, watch};
@@ -96,7 +95,8 @@ pub fn stored_applied_index(backend: &dyn Backend) -> Result<u64> {
 impl Applier {
     /// Applies batches of committed entries until the sender is dropped.
     pub fn spawn(mut self, mut rx: mpsc::UnboundedReceiver<ToApply>) -> std::io::Result<std::thread::JoinHandle<()>> {
-        std::thread::Builder::new().name("apply".into()).spawn(move || {
+        let fatal = self.fatal.clone();
+        crate::fatal::spawn_core_thread("apply", fatal, move || {
             let mut next = None;
             loop {
                 let Some(msg) = next.take().or_else(|| rx.blocking_recv()) else { return };
@@ -160,7 +160,7 @@ impl Applier {
                 continue;
             }
             if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
-                match InternalRaftRequest::decode(&e.data[..]) {
+                match crate::proto::deep::decode_entry(&e.data, crate::server::validate::MAX_TXN_DEPTH) {
                     Ok(req) => {
                         let id = req.header.as_ref().map(|h| h.id).unwrap_or(req.id);
                         let r = self.apply_request(&req, &mut batch);
@@ -169,7 +169,12 @@ impl Applier {
                         }
                         results.push((id, r));
                     }
-                    Err(err) => tracing::error!(index = e.index, %err, "skipping undecodable raft entry"),
+                    // A committed entry is never skipped: skipping it would leave this member's state
+                    // apart from what was acknowledged and from the other members'. Stop instead (the
+                    // validation before a proposal keeps what cannot be decoded out of the log).
+                    Err(err) => {
+                        return Err(Error::Internal(format!("raft entry {} cannot be decoded: {err:?}", e.index)));
+                    }
                 }
             } else if e.get_entry_type() != EntryType::EntryNormal {
                 if let Some((id, members)) = self.apply_conf_change(&e, &mut batch) {

@@ -55,6 +55,13 @@ pub struct TimeToLive {
     pub keys: Vec<Vec<u8>>,
 }
 
+/// When a lease of `ttl` seconds counted from `from` expires. A TTL outside what a grant accepts (a
+/// damaged or hostile snapshot file may hold any number) is clamped, never overflowing the clock.
+fn expiry_after(from: Instant, ttl: i64) -> Instant {
+    let secs = ttl.clamp(0, MAX_LEASE_TTL) as u64;
+    from.checked_add(Duration::from_secs(secs)).unwrap_or(from + Duration::from_secs(u32::MAX as u64))
+}
+
 fn lease_key(id: i64) -> Vec<u8> {
     id.to_be_bytes().to_vec()
 }
@@ -70,7 +77,7 @@ impl Lessor {
             match (<[u8; 8]>::try_from(k), <[u8; 8]>::try_from(v)) {
                 (Ok(id), Ok(ttl)) => {
                     let ttl = i64::from_be_bytes(ttl);
-                    let expiry = now + election_timeout + Duration::from_secs(ttl as u64);
+                    let expiry = expiry_after(now + election_timeout, ttl);
                     st.leases.insert(i64::from_be_bytes(id), Lease { ttl, expiry, keys: BTreeSet::new() });
                 }
                 _ => bad = Some(format!("bad lease record {k:?}")),
@@ -113,7 +120,7 @@ impl Lessor {
             return Err(Error::LeaseExists);
         }
         let ttl = ttl.max(self.min_ttl);
-        let expiry = Instant::now() + Duration::from_secs(ttl as u64);
+        let expiry = expiry_after(Instant::now(), ttl);
         st.leases.insert(id, Lease { ttl, expiry, keys: BTreeSet::new() });
         batch.put(Cf::Lease, lease_key(id), ttl.to_be_bytes().to_vec());
         Ok(ttl)
@@ -160,7 +167,7 @@ impl Lessor {
             return Err(Error::LeaseNotFound);
         }
         let l = st.leases.get_mut(&id).ok_or(Error::LeaseNotFound)?;
-        l.expiry = Instant::now() + Duration::from_secs(l.ttl as u64);
+        l.expiry = expiry_after(Instant::now(), l.ttl);
         Ok(l.ttl)
     }
 
@@ -209,7 +216,7 @@ impl Lessor {
     pub fn promote(&self) {
         let now = Instant::now();
         for l in self.lock().leases.values_mut() {
-            l.expiry = now + self.extend + Duration::from_secs(l.ttl as u64);
+            l.expiry = expiry_after(now + self.extend, l.ttl);
         }
     }
 }
@@ -253,5 +260,20 @@ mod tests {
         assert_eq!(l.revoke(9, &mut b), Err(Error::LeaseNotFound));
         assert!(l.renew(9).is_err());
         assert_eq!(l.renew(7).unwrap(), 2);
+    }
+
+    #[test]
+    fn out_of_range_ttls_in_storage_load_without_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(RocksDb::open(dir.path()).unwrap());
+        let kv = KvStore::open(backend.clone()).unwrap();
+        let mut b = WriteBatch::default();
+        for (id, ttl) in [(1i64, -1i64), (2, i64::MAX), (3, i64::MIN)] {
+            b.put(Cf::Lease, lease_key(id), ttl.to_be_bytes().to_vec());
+        }
+        backend.write(b, true).unwrap();
+        let l = Lessor::open(&*backend, &kv, Duration::from_secs(1)).unwrap();
+        assert_eq!(l.leases(), vec![1, 2, 3]);
+        assert!(l.renew(1).is_ok() && l.renew(2).is_ok());
     }
 }

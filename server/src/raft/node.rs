@@ -254,7 +254,7 @@ impl RaftNode {
         stop: oneshot::Receiver<()>,
         fatal: mpsc::UnboundedSender<String>,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
-        std::thread::Builder::new().name("raft".into()).spawn(move || {
+        crate::fatal::spawn_core_thread("raft", fatal.clone(), move || {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
                 Ok(rt) => rt,
                 Err(e) => {

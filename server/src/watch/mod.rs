@@ -56,6 +56,11 @@ struct Watcher {
 }
 
 impl Watcher {
+    /// Behind, and its stream has room for what history would bring.
+    fn catching_up(&self) -> bool {
+        !self.synced && self.tx.capacity() > 0
+    }
+
     fn wants(&self, e: &Event) -> bool {
         let Some(kv) = &e.kv else { return false };
         if kv.mod_revision < self.next_rev || !self.spec.range.contains(&kv.key) {
@@ -158,11 +163,14 @@ impl WatchHub {
         });
     }
 
-    /// Catches unsynced watchers up from history, one bounded round. Returns whether any is still behind.
+    /// Catches unsynced watchers up from history, one bounded round. Returns whether any that can take
+    /// more is still behind; a watcher whose stream is full is left for the periodic round, so a client
+    /// that stops reading costs one check per [`SYNC_INTERVAL`], not a history read in a loop.
     pub fn sync_round(&self) -> bool {
         let (from, target) = {
-            let st = self.lock();
-            let from = st.watchers.values().filter(|w| !w.synced).map(|w| w.next_rev).min();
+            let mut st = self.lock();
+            st.watchers.retain(|_, w| !w.tx.is_closed());
+            let from = st.watchers.values().filter(|w| w.catching_up()).map(|w| w.next_rev).min();
             match from {
                 None => return false,
                 Some(from) => (from, st.notified_rev.min(from + MAX_REVS_PER_SYNC - 1)),
@@ -185,7 +193,7 @@ impl WatchHub {
         let mut st = self.lock();
         let notified = st.notified_rev;
         st.watchers.retain(|_, w| {
-            if w.synced {
+            if !w.catching_up() {
                 return true;
             }
             if w.next_rev < compact_after {
@@ -222,7 +230,7 @@ impl WatchHub {
         if let Err(e) = read {
             tracing::warn!(%e, "reading watch history failed");
         }
-        st.watchers.values().any(|w| !w.synced)
+        st.watchers.values().any(|w| w.catching_up())
     }
 
     /// Runs sync rounds until `stop` fires.
@@ -315,5 +323,31 @@ mod tests {
         let b = late.try_recv().unwrap();
         assert_eq!((b.compact_revision, b.events.len()), (6, 0));
         assert_eq!(hub.watcher_count(), 3);
+    }
+
+    #[test]
+    fn a_reader_that_stops_reading_is_not_caught_up_in_a_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(RocksDb::open(dir.path()).unwrap());
+        let kv = Arc::new(KvStore::open(backend).unwrap());
+        let hub = WatchHub::new(kv.clone());
+        let (tx, mut stalled) = mpsc::channel(1);
+        hub.watch(spec("a", 0), tx);
+        put(&kv, &hub, "a"); // 2: fills the channel
+        put(&kv, &hub, "a"); // 3: the watcher falls behind
+                             // Nothing can be delivered while the channel is full: the round says nobody is waiting for it
+                             // (the sync task then waits for its next tick instead of looping).
+        assert!(!hub.sync_round());
+        assert!(!hub.sync_round());
+        assert_eq!(revs(&stalled.try_recv().unwrap()), vec![2]);
+        // Room again: caught up from history, nothing lost.
+        assert!(!hub.sync_round());
+        assert_eq!(revs(&stalled.try_recv().unwrap()), vec![3]);
+        put(&kv, &hub, "a"); // 4: live again
+        assert_eq!(revs(&stalled.try_recv().unwrap()), vec![4]);
+        // A watcher whose stream is gone is dropped by the next round.
+        drop(stalled);
+        hub.sync_round();
+        assert_eq!(hub.watcher_count(), 0);
     }
 }

@@ -440,6 +440,61 @@ pub fn decode_first(body: &[u8]) -> Result<Option<&[u8]>, String> {
     Err("unexpected EOF".to_string())
 }
 
+/// Finds the JSON values of a stream that arrives piece by piece (a bidirectional call's body) where
+/// `json.Decoder.Decode` called in a loop would, scanning each byte once however the pieces fall.
+pub struct Splitter {
+    scanner: Scanner,
+    /// Where the value being scanned starts (after white space).
+    start: Option<usize>,
+    /// How much of the buffer has been scanned.
+    scanned: usize,
+}
+
+impl Default for Splitter {
+    fn default() -> Splitter {
+        Splitter { scanner: Scanner::new(), start: None, scanned: 0 }
+    }
+}
+
+impl Splitter {
+    /// Scans what `buf` gained since the last call: `Some((start, end))` once `buf[start..end]` is a whole
+    /// value (then the caller drops `buf[..end]` and calls [`Splitter::reset`]), `None` while it needs
+    /// more, or Go's syntax error.
+    pub fn feed(&mut self, buf: &[u8]) -> Result<Option<(usize, usize)>, String> {
+        for (i, &c) in buf.iter().enumerate().skip(self.scanned) {
+            let start = match self.start {
+                Some(s) => s,
+                None if is_space(c) => continue,
+                None => *self.start.insert(i),
+            };
+            match self.scanner.step(c) {
+                Step::End => return Ok(Some((start, i))),
+                Step::Error => return Err(self.scanner.err.clone().unwrap_or_default()),
+                Step::Continue if self.scanner.end_top && self.scanner.state == State::EndTop => {
+                    return Ok(Some((start, i + 1)));
+                }
+                Step::Continue => {}
+            }
+        }
+        self.scanned = buf.len();
+        Ok(None)
+    }
+
+    /// The input ended after `buf`: the value in progress if it is whole (numbers and literals end only
+    /// here), `None` after white space alone, else Go's `unexpected EOF`.
+    pub fn finish(&mut self, buf: &[u8]) -> Result<Option<(usize, usize)>, String> {
+        let Some(start) = self.start else { return Ok(None) };
+        if self.scanner.step(b' ') == Step::End || self.scanner.end_top {
+            return Ok(Some((start, buf.len())));
+        }
+        Err("unexpected EOF".to_string())
+    }
+
+    pub fn reset(&mut self) {
+        *self = Splitter::default();
+    }
+}
+
 /// The kind of a (valid) JSON value, named as Go's `UnmarshalTypeError` names it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
@@ -763,6 +818,40 @@ mod tests {
         {
             assert_eq!(base64_decode(input.as_bytes()).unwrap_err(), format!("illegal base64 data at input byte {at}"));
         }
+    }
+
+    #[test]
+    fn the_splitter_finds_what_decode_first_finds_in_any_pieces() {
+        let body = br#" {"a":[1,{"b":"}"}]} [2] "s" 12 {"c":1}"#;
+        let mut whole = Vec::new();
+        let mut rest: &[u8] = body;
+        while let Some(v) = decode_first(rest).unwrap() {
+            whole.push(v.to_vec());
+            let end = v.as_ptr() as usize - rest.as_ptr() as usize + v.len();
+            rest = &rest[end..];
+        }
+        for piece in [1, 2, 3, 7, body.len()] {
+            let (mut buf, mut split, mut found) = (Vec::new(), Splitter::default(), Vec::new());
+            for chunk in body.chunks(piece) {
+                buf.extend_from_slice(chunk);
+                while let Some((s, e)) = split.feed(&buf).unwrap() {
+                    found.push(buf[s..e].to_vec());
+                    buf.drain(..e);
+                    split.reset();
+                }
+            }
+            if let Some((s, e)) = split.finish(&buf).unwrap() {
+                found.push(buf[s..e].to_vec());
+            }
+            assert_eq!(found, whole, "pieces of {piece}");
+        }
+        let mut split = Splitter::default();
+        assert_eq!(split.feed(b"{\"a\":"), Ok(None));
+        assert_eq!(split.finish(b"{\"a\":"), Err("unexpected EOF".to_string()));
+        assert_eq!(
+            Splitter::default().feed(b"{]"),
+            Err("invalid character ']' looking for beginning of object key string".to_string())
+        );
     }
 
     #[test]

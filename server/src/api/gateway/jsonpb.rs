@@ -23,6 +23,14 @@ use serde_json::{Map, Value};
 
 use super::gojson::{self, Kind};
 
+/// The deepest message nesting decoded. Only a txn nests without bound (a `TxnRequest` holds
+/// `RequestOp`s that hold `TxnRequest`s: two levels per txn); this lets every txn the server accepts
+/// (`validate::MAX_TXN_DEPTH` levels) through, and a level more, and stops the recursion on the rest.
+const MAX_MESSAGE_DEPTH: usize = 2 * (crate::server::validate::MAX_TXN_DEPTH + 2);
+/// What a txn nested deeper than [`MAX_MESSAGE_DEPTH`] gets: etcd decodes it and then refuses it for
+/// exhausting its op budget with this message.
+const TOO_DEEP: &str = "etcdserver: too many operations in txn request";
+
 #[derive(Clone, Debug)]
 enum Ty {
     Int64,
@@ -170,37 +178,20 @@ impl Schema {
     pub fn canonical(&self, full_name: &str, body: &[u8]) -> Result<Value, String> {
         match gojson::decode_first(body)? {
             None => Ok(Value::Object(Map::new())),
-            Some(raw) => self.message(full_name, raw),
+            Some(raw) => self.message(full_name, raw, 1),
         }
     }
 
-    /// Every JSON value of a request stream (a bidirectional call's body), decoded as
-    /// [`Schema::canonical`] decodes one; ends after the first error.
-    pub fn canonical_stream(&self, full_name: &str, body: &[u8]) -> Vec<Result<Value, String>> {
-        let mut out = Vec::new();
-        let mut rest = body;
-        loop {
-            match gojson::decode_first(rest) {
-                Ok(None) => return out,
-                Err(e) => {
-                    out.push(Err(e));
-                    return out;
-                }
-                Ok(Some(raw)) => {
-                    let failed = self.message(full_name, raw);
-                    let stop = failed.is_err();
-                    out.push(failed);
-                    if stop {
-                        return out;
-                    }
-                    let end = raw.as_ptr() as usize - rest.as_ptr() as usize + raw.len();
-                    rest = &rest[end..];
-                }
-            }
-        }
+    /// One JSON value (a whole value, as [`gojson::Splitter`] finds them) decoded as [`Schema::canonical`]
+    /// decodes a body.
+    pub fn canonical_value(&self, full_name: &str, raw: &[u8]) -> Result<Value, String> {
+        self.message(full_name, raw, 1)
     }
 
-    fn message(&self, full_name: &str, raw: &[u8]) -> Result<Value, String> {
+    fn message(&self, full_name: &str, raw: &[u8], depth: usize) -> Result<Value, String> {
+        if depth > MAX_MESSAGE_DEPTH {
+            return Err(TOO_DEEP.to_string());
+        }
         let k = gojson::kind(raw);
         if k == Kind::Null {
             return Ok(Value::Object(Map::new()));
@@ -238,14 +229,14 @@ impl Schema {
                 continue;
             }
             if let Some(v) = consume(&mut json, f) {
-                if let Some(val) = self.field(f, v)? {
+                if let Some(val) = self.field(f, v, depth)? {
                     out.insert(f.name.clone(), val);
                 }
             }
         }
         for f in members {
             if let Some(v) = consume(&mut json, f) {
-                match self.single(f, v)? {
+                match self.single(f, v, depth)? {
                     Some(val) => {
                         out.insert(f.name.clone(), val);
                     }
@@ -258,9 +249,9 @@ impl Schema {
         Ok(Value::Object(out))
     }
 
-    fn field(&self, f: &Field, raw: &[u8]) -> Result<Option<Value>, String> {
+    fn field(&self, f: &Field, raw: &[u8], depth: usize) -> Result<Option<Value>, String> {
         if !f.repeated {
-            return self.single(f, raw);
+            return self.single(f, raw, depth);
         }
         // jsonpb checks a quoted enum name before it looks at the target's type.
         if let (Ty::Enum(e), Some(b'"')) = (&f.ty, raw.first()) {
@@ -276,7 +267,7 @@ impl Schema {
             Kind::Array => {
                 let mut items = Vec::new();
                 for el in gojson::array_elements(raw) {
-                    match self.single(f, el)? {
+                    match self.single(f, el, depth)? {
                         Some(v) => items.push(v),
                         // A null message element (Go leaves a nil pointer): an empty message.
                         None if matches!(f.ty, Ty::Message(_)) => items.push(Value::Object(Map::new())),
@@ -290,14 +281,14 @@ impl Schema {
     }
 
     /// One value of field `f`; `None` when it leaves the field unset.
-    fn single(&self, f: &Field, raw: &[u8]) -> Result<Option<Value>, String> {
+    fn single(&self, f: &Field, raw: &[u8], depth: usize) -> Result<Option<Value>, String> {
         let k = gojson::kind(raw);
         match &f.ty {
             Ty::Message(m) => {
                 if k == Kind::Null {
                     return Ok(None);
                 }
-                self.message(m, raw).map(Some)
+                self.message(m, raw, depth + 1).map(Some)
             }
             Ty::Enum(e) => {
                 let info = &self.enums[e];

@@ -17,6 +17,7 @@
 mod gojson;
 pub mod json;
 mod jsonpb;
+mod stream;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -51,8 +52,8 @@ use jsonpb::Schema;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1_572_864;
 /// What etcd's gRPC server accepts above `--max-request-bytes` (`grpcOverheadBytes`).
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
-/// The most body bytes read at all (etcd reads any size; JSON needs about 4/3 of the proto size).
-const MIN_BODY_CAP: usize = 64 * 1024 * 1024;
+/// The fewest JSON bytes one request may take however small `--max-request-bytes` is.
+const MIN_BODY_CAP: usize = 1024 * 1024;
 
 /// The etcd gateway methods: path (under `/v3/` and `/v3beta/`) → what serves it.
 #[derive(Clone, Copy, Debug)]
@@ -223,7 +224,7 @@ pub fn router_with_max_request_bytes(server: Arc<EtcdServer>, max_request_bytes:
         election: ElectionService { server: server.clone() },
         server,
         schema: schema(),
-        max_recv: max_request_bytes + GRPC_OVERHEAD_BYTES,
+        max_recv: max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES),
     });
     let mut router = Router::new();
     for (path, rpc) in ROUTES {
@@ -303,6 +304,11 @@ fn too_large(len: usize, max: usize) -> Status {
 }
 
 impl Gateway {
+    /// The most JSON bytes one request may take (JSON needs up to 4 bytes per protobuf byte).
+    fn max_json(&self) -> usize {
+        MIN_BODY_CAP.max(self.max_recv.saturating_mul(4))
+    }
+
     /// Decodes a request body into `Req` with etcd's errors (as a `Status` to answer with).
     fn decode<Req>(&self, input: &str, body: &[u8]) -> Result<Req, Status>
     where
@@ -315,34 +321,6 @@ impl Gateway {
             return Err(too_large(len, self.max_recv));
         }
         Ok(req)
-    }
-
-    /// The requests of a bidirectional call: every JSON value of the body in turn, as grpc-gateway
-    /// sends them. A bad first value fails the call with a plain error (`Unknown`, 500); a bad later
-    /// one ends the requests there.
-    fn decode_stream<Req>(&self, input: &str, body: &[u8]) -> Result<Vec<Req>, Box<Response>>
-    where
-        Req: prost::Message + DeserializeOwned,
-    {
-        let mut out = Vec::new();
-        for (i, value) in self.schema.canonical_stream(input, body).into_iter().enumerate() {
-            let req = value
-                .map_err(Status::unknown)
-                .and_then(|v| serde_json::from_value::<Req>(v).map_err(|e| Status::unknown(e.to_string())))
-                .and_then(|r| {
-                    if r.encoded_len() > self.max_recv {
-                        Err(too_large(r.encoded_len(), self.max_recv))
-                    } else {
-                        Ok(r)
-                    }
-                });
-            match req {
-                Ok(r) => out.push(r),
-                Err(s) if i == 0 => return Err(Box::new(error(s.code(), s.message()))),
-                Err(_) => break,
-            }
-        }
-        Ok(out)
     }
 
     /// A unary call: the request decoded from JSON, the service called, counted in the gRPC metrics
@@ -377,7 +355,10 @@ async fn serve(gw: &Gateway, rpc: Rpc, method: Method, body: Body) -> Response {
     if method != Method::POST {
         return text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
     }
-    let cap = MIN_BODY_CAP.max(gw.max_recv * 4);
+    let cap = gw.max_json();
+    if let Rpc::Watch | Rpc::LeaseKeepAlive = rpc {
+        return bidirectional(gw, rpc, body).await;
+    }
     let body = match axum::body::to_bytes(body, cap).await {
         Ok(b) => b,
         Err(_) => return status_error(&too_large(cap + 1, gw.max_recv)),
@@ -468,35 +449,8 @@ async fn call(gw: &Gateway, rpc: Rpc, body: &Bytes) -> Response {
                 Err(s) => stream_error(&s),
             }
         }
-        Rpc::LeaseKeepAlive => {
-            let reqs = match gw.decode_stream::<LeaseKeepAliveRequest>(&format!("{ES}LeaseKeepAliveRequest"), body) {
-                Ok(r) => r,
-                Err(e) => return *e,
-            };
-            // The client's send side closes after the body: the call ends once every request is answered.
-            let server = gw.server.clone();
-            let mut failed = false;
-            let answers = futures::stream::iter(reqs).then(move |r| {
-                let server = server.clone();
-                async move { lease::keep_alive_once(&server, r.id).await.map_err(Status::from) }
-            });
-            let answers = answers.take_while(move |a| {
-                let go_on = !failed;
-                failed |= a.is_err();
-                futures::future::ready(go_on)
-            });
-            stream_response(Box::pin(answers)).await
-        }
-        Rpc::Watch => {
-            let reqs = match gw.decode_stream::<WatchRequest>(&format!("{ES}WatchRequest"), body) {
-                Ok(r) => r,
-                Err(e) => return *e,
-            };
-            // etcd keeps a watch stream open after the client's requests end, until the client goes.
-            let requests = futures::stream::iter(reqs.into_iter().map(Ok)).chain(futures::stream::pending());
-            let rx = crate::api::watch::session(gw.server.clone(), Box::pin(requests));
-            stream_response(tokio_stream::wrappers::ReceiverStream::new(rx)).await
-        }
+        // Served from the body as it arrives (`bidirectional`).
+        Rpc::LeaseKeepAlive | Rpc::Watch => status_error(&Status::internal("bidirectional call without its body")),
         Rpc::Snapshot => {
             let req = match gw.decode(&format!("{ES}SnapshotRequest"), body) {
                 Ok(r) => r,
@@ -514,6 +468,43 @@ async fn call(gw: &Gateway, rpc: Rpc, body: &Bytes) -> Response {
             status_error(&Status::unimplemented(format!("unknown service {service}")))
         }
     }
+}
+
+/// A bidirectional call: its requests are read from the body as they arrive (a client may keep the
+/// body open and send more later). A bad first value fails the call with a plain error (`Unknown`,
+/// 500); a bad later one ends the requests there.
+async fn bidirectional(gw: &Gateway, rpc: Rpc, body: Body) -> Response {
+    const ES: &str = ".etcdserverpb.";
+    let input = if let Rpc::Watch = rpc { "WatchRequest" } else { "LeaseKeepAliveRequest" };
+    let mut reader = stream::BodyRequests::new(body, gw.schema, format!("{ES}{input}"), gw.max_recv, gw.max_json());
+    if let Rpc::Watch = rpc {
+        let first = match reader.next::<WatchRequest>().await {
+            Some(Err(s)) => return error(s.code(), s.message()),
+            first => first.and_then(Result::ok),
+        };
+        // etcd keeps a watch stream open after the client's requests end, until the client goes.
+        let requests =
+            futures::stream::iter(first).chain(reader.into_stream()).map(Ok).chain(futures::stream::pending());
+        let rx = crate::api::watch::session(gw.server.clone(), Box::pin(requests));
+        return stream_response(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
+    }
+    let first = match reader.next::<LeaseKeepAliveRequest>().await {
+        Some(Err(s)) => return error(s.code(), s.message()),
+        first => first.and_then(Result::ok),
+    };
+    // The call ends once the body has ended and every request is answered.
+    let server = gw.server.clone();
+    let mut failed = false;
+    let answers = futures::stream::iter(first).chain(reader.into_stream()).then(move |r| {
+        let server = server.clone();
+        async move { lease::keep_alive_once(&server, r.id).await.map_err(Status::from) }
+    });
+    let answers = answers.take_while(move |a| {
+        let go_on = !failed;
+        failed |= a.is_err();
+        futures::future::ready(go_on)
+    });
+    stream_response(Box::pin(answers)).await
 }
 
 /// A server stream as grpc-gateway forwards it: a failure before the first message is the response;
