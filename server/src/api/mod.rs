@@ -6,11 +6,16 @@
 //!     (HTTP/1.1, h2)     └──anything else──────▶ http (health, version)                            ├─▶ EtcdServer
 //!                                                                                                   ┘
 //! ```
+//!
+//! Limits on what a client may send: `authority` (what a connection sends before the HTTP/2 server sees
+//! it), `mux` (the HTTP/1.1 and HTTP/2 settings, failing accepts), `grpc_limit` (gRPC messages, etcd's
+//! `ResourceExhausted`).
 
 pub mod authority;
 pub mod cluster;
 pub mod election;
 pub mod gateway;
+pub mod grpc_limit;
 pub mod http;
 pub mod kv;
 pub mod lease;
@@ -36,6 +41,12 @@ use crate::server::EtcdServer;
 /// the server's own check and gets etcd's error.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
+/// The largest gRPC request message the client port takes (etcd's grpc `MaxRecvMsgSize`); bigger ones
+/// get `ResourceExhausted` ([`grpc_limit`]). Saturating: `--max-request-bytes` may be as large as it likes.
+pub fn max_grpc_message(max_request_bytes: usize) -> usize {
+    max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES)
+}
+
 /// An error of the lock and election services: etcd's make their requests through a client of their
 /// own, whose errors reach the caller as `Unknown` with etcd's message.
 fn client_error(e: crate::error::Error) -> tonic::Status {
@@ -44,7 +55,7 @@ fn client_error(e: crate::error::Error) -> tonic::Status {
 
 /// The gRPC services of the client API.
 pub fn grpc_routes(server: Arc<EtcdServer>, max_request_bytes: usize) -> tonic::service::Routes {
-    let max = max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let max = max_grpc_message(max_request_bytes);
     tonic::service::Routes::new(KvServer::new(kv::KvService { server: server.clone() }).max_decoding_message_size(max))
         .add_service(
             ClusterServer::new(cluster::ClusterService { server: server.clone() }).max_decoding_message_size(max),
@@ -59,10 +70,13 @@ pub fn grpc_routes(server: Arc<EtcdServer>, max_request_bytes: usize) -> tonic::
         .add_service(ElectionServer::new(election::ElectionService { server }).max_decoding_message_size(max))
 }
 
-/// Everything a client port serves: the gRPC services, counted by the metrics' gRPC layer, and the HTTP
-/// endpoints, `/metrics` among them.
+/// Everything a client port serves: the gRPC services, their messages limited as etcd's and counted by
+/// the metrics' gRPC layer, and the HTTP endpoints, `/metrics` among them.
 pub fn client_mux(server: Arc<EtcdServer>, metrics: Arc<Metrics>, max_request_bytes: usize) -> mux::Mux {
-    let grpc = grpc_routes(server.clone(), max_request_bytes).into_axum_router().layer(metrics.grpc_layer());
+    let grpc = grpc_routes(server.clone(), max_request_bytes)
+        .into_axum_router()
+        .layer(grpc_limit::layer(max_grpc_message(max_request_bytes)))
+        .layer(metrics.grpc_layer());
     let http = http::router(server.clone())
         .merge(http::metrics_router(metrics))
         .merge(gateway::router_with_max_request_bytes(server, max_request_bytes));

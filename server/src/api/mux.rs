@@ -1,12 +1,18 @@
 //! One client port for gRPC and HTTP (etcd's cmux): each connection is served by HTTP/1.1 or HTTP/2 as
 //! the client speaks; a request whose content type is `application/grpc…` goes to the gRPC services,
 //! everything else to the HTTP router (health, version, the JSON gateway, plugin routes).
+//!
+//! - [`serve`]: the accept loop (failed accepts, e.g. out of file descriptors, are retried with a growing
+//!   pause and logged once in a while, as Go's servers do) and the HTTP/1.1 and HTTP/2 limits;
+//! - `serve_connection`: one connection, behind [`FixAuthority`] (which also bounds what a connection may
+//!   send before the HTTP/2 server sees it, and how long it may take to show its protocol);
+//! - [`Mux`]: the gRPC / HTTP split of requests.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use http::{Request, Response};
@@ -17,15 +23,25 @@ use hyper_util::service::TowerToHyperService;
 use tokio::sync::{mpsc, watch};
 use tower::Service;
 
-use super::authority::FixAuthority;
+use super::authority::{FixAuthority, MAX_FRAME, MAX_HEADER_LIST};
 
 /// etcd's default `--max-concurrent-streams` is unlimited; this bounds one connection's streams.
 const MAX_CONCURRENT_STREAMS: u32 = 1024;
+/// Response bytes queued per HTTP/2 stream beyond what the client's flow-control window takes (hyper's
+/// default); with the connection window (1 MiB, hyper's default) this bounds what one connection holds.
+const MAX_SEND_BUF: usize = 400 * 1024;
 /// An HTTP/1.1 client gets this long to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// HTTP/2 keepalive: a ping after this much silence, the connection closed if it is not answered.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// After a failed accept, the next waits this long, doubling up to [`ACCEPT_PAUSE_MAX`] while accepts keep
+/// failing (Go's `http.Server` does the same): out of file descriptors, the listener would otherwise be
+/// retried in a busy loop.
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
+/// Failed accepts are logged at most this often (with how many failed since the last line).
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct Mux {
@@ -85,43 +101,55 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_frame_size(MAX_FRAME as u32)
+        .max_header_list_size(MAX_HEADER_LIST as u32)
+        .max_send_buf_size(MAX_SEND_BUF)
         .keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut failures = AcceptFailures::default();
+    let local = listener.local_addr().ok();
     loop {
-        tokio::select! {
+        let conn = tokio::select! {
             _ = stop.changed() => break,
-            conn = listener.accept() => {
-                let (stream, peer) = match conn {
-                    Ok(c) => c,
-                    Err(e) if is_transient(&e) => {
-                        tracing::warn!(%e, "accepting a client connection failed");
-                        continue;
-                    }
-                    Err(e) => {
-                        let _ = errors.send(format!("client listener: {e}"));
-                        break;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let (builder, mux, watcher) = (builder.clone(), mux.clone(), graceful.watcher());
-                match tls.clone() {
-                    None => {
-                        tokio::spawn(serve_connection(builder, watcher, stream, mux, peer));
-                    }
-                    Some(acceptor) => {
-                        let mut stop = stop.clone();
-                        tokio::spawn(async move {
-                            let stream = tokio::select! {
-                                _ = stop.wait_for(|stopped| *stopped) => return,
-                                stream = tls_handshake(acceptor, stream, peer) => stream,
-                            };
-                            if let Some(stream) = stream {
-                                serve_connection(builder, watcher, stream, mux, peer).await
-                            }
-                        });
-                    }
+            conn = listener.accept() => conn,
+        };
+        let (stream, peer) = match conn {
+            Ok(c) => c,
+            Err(e) if of_one_connection(&e) => {
+                tracing::debug!(%e, "accepting a connection failed");
+                continue;
+            }
+            Err(e) if listener_broken(&e) => {
+                let _ = errors.send(format!("client listener: {e}"));
+                break;
+            }
+            Err(e) => {
+                let pause = failures.failed(&e, local);
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tokio::time::sleep(pause) => continue,
                 }
+            }
+        };
+        failures.succeeded(local);
+        let _ = stream.set_nodelay(true);
+        let (builder, mux, watcher) = (builder.clone(), mux.clone(), graceful.watcher());
+        match tls.clone() {
+            None => {
+                tokio::spawn(serve_connection(builder, watcher, stream, mux, peer));
+            }
+            Some(acceptor) => {
+                let mut stop = stop.clone();
+                tokio::spawn(async move {
+                    let stream = tokio::select! {
+                        _ = stop.wait_for(|stopped| *stopped) => return,
+                        stream = tls_handshake(acceptor, stream, peer) => stream,
+                    };
+                    if let Some(stream) = stream {
+                        serve_connection(builder, watcher, stream, mux, peer).await
+                    }
+                });
             }
         }
     }
@@ -167,8 +195,56 @@ async fn serve_connection<S>(
     }
 }
 
-/// Accept errors that concern one connection (or a passing resource shortage), not the listener.
-fn is_transient(e: &std::io::Error) -> bool {
+/// Accept errors that concern the one connection being accepted (gone before it was), not the listener.
+fn of_one_connection(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted | WouldBlock) || e.raw_os_error() == Some(24)
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted | WouldBlock)
+}
+
+/// Accept errors that say the listener itself is unusable (Linux's EBADF, EINVAL, ENOTSOCK, EOPNOTSUPP):
+/// the port is then given up on. Any other failure is waited out.
+fn listener_broken(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(9 | 22 | 88 | 95))
+}
+
+/// Accepts failing for want of a resource (file descriptors, memory): the pause before the next one and
+/// when it was last logged.
+#[derive(Default)]
+struct AcceptFailures {
+    pause: Option<Duration>,
+    logged: Option<Instant>,
+    /// Failures since the last log line.
+    unlogged: u64,
+    /// Whether a failure was logged since accepting last worked.
+    warned: bool,
+}
+
+impl AcceptFailures {
+    /// Counts a failure, logs it if none was logged for [`ACCEPT_LOG_EVERY`], and says how long to pause.
+    fn failed(&mut self, e: &std::io::Error, local: Option<std::net::SocketAddr>) -> Duration {
+        let pause = self.pause.map_or(ACCEPT_PAUSE_MIN, |p| (p * 2).min(ACCEPT_PAUSE_MAX));
+        self.pause = Some(pause);
+        self.unlogged += 1;
+        if self.logged.is_none_or(|t| t.elapsed() >= ACCEPT_LOG_EVERY) {
+            tracing::warn!(
+                address = ?local,
+                error = %e,
+                failures = self.unlogged,
+                "accepting connections fails; retrying with pauses of up to {ACCEPT_PAUSE_MAX:?}",
+            );
+            self.logged = Some(Instant::now());
+            self.unlogged = 0;
+            self.warned = true;
+        }
+        pause
+    }
+
+    /// An accept worked: no pause before the next; the recovery is logged if the failure was.
+    fn succeeded(&mut self, local: Option<std::net::SocketAddr>) {
+        self.pause = None;
+        if self.warned {
+            tracing::warn!(address = ?local, "accepting connections again");
+            self.warned = false;
+        }
+    }
 }
