@@ -268,7 +268,8 @@ both_kinds! {
                 r.as_ref().map(|r| r.succeeded),
                 rss_growth(&s, base)
             );
-            assert_eq!(r.map(|r| r.succeeded), Err(("InvalidArgument".to_string(), TOO_MANY_OPS.to_string())), "{what}");
+            let refused = Err(("InvalidArgument".to_string(), TOO_MANY_OPS.to_string()));
+            assert_eq!(r.map(|r| r.succeeded), refused, "{what}");
             assert!(slowest < Duration::from_secs(3), "/version took {slowest:?} while a {what} txn was refused");
         }
         let count = grpc::range(&ep, RangeRequest { count_only: true, ..RangeRequest::range("h", "i") }).unwrap().count;
@@ -308,7 +309,8 @@ both_kinds! {
         let t = Instant::now();
         let mut c = grpc::Client::connect(&ep).expect("connect");
         for i in 0..SNAPSHOT_VALUES {
-            let put = PutRequest { key: format!("big/{i:03}").into_bytes(), value: noise(i as u64, 1 << 20), ..Default::default() };
+            let key = format!("big/{i:03}").into_bytes();
+            let put = PutRequest { key, value: noise(i as u64, 1 << 20), ..Default::default() };
             c.put(put).unwrap_or_else(|e| panic!("put big/{i:03}: {e:?}"));
         }
         drop(c);
@@ -337,7 +339,8 @@ both_kinds! {
         let out = s.etcdctl(&["snapshot", "save", file.to_str().unwrap()]);
         assert!(out.ok().contains("Snapshot saved at"), "{out:?}");
         let size = std::fs::metadata(&file).unwrap().len();
-        eprintln!("hostile: stalled-snapshot {kind}: a reading client saved {:.1} MB in {:?}", mib(size as i64), t.elapsed());
+        let (saved, took) = (mib(size as i64), t.elapsed());
+        eprintln!("hostile: stalled-snapshot {kind}: a reading client saved {saved:.1} MB in {took:?}");
         assert!(size > (SNAPSHOT_VALUES as u64) << 20, "snapshot of {size} bytes");
         let r = grpc::range(&ep, RangeRequest::range("big/042", "")).unwrap();
         assert_eq!(r.kvs[0].value, noise(42, 1 << 20), "big/042 intact");
@@ -563,7 +566,8 @@ both_kinds! {
                 }
             }
         }
-        eprintln!("hostile: json-bombs {kind}: slowest answer {:?} ({}); {}", slowest.0, slowest.1, rss_growth(&s, base));
+        let rss = rss_growth(&s, base);
+        eprintln!("hostile: json-bombs {kind}: slowest answer {:?} ({}); {rss}", slowest.0, slowest.1);
         assert_lives(&mut s, "json-bombs");
     }
 }
@@ -599,26 +603,30 @@ both_kinds! {
             assert_eq!((r.status, r.json()), too_large, "TTL {ttl}");
         }
         let out = s.etcdctl(&["lease", "grant", &i64::MAX.to_string()]);
-        assert_eq!((out.status, out.error_lines()), (1, vec!["Error: failed to grant lease (etcdserver: too large lease TTL)".to_string()]), "{out:?}");
+        let want = vec!["Error: failed to grant lease (etcdserver: too large lease TTL)".to_string()];
+        assert_eq!((out.status, out.error_lines()), (1, want), "{out:?}");
         // Negative and extreme ids are ids like any other.
         for id in [-1, i64::MIN, i64::MAX] {
             assert_eq!(granted(&format!(r#"{{"TTL":"600","ID":"{id}"}}"#)), (json!(id.to_string()), json!("600")));
         }
-        let r = post(&ep, "/v3/kv/put", &format!(r#"{{"key":"{}","value":"{}","lease":"-1"}}"#, b64encode(b"leased"), b64encode(b"v")));
+        let put = format!(r#"{{"key":"{}","value":"{}","lease":"-1"}}"#, b64encode(b"leased"), b64encode(b"v"));
+        let r = post(&ep, "/v3/kv/put", &put);
         assert_eq!(r.status, 200, "{}", r.text());
         let leases = |s: &Server| {
+            let list = post(&s.endpoint(), "/v3/lease/leases", "{}").json();
             let mut ids: Vec<String> =
-                post(&s.endpoint(), "/v3/lease/leases", "{}").json()["leases"].as_array().unwrap().iter().map(|l| l["ID"].as_str().unwrap().to_string()).collect();
+                list["leases"].as_array().unwrap().iter().map(|l| l["ID"].as_str().unwrap().to_string()).collect();
             ids.sort();
             ids
         };
-        let mut want: Vec<String> = ["-1", "-9223372036854775808", "77", "79", "9223372036854775807"].iter().map(|s| s.to_string()).collect();
+        let mut want: Vec<String> =
+            ["-1", "-9223372036854775808", "77", "79", "9223372036854775807"].iter().map(|s| s.to_string()).collect();
         want.push(watch::lease_num(&short).to_string());
         want.sort();
         assert_eq!(leases(&s), want);
         // The 2 s lease ends and takes its key along.
         let deadline = Instant::now() + Duration::from_secs(15);
-        while s.ctl_ok(&["get", "short-lived"]) != "" {
+        while !s.ctl_ok(&["get", "short-lived"]).is_empty() {
             assert!(Instant::now() < deadline, "the key of a 2 s lease is still there after 15 s");
             thread::sleep(Duration::from_millis(200));
         }
@@ -633,7 +641,10 @@ both_kinds! {
         s.restart();
         assert_eq!(leases(&s), want);
         let ttl = post(&ep, "/v3/lease/timetolive", r#"{"ID":"-1","keys":true}"#).json();
-        assert_eq!((ttl["ID"].clone(), ttl["grantedTTL"].clone(), ttl["keys"].clone()), (json!("-1"), json!("600"), json!([b64encode(b"leased")])));
+        assert_eq!(
+            (ttl["ID"].clone(), ttl["grantedTTL"].clone(), ttl["keys"].clone()),
+            (json!("-1"), json!("600"), json!([b64encode(b"leased")]))
+        );
         let r = post(&ep, "/v3/lease/revoke", r#"{"ID":"-1"}"#);
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(s.ctl_ok(&["get", "leased"]), "");
@@ -681,7 +692,13 @@ both_kinds! {
         assert_eq!(compact(i64::MIN), (400, gw_error(11, COMPACTED)));
 
         // Compare enums outside their range, and a target whose value is in another field.
-        let c = |result: i32, target: i32, union: Option<TargetUnion>| Compare { result, target, key: b"before/1".to_vec(), target_union: union, range_end: vec![] };
+        let c = |result: i32, target: i32, target_union: Option<TargetUnion>| Compare {
+            result,
+            target,
+            key: b"before/1".to_vec(),
+            target_union,
+            range_end: vec![],
+        };
         let cases = [
             ("target 99", c(0, 99, None)),
             ("target -1", c(0, -1, Some(TargetUnion::Version(1)))),
