@@ -20,8 +20,11 @@
 
 pub mod cluster;
 pub mod grpc;
+pub mod h2stall;
 pub mod http;
+pub mod procstat;
 pub mod tls;
+pub mod txnwire;
 pub mod watch;
 
 use std::collections::{HashMap, HashSet};
