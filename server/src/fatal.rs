@@ -14,7 +14,7 @@ pub fn spawn_core_thread(
     fatal: mpsc::UnboundedSender<String>,
     body: impl FnOnce() + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    // Room for deeply nested requests (txns nest up to 128 levels) applied recursively.
+    // Room for deeply nested requests (txns nest up to 129 levels) applied recursively.
     std::thread::Builder::new().name(name.into()).stack_size(8 << 20).spawn(move || {
         if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
             let what = panic_message(&*panic);

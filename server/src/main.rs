@@ -46,7 +46,7 @@ fn init_logging(level: &str) {
 }
 
 fn run(cfg: Config) -> anyhow::Result<()> {
-    // Deeply nested requests (a txn may nest 128 levels, as etcd allows) recurse while they are decoded,
+    // Deeply nested requests (a txn may nest 129 levels, as etcd allows) recurse while they are decoded,
     // checked, applied and encoded: give the workers room beyond tokio's 2 MiB default.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

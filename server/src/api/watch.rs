@@ -76,7 +76,11 @@ impl Session {
             let ok = tokio::select! {
                 req = requests.next(), if !requests_done => match req {
                     Some(Ok(r)) => self.request(r, &batch_tx).await,
-                    Some(Err(_)) => false,
+                    // The stream's error (e.g. a message over the size limit) ends it, as etcd's does.
+                    Some(Err(status)) => {
+                        let _ = self.out.send(Err(status)).await;
+                        false
+                    }
                     None => {
                         requests_done = true;
                         true

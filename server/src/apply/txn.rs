@@ -16,9 +16,9 @@ pub fn compare(view: &impl ReadView, c: &Compare) -> bool {
     let Ok(rr) = view.range(&KeyRange::new(&c.key, &c.range_end), RangeOptions::default()) else {
         return false;
     };
-    let target = CompareTarget::try_from(c.target).unwrap_or(CompareTarget::Version);
+    let target = CompareTarget::try_from(c.target).ok();
     if rr.kvs.is_empty() {
-        if target == CompareTarget::Value {
+        if target == Some(CompareTarget::Value) {
             return false;
         }
         return compare_kv(c, target, &KeyValue::default());
@@ -26,15 +26,36 @@ pub fn compare(view: &impl ReadView, c: &Compare) -> bool {
     rr.kvs.iter().all(|kv| compare_kv(c, target, kv))
 }
 
-fn compare_kv(c: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
+/// etcd's `compareKV`: a target whose value is missing or in another field of the union compares
+/// against the zero value; a target outside the enum compares equal; a result outside it holds.
+fn compare_kv(c: &Compare, target: Option<CompareTarget>, kv: &KeyValue) -> bool {
     use std::cmp::Ordering;
-    let ord = match (target, &c.target_union) {
-        (CompareTarget::Value, Some(TargetUnion::Value(v))) => kv.value.as_slice().cmp(v.as_slice()),
-        (CompareTarget::Create, Some(TargetUnion::CreateRevision(v))) => kv.create_revision.cmp(v),
-        (CompareTarget::Mod, Some(TargetUnion::ModRevision(v))) => kv.mod_revision.cmp(v),
-        (CompareTarget::Version, Some(TargetUnion::Version(v))) => kv.version.cmp(v),
-        (CompareTarget::Lease, Some(TargetUnion::Lease(v))) => kv.lease.cmp(v),
-        _ => Ordering::Equal,
+    let u = c.target_union.as_ref();
+    let ord = match target {
+        Some(CompareTarget::Value) => {
+            let v = match u {
+                Some(TargetUnion::Value(v)) => v.as_slice(),
+                _ => &[],
+            };
+            kv.value.as_slice().cmp(v)
+        }
+        Some(CompareTarget::Create) => kv.create_revision.cmp(&match u {
+            Some(TargetUnion::CreateRevision(v)) => *v,
+            _ => 0,
+        }),
+        Some(CompareTarget::Mod) => kv.mod_revision.cmp(&match u {
+            Some(TargetUnion::ModRevision(v)) => *v,
+            _ => 0,
+        }),
+        Some(CompareTarget::Version) => kv.version.cmp(&match u {
+            Some(TargetUnion::Version(v)) => *v,
+            _ => 0,
+        }),
+        Some(CompareTarget::Lease) => kv.lease.cmp(&match u {
+            Some(TargetUnion::Lease(v)) => *v,
+            _ => 0,
+        }),
+        None => Ordering::Equal,
     };
     match CompareResult::try_from(c.result) {
         Ok(CompareResult::Equal) => ord == Ordering::Equal,

@@ -15,11 +15,11 @@ use crate::mvcc::KeyRange;
 use crate::proto::etcdserverpb::request_op::Request;
 use crate::proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
 
-/// The deepest txn nesting accepted (the outer txn is level 1): what etcd's default op budget (128) allows
-/// with one op per level. Deeper txns are answered as etcd answers an exhausted budget. Protobuf decoding
+/// The deepest txn nesting accepted (the outer txn is level 1): what etcd's default op budget (128) allows,
+/// 128 one-op levels around an empty txn. Deeper txns are answered as etcd answers an exhausted budget. Protobuf decoding
 /// stops at 100 message levels (two per txn level), so txns past 49 levels are decoded with
 /// `proto::deep`, at the API and at apply alike.
-pub const MAX_TXN_DEPTH: usize = 128;
+pub const MAX_TXN_DEPTH: usize = 129;
 
 /// etcd 3.4 checks only the key; unknown sort options are ignored when the range is served.
 pub fn range(r: &RangeRequest) -> Result<()> {
@@ -230,6 +230,15 @@ mod tests {
         // One op per level: the budget runs out after 128 levels.
         assert_eq!(txn(&nested(128), 128), Ok(()));
         assert_eq!(txn(&nested(129), 128), Err(Error::TooManyOps));
+        // 128 one-op levels around an empty txn: the 129th level needs no budget.
+        let mut op = RequestOp { request: Some(Request::RequestTxn(TxnRequest::default())) };
+        for _ in 1..128 {
+            op = txn_op(vec![op], vec![]);
+        }
+        let around_empty = TxnRequest { success: vec![op.clone()], ..Default::default() };
+        assert_eq!(txn(&around_empty, 128), Ok(()));
+        let deeper = TxnRequest { success: vec![txn_op(vec![op], vec![])], ..Default::default() };
+        assert_eq!(txn(&deeper, 128), Err(Error::TooManyOps));
         // A larger budget does not lift the depth cap.
         assert_eq!(txn(&nested(MAX_TXN_DEPTH + 1), 100_000), Err(Error::TooManyOps));
         assert_eq!(txn(&nested(10), 9), Err(Error::TooManyOps));

@@ -106,7 +106,9 @@ impl WatchHub {
     /// Registers a watcher; its batches go to `tx`.
     pub fn watch(&self, spec: WatchSpec, tx: mpsc::Sender<WatchBatch>) -> WatchHandle {
         let mut st = self.lock();
-        let next_rev = if spec.start_revision > 0 { spec.start_revision } else { st.notified_rev + 1 };
+        // As etcd: 0 is "from now on"; a negative start lies before any history and gets the compacted
+        // answer (at -1 while nothing was compacted) from the next sync round.
+        let next_rev = if spec.start_revision != 0 { spec.start_revision } else { st.notified_rev + 1 };
         let synced = next_rev > st.notified_rev;
         let handle = st.next_handle;
         st.next_handle += 1;

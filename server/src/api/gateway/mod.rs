@@ -50,8 +50,6 @@ use jsonpb::Schema;
 
 /// etcd's default `--max-request-bytes`.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1_572_864;
-/// What etcd's gRPC server accepts above `--max-request-bytes` (`grpcOverheadBytes`).
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// The fewest JSON bytes one request may take however small `--max-request-bytes` is.
 const MIN_BODY_CAP: usize = 1024 * 1024;
 
@@ -224,7 +222,7 @@ pub fn router_with_max_request_bytes(server: Arc<EtcdServer>, max_request_bytes:
         election: ElectionService { server: server.clone() },
         server,
         schema: schema(),
-        max_recv: max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES),
+        max_recv: crate::api::max_grpc_message(max_request_bytes),
     });
     let mut router = Router::new();
     for (path, rpc) in ROUTES {
