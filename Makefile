@@ -1,7 +1,8 @@
 # modkv — build, run and test.
 #
 #   make run     build and start one member on localhost:2379
-#   make test    install missing deps, build, run the integration tests
+#   make test    install missing deps, build, run the integration tests (and a short fuzz pass)
+#   make fuzz    run each fuzz target for FUZZ_SECS seconds
 #
 # Everything is built with the release profile so `build`, `run` and `test`
 # share one build. Set CARGO_TARGET_DIR to keep the build outside the clone.
@@ -17,6 +18,10 @@ MODKV      := $(TARGET)/release/modkv
 PLUGIN_DIR := $(TARGET)/plugins
 
 CARGO      ?= cargo
+# Fuzzing (server/tests/fuzz.rs): seconds per target for `make fuzz`, and for the short pass `make test`
+# runs (`make fuzz FUZZ_SECS=600`).
+FUZZ_SECS  ?= 60
+FUZZ_TEST_SECS ?= 2
 # Extra arguments: `make run RUN_ARGS=--log-level=debug`,
 # `make test TEST_ARGS='-- --include-ignored'`.
 RUN_ARGS   ?=
@@ -30,7 +35,7 @@ WASM_TARGET  := wasm32-wasip2
 PLUGINS      := hello json-guard audit kv-browser
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build run test bench plugins deps deps-build deps-test deps-wasm apt-install fmt clean
+.PHONY: all build run test fuzz bench plugins deps deps-build deps-test deps-wasm apt-install fmt clean
 
 all: build
 
@@ -50,9 +55,18 @@ run: build plugins
 ## the integration tests (tests/) against the built binary, the example plugins and the real etcd
 test: deps-test build plugins
 	$(CARGO) test --release -p modkv --lib
+	FUZZ_MS=$$(( $(FUZZ_TEST_SECS) * 1000 )) MODKV_PLUGIN_DIR="$(abspath $(PLUGIN_DIR))" \
+		$(CARGO) test --release -p modkv --test fuzz
 	$(CARGO) test --manifest-path plugins/Cargo.toml --workspace
 	MODKV_BIN="$(abspath $(MODKV))" MODKV_PLUGIN_DIR="$(abspath $(PLUGIN_DIR))" \
 		$(CARGO) test --release -p modkv-tests $(TEST_ARGS)
+
+## fuzz: each fuzz target of server/tests/fuzz.rs (its corpus in server/tests/fuzz/<target>/, then random
+## and mutated inputs) for FUZZ_SECS seconds; FUZZ_SEED=<n> replays a run. A failing input is printed and
+## saved under $(CARGO_TARGET_DIR)/tmp/fuzz-crashes/.
+fuzz: deps-build plugins
+	FUZZ_MS=$$(( $(FUZZ_SECS) * 1000 )) MODKV_PLUGIN_DIR="$(abspath $(PLUGIN_DIR))" \
+		$(CARGO) test --release -p modkv --test fuzz -- --test-threads=1 --nocapture
 
 ## bench: benchmarks against the reference etcd (figures printed, nothing asserted): put latency and
 ## throughput, the json-guard hook's cost, a plugin route under wrk

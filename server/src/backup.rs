@@ -2,8 +2,9 @@
 //! `etcdctl snapshot restore` (3.4; `etcdutl` later) puts them back.
 //!
 //! ```text
-//!   etcdctl snapshot save F ──Maintenance.Snapshot──▶ file(): the state (storage::snapshot encoding,
-//!                                                      one RocksDB snapshot) in the layout below
+//!   etcdctl snapshot save F ──Maintenance.Snapshot──▶ stream(): the state (storage::snapshot encoding,
+//!                                                      one RocksDB snapshot) in the layout below, in
+//!                                                      chunks, hashed as it goes
 //!   modkv snapshot restore F --data-dir D ──▶ restore(): hash checked, a new data dir holding the keys
 //!                                              (every revision), leases and the revision counters
 //!   modkv --data-dir D --initial-cluster … ──▶ starts a new cluster on that data (each member of it
@@ -27,8 +28,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::storage::snapshot::{decode, encode};
-use crate::storage::{meta, Backend, Cf, RocksDb, WriteBatch};
+use crate::storage::snapshot::{decode, encode_to, encoded_len};
+use crate::storage::{meta, Backend, Cf, RocksDb, StorageError, WriteBatch};
 
 /// Length of the SHA-256 trailer.
 const HASH_LEN: usize = 32;
@@ -53,16 +54,106 @@ pub enum BackupError {
     DataDir { path: String, reason: String },
 }
 
-/// The snapshot of `backend` as a file's bytes: the encoded state and its SHA-256.
+/// The size of the file whose state is `state_len` bytes long.
+pub fn file_len(state_len: u64) -> u64 {
+    (HEADER_LEN as u64 + state_len).div_ceil(BLOCK as u64) * BLOCK as u64 + HASH_LEN as u64
+}
+
+/// Cuts what is written into pieces of `chunk` bytes for `send`, with the bytes still to come after each,
+/// and hashes everything before the trailer as it goes.
+struct Chunker<'a> {
+    buf: Vec<u8>,
+    chunk: usize,
+    hasher: Sha256,
+    remaining: u64,
+    send: &'a mut dyn FnMut(Vec<u8>, u64) -> bool,
+    stopped: bool,
+}
+
+impl Chunker<'_> {
+    /// Writes bytes covered by the hash; `false` once `send` has stopped.
+    fn write(&mut self, bytes: &[u8]) -> bool {
+        self.hasher.update(bytes);
+        self.push(bytes)
+    }
+
+    /// Writes bytes (not hashed).
+    fn push(&mut self, mut bytes: &[u8]) -> bool {
+        while !bytes.is_empty() && !self.stopped {
+            let n = bytes.len().min(self.chunk - self.buf.len());
+            self.buf.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.buf.len() == self.chunk {
+                self.flush();
+            }
+        }
+        !self.stopped
+    }
+
+    fn flush(&mut self) {
+        if self.buf.is_empty() || self.stopped {
+            return;
+        }
+        let blob = std::mem::replace(&mut self.buf, Vec::with_capacity(self.chunk));
+        self.remaining = self.remaining.saturating_sub(blob.len() as u64);
+        self.stopped = !(self.send)(blob, self.remaining);
+    }
+}
+
+/// Streams the snapshot file of `backend` (one RocksDB snapshot, read twice: once for the state's length
+/// the header carries, once for the bytes) to `send` in pieces of `chunk` bytes, each with the bytes
+/// still to come after it. Memory is O(`chunk`); `send` returning `false` stops the stream. Returns
+/// whether the whole file was sent.
+pub fn stream(
+    backend: &dyn Backend,
+    chunk: usize,
+    send: &mut dyn FnMut(Vec<u8>, u64) -> bool,
+) -> crate::storage::Result<bool> {
+    let mut complete = false;
+    backend.with_state_snapshot(&mut |snap| {
+        let state_len = encoded_len(snap)?;
+        let total = file_len(state_len);
+        tracing::debug!(bytes = total, "streaming a snapshot file");
+        let mut out = Chunker {
+            buf: Vec::with_capacity(chunk),
+            chunk,
+            hasher: Sha256::new(),
+            remaining: total,
+            send,
+            stopped: false,
+        };
+        out.write(MAGIC);
+        out.write(&state_len.to_be_bytes());
+        let mut written = 0u64;
+        let state_complete = encode_to(snap, &mut |piece| {
+            written += piece.len() as u64;
+            out.write(piece)
+        })?;
+        if !state_complete || out.stopped {
+            return Ok(());
+        }
+        if written != state_len {
+            // The same RocksDB snapshot was scanned twice: it cannot differ.
+            return Err(StorageError::Corrupt(format!("snapshot: {written} bytes of state, {state_len} announced")));
+        }
+        let pad = (total - HASH_LEN as u64 - HEADER_LEN as u64 - state_len) as usize;
+        out.write(&[0; BLOCK][..pad]);
+        let hash: [u8; HASH_LEN] = std::mem::take(&mut out.hasher).finalize().into();
+        out.push(&hash);
+        out.flush();
+        complete = !out.stopped;
+        Ok(())
+    })?;
+    Ok(complete)
+}
+
+/// The snapshot of `backend` as a file's bytes, in memory (tests; the server streams with [`stream`]).
 pub fn file(backend: &dyn Backend) -> crate::storage::Result<Vec<u8>> {
-    let (state, _) = encode(backend)?;
-    let mut file = Vec::with_capacity(HEADER_LEN + state.len() + BLOCK + HASH_LEN);
-    file.extend_from_slice(MAGIC);
-    file.extend_from_slice(&(state.len() as u64).to_be_bytes());
-    file.extend_from_slice(&state);
-    file.resize(file.len().div_ceil(BLOCK) * BLOCK, 0);
-    let hash: [u8; HASH_LEN] = Sha256::digest(&file).into();
-    file.extend_from_slice(&hash);
+    let mut file = Vec::new();
+    stream(backend, 64 * 1024, &mut |blob, _| {
+        file.extend_from_slice(&blob);
+        true
+    })?;
     Ok(file)
 }
 
@@ -189,6 +280,33 @@ mod tests {
         assert_eq!(db.get(Cf::Meta, meta::CURRENT_REV).unwrap(), Some(meta::encode_u64(9)));
         assert_eq!(db.get(Cf::Meta, meta::APPLIED_INDEX).unwrap(), None, "the old cluster's raft position");
         assert_eq!(db.get(Cf::Meta, meta::MEMBERS).unwrap(), None, "the old cluster's members");
+
+        // Streamed in chunks: each full but the last, the bytes to come counted down to 0, the same file.
+        let mut streamed = Vec::new();
+        let mut chunks = Vec::new();
+        assert!(stream(&src, 100, &mut |blob, remaining| {
+            streamed.extend_from_slice(&blob);
+            chunks.push((blob.len(), remaining));
+            true
+        })
+        .unwrap());
+        assert_eq!(streamed, bytes);
+        let state_len = u64::from_be_bytes(bytes[MAGIC.len()..HEADER_LEN].try_into().unwrap());
+        assert_eq!(bytes.len() as u64, file_len(state_len));
+        let n = chunks.len();
+        assert_eq!(n, bytes.len().div_ceil(100));
+        for (i, &(len, remaining)) in chunks.iter().enumerate() {
+            assert_eq!(len, if i + 1 < n { 100 } else { bytes.len() - 100 * (n - 1) });
+            assert_eq!(remaining as usize, bytes.len() - 100 * i - len);
+        }
+        // A receiver that stops after two chunks gets no more.
+        let mut calls = 0;
+        assert!(!stream(&src, 100, &mut |_, _| {
+            calls += 1;
+            calls < 2
+        })
+        .unwrap());
+        assert_eq!(calls, 2);
 
         let mut cut = bytes.clone();
         cut.truncate(bytes.len() - 1);

@@ -1,11 +1,15 @@
 //! The Maintenance service (`etcdserverpb.Maintenance`): Status, Alarm, Defragment, MoveLeader and
-//! Snapshot (the state streamed as a `backup` file, in 32 KiB chunks) and HashKV (the same hash as etcd's
+//! Snapshot (the state streamed as a `backup` file from one RocksDB snapshot, in 32 KiB chunks as the
+//! client takes them: memory per stream is a few chunks) and HashKV (the same hash as etcd's
 //! over the same history); Hash (of etcd's whole bolt file) answers `Unimplemented`.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
@@ -39,6 +43,10 @@ pub struct MaintenanceService {
 
 /// Bytes per Snapshot response message (etcd's chunk size).
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
+/// Snapshot messages queued for a client beyond what its connection buffers.
+const SNAPSHOT_QUEUE: usize = 4;
+/// How long a Snapshot stream waits for its client to take the next message.
+const SNAPSHOT_STALL: Duration = Duration::from_secs(60);
 
 fn not_yet(what: &str) -> Status {
     Status::unimplemented(format!("modkv: {what} is not supported yet"))
@@ -90,27 +98,51 @@ impl Maintenance for MaintenanceService {
 
     async fn snapshot(&self, _: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
         let s = &self.server;
-        let backend = s.backend.clone();
-        // One RocksDB snapshot read off the async workers; the file is held in memory while it streams.
-        let file = tokio::task::spawn_blocking(move || crate::backup::file(&*backend))
-            .await
-            .map_err(|e| Status::internal(format!("snapshot: {e}")))?
-            .map_err(crate::error::Error::from)?;
-        tracing::info!(bytes = file.len(), "sending a snapshot to a client");
         let header = s.header(s.kv.current_rev());
-        let total = file.len();
-        let chunks: Vec<Result<SnapshotResponse, Status>> = file
-            .chunks(SNAPSHOT_CHUNK)
-            .enumerate()
-            .map(|(i, blob)| {
-                Ok(SnapshotResponse {
-                    header: Some(header),
-                    remaining_bytes: (total - (i * SNAPSHOT_CHUNK + blob.len())) as u64,
-                    blob: blob.to_vec(),
-                })
+        let (tx, rx) = tokio::sync::mpsc::channel(SNAPSHOT_QUEUE);
+        let complete = Arc::new(AtomicBool::new(false));
+        let (backend, done, runtime) = (s.backend.clone(), complete.clone(), tokio::runtime::Handle::current());
+        // One RocksDB snapshot read on a blocking thread, chunk by chunk as the client takes them: the
+        // producer waits while the queue is full (a stalled client stops it), and gives up after
+        // SNAPSHOT_STALL without progress.
+        tokio::task::spawn_blocking(move || {
+            let mut send = |blob: Vec<u8>, remaining_bytes: u64| {
+                let msg = Ok(SnapshotResponse { header: Some(header), remaining_bytes, blob });
+                match runtime.block_on(tokio::time::timeout(SNAPSHOT_STALL, tx.send(msg))) {
+                    Ok(sent) => sent.is_ok(),
+                    Err(_) => {
+                        tracing::warn!(
+                            "a client took no snapshot data for {SNAPSHOT_STALL:?}; abandoning its snapshot"
+                        );
+                        false
+                    }
+                }
+            };
+            match crate::backup::stream(&*backend, SNAPSHOT_CHUNK, &mut send) {
+                Ok(true) => {
+                    done.store(true, Ordering::Release);
+                    tracing::info!("sent a snapshot to a client");
+                }
+                Ok(false) => tracing::info!("a snapshot stream ended before it was complete"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "snapshot");
+                    // (A stalled client, whose queue is full, is told by the stream's end instead.)
+                    if tx.try_send(Err(Status::from(crate::error::Error::from(e)))).is_ok() {
+                        done.store(true, Ordering::Release);
+                    }
+                }
+            }
+        });
+        // A stream the producer abandoned ends in an error, not as a complete (short) file.
+        let abandoned = futures::stream::once(async move {
+            (!complete.load(Ordering::Acquire)).then(|| {
+                Err(Status::unavailable(format!(
+                    "modkv: the snapshot was abandoned (no data taken for {SNAPSHOT_STALL:?}, or storage failed)"
+                )))
             })
-            .collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+        })
+        .filter_map(std::future::ready);
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx).chain(abandoned))))
     }
 
     async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {

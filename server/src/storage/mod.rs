@@ -109,9 +109,27 @@ pub trait Backend: Send + Sync + 'static {
     fn defragment(&self) -> Result<()>;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<()>;
-    /// Visits every key-value of the state machine's column families ([`Cf::STATE`]) as of one point in
-    /// time (concurrent writes are not seen), column family by column family, keys in order.
-    fn scan_state(&self, visit: &mut dyn FnMut(Cf, &[u8], &[u8])) -> Result<()>;
+    /// Calls `f` with the state machine's column families ([`Cf::STATE`]) as of one point in time
+    /// (concurrent writes are not seen, however long `f` takes and however often it scans).
+    fn with_state_snapshot(&self, f: &mut dyn FnMut(&dyn StateSnapshot) -> Result<()>) -> Result<()>;
+    /// Visits every key-value of the state machine's column families as of one point in time, column
+    /// family by column family, keys in order.
+    fn scan_state(&self, visit: &mut dyn FnMut(Cf, &[u8], &[u8])) -> Result<()> {
+        self.with_state_snapshot(&mut |snap| {
+            snap.scan(&mut |cf, k, v| {
+                visit(cf, k, v);
+                true
+            })
+        })
+    }
+}
+
+/// The state machine frozen at one point in time (a RocksDB snapshot): it can be scanned several times
+/// and always shows the same pairs, read from disk as the scan goes (nothing is held in memory).
+pub trait StateSnapshot {
+    /// Visits every key-value of [`Cf::STATE`], column family by column family, keys in order, until
+    /// `visit` returns `false`.
+    fn scan(&self, visit: &mut dyn FnMut(Cf, &[u8], &[u8]) -> bool) -> Result<()>;
 }
 
 /// Told how long each [`Backend::write`] took (the metrics' disk latency histograms); `sync` as the

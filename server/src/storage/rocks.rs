@@ -4,9 +4,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteOptions, DB};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, WriteOptions, DB};
 
-use super::{Backend, Cf, Op, Result, StorageError, WriteBatch, WriteObserver};
+use super::{Backend, Cf, Op, Result, StateSnapshot, StorageError, WriteBatch, WriteObserver};
 
 pub struct RocksDb {
     db: DB,
@@ -130,12 +130,28 @@ impl Backend for RocksDb {
         self.db.flush_wal(true).map_err(err)
     }
 
-    fn scan_state(&self, visit: &mut dyn FnMut(Cf, &[u8], &[u8])) -> Result<()> {
-        let snap = self.db.snapshot();
+    fn with_state_snapshot(&self, f: &mut dyn FnMut(&dyn StateSnapshot) -> Result<()>) -> Result<()> {
+        f(&RocksState { db: self, snap: self.db.snapshot() })
+    }
+}
+
+/// A RocksDB snapshot of the state machine's column families.
+struct RocksState<'a> {
+    db: &'a RocksDb,
+    snap: rocksdb::Snapshot<'a>,
+}
+
+impl StateSnapshot for RocksState<'_> {
+    fn scan(&self, visit: &mut dyn FnMut(Cf, &[u8], &[u8]) -> bool) -> Result<()> {
         for cf in Cf::STATE {
-            for item in snap.iterator_cf(self.cf(cf), IteratorMode::Start) {
+            // A full scan: it would only push the hot blocks out of the block cache.
+            let mut opts = ReadOptions::default();
+            opts.fill_cache(false);
+            for item in self.snap.iterator_cf_opt(self.db.cf(cf), opts, IteratorMode::Start) {
                 let (k, v) = item.map_err(err)?;
-                visit(cf, &k, &v);
+                if !visit(cf, &k, &v) {
+                    return Ok(());
+                }
             }
         }
         Ok(())

@@ -3,12 +3,13 @@
 //!
 //! ```text
 //!   leader:   Backend::scan_state (one RocksDB snapshot) ─▶ encode ─▶ raft Snapshot.data ─▶ peer
+//!   backup:   Backend::with_state_snapshot ─▶ encoded_len, then encode_to in pieces ─▶ backup::stream
 //!   follower: decode ─▶ WriteBatch { clear Kv, Lease, Meta; put every pair; keep own identity } ─▶ write
 //! ```
 //!
 //! Encoding: a sequence of records `cf (1 byte) | key length (u32 BE) | key | value length (u32 BE) | value`.
 
-use super::{meta, Backend, Cf, Result, StorageError, WriteBatch};
+use super::{meta, Backend, Cf, Result, StateSnapshot, StorageError, WriteBatch};
 
 /// Meta keys that belong to the member, not the cluster: never sent, never overwritten.
 const LOCAL_META: &[&[u8]] = &[meta::MEMBER_ID];
@@ -31,22 +32,63 @@ fn cf_of(code: u8) -> Option<Cf> {
     }
 }
 
-/// The state machine of `backend` as of now, and the applied index it is the state of.
+/// Whether a pair of the state machine is part of its encoding (the member's own identity is not).
+fn sent(cf: Cf, k: &[u8]) -> bool {
+    !(cf == Cf::Meta && LOCAL_META.contains(&k))
+}
+
+/// The length of the encoding of `snap`, without building it.
+pub fn encoded_len(snap: &dyn StateSnapshot) -> Result<u64> {
+    let mut len = 0u64;
+    snap.scan(&mut |cf, k, v| {
+        if sent(cf, k) {
+            len += (1 + 4 + k.len() + 4 + v.len()) as u64;
+        }
+        true
+    })?;
+    Ok(len)
+}
+
+/// Streams the encoding of `snap` to `out` piece by piece (the pieces are borrowed from the scan: nothing
+/// is accumulated here) until `out` returns `false`. Returns whether every record was written.
+pub fn encode_to(snap: &dyn StateSnapshot, out: &mut dyn FnMut(&[u8]) -> bool) -> Result<bool> {
+    let mut complete = true;
+    snap.scan(&mut |cf, k, v| {
+        complete = write_record(out, cf, k, v);
+        complete
+    })?;
+    Ok(complete)
+}
+
+/// Writes one record of the encoding (nothing for a pair that is not sent); `false` if `out` stopped.
+fn write_record(out: &mut dyn FnMut(&[u8]) -> bool, cf: Cf, k: &[u8], v: &[u8]) -> bool {
+    if !sent(cf, k) {
+        return true;
+    }
+    let mut head = [0u8; 5];
+    head[0] = cf_code(cf);
+    head[1..].copy_from_slice(&(k.len() as u32).to_be_bytes());
+    out(&head) && out(k) && out(&(v.len() as u32).to_be_bytes()) && out(v)
+}
+
+/// The state machine of `backend` as of now, and the applied index it is the state of (in memory: a raft
+/// snapshot carries its state as one byte string).
 pub fn encode(backend: &dyn Backend) -> Result<(Vec<u8>, u64)> {
     let mut out = Vec::new();
     let mut applied = 0;
     backend.scan_state(&mut |cf, k, v| {
-        if cf == Cf::Meta && LOCAL_META.contains(&k) {
-            return;
-        }
         if cf == Cf::Meta && k == meta::APPLIED_INDEX {
             applied = meta::decode_u64(v).unwrap_or(0);
         }
-        out.push(cf_code(cf));
-        out.extend_from_slice(&(k.len() as u32).to_be_bytes());
-        out.extend_from_slice(k);
-        out.extend_from_slice(&(v.len() as u32).to_be_bytes());
-        out.extend_from_slice(v);
+        write_record(
+            &mut |piece| {
+                out.extend_from_slice(piece);
+                true
+            },
+            cf,
+            k,
+            v,
+        );
     })?;
     Ok((out, applied))
 }

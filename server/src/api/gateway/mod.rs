@@ -205,6 +205,25 @@ fn schema() -> &'static Schema {
     })
 }
 
+/// The gateway's decoding of a request body for message `input` (e.g. `.etcdserverpb.TxnRequest`), as a
+/// call decodes it before it reaches the service; for the fuzz tests (`server/tests/fuzz.rs`).
+#[doc(hidden)]
+pub fn decode_body<Req: prost::Message + DeserializeOwned>(input: &str, body: &[u8]) -> Result<Req, Status> {
+    let canonical = schema().canonical(input, body).map_err(Status::invalid_argument)?;
+    serde_json::from_value(canonical).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+/// The requests of a bidirectional call's body (watch, lease keep-alive), as [`decode_body`] decodes one;
+/// for the fuzz tests.
+#[doc(hidden)]
+pub fn decode_stream_body<Req: prost::Message + DeserializeOwned>(
+    input: &str,
+    body: &[u8],
+) -> Vec<Result<Req, String>> {
+    let decoded = schema().canonical_stream(input, body).into_iter();
+    decoded.map(|v| v.and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))).collect()
+}
+
 /// The gateway for `server`, with etcd's default `--max-request-bytes`.
 pub fn router(server: Arc<EtcdServer>) -> Router {
     router_with_max_request_bytes(server, DEFAULT_MAX_REQUEST_BYTES)
