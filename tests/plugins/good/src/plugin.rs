@@ -44,7 +44,9 @@ fn param<'a>(query: &'a str, name: &str) -> &'a str {
 impl Guest for Good {
     fn manifest() -> Manifest {
         Manifest {
-            name: "good".into(),
+            // A plugin is known by its manifest's name, and its file must be named after it: the tests
+            // install this component under several names, each with `[config] name = "<name>"`.
+            name: host::config("name").unwrap_or_else(|| "good".into()),
             version: VERSION.into(),
             routes: vec!["/good".into()],
             hooked_prefixes: vec![b"guard/".to_vec(), b"up/".to_vec()],
