@@ -206,6 +206,15 @@ fn routes_hooks_metrics_and_hostile_plugins() {
         403,
         r#"{"error":"permission denied: plugin good may not write key \"secret\"; grant it in good.toml: [grants] write = [\"good/\", \"guard/\", \"secret\"]"}"#,
     );
+    // An update of a metric the manifest does not define is ignored, and warned about once per name.
+    for _ in 0..3 {
+        assert_response(&get(&s, "/good/typo"), 200, "{}");
+    }
+    let warning = "metric update ignored: no metric \"request_total\" in the manifest (its manifest defines: \
+                   requests, value_bytes, last_status); said once per metric name";
+    wait_until(Duration::from_secs(5), "the metric warning", || s.log().contains(warning));
+    assert_eq!(s.log().matches(warning).count(), 1, "{}", s.log());
+
     // A plugin's own writes do not go through its own hook (this value would be rejected).
     assert_eq!(get(&s, "/good/put?k=guard/raw&v=notjson").status, 200);
     assert_eq!(s.etcdctl(&["get", "guard/raw", "--print-value-only"]).ok(), "notjson\n");

@@ -582,3 +582,45 @@ impl modkv::plugin::host::Host for State {
         self.metric(name, MetricKind::Histogram, label_values, value)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(toml: &str) -> PluginInfo {
+        let config = PluginConfig::parse(toml).unwrap();
+        PluginInfo::new("counter".into(), config, "counter.toml".into(), Vec::new(), Weak::new())
+    }
+
+    #[test]
+    fn a_denied_call_names_the_grant_that_allows_it() {
+        let p = info("[grants]\nread = [\"hello/\"]\n");
+        assert_eq!(
+            p.denied("read", b"app/", b"app0"),
+            "permission denied: plugin counter may not read keys under \"app/\"; grant it in counter.toml: [grants] \
+             read = [\"hello/\", \"app/\"]"
+        );
+        assert_eq!(
+            p.denied("write", b"app/x/y", b""),
+            "permission denied: plugin counter may not write key \"app/x/y\"; grant it in counter.toml: [grants] \
+             write = [\"app/x/\"]"
+        );
+        assert_eq!(
+            p.denied("read", b"\0", b"\0"),
+            "permission denied: plugin counter may not read every key; grant it in counter.toml: [grants] \
+             read = [\"hello/\", \"\"]"
+        );
+        assert!(p
+            .denied("delete", b"a", b"\0")
+            .contains("may not delete keys from \"a\" on; grant it in counter.toml: [grants] write = [\"\"]"));
+        assert!(p
+            .denied("read", b"ab/c", b"ab/x")
+            .contains("keys [\"ab/c\", \"ab/x\"); grant it in counter.toml: [grants] read = [\"hello/\", \"ab/\"]"));
+        // What each suggestion grants does cover the call.
+        for (key, end) in
+            [(&b"app/"[..], &b"app0"[..]), (b"app/x/y", b""), (b"\0", b"\0"), (b"a", b"\0"), (b"ab/c", b"ab/x")]
+        {
+            assert!(granted(&[grant_for(key, end)], key, end), "{key:?} {end:?}");
+        }
+    }
+}

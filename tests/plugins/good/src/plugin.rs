@@ -116,6 +116,11 @@ impl Guest for Good {
                 }
             }
             "calls" => json(200, format!(r#"{{"calls":{calls}}}"#)),
+            // A misspelt metric name (the manifest defines `requests_total`): ignored, warned once.
+            "typo" => {
+                host::counter_add("request_total", &[], 1.0);
+                json(200, "{}".into())
+            }
             "put" => match host::put(param(&req.query, "k").as_bytes(), param(&req.query, "v").as_bytes()) {
                 Ok(rev) => json(200, format!(r#"{{"revision":{rev}}}"#)),
                 Err(e) => json(403, format!(r#"{{"error":{}}}"#, quote(&e))),
