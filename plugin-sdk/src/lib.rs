@@ -45,6 +45,37 @@
 //! for a pre-put hook. The plugin type is named after the function (`fn hello` → `Hello`). A plugin
 //! with both, or with metrics, implements [`Plugin`] itself (below).
 //!
+//! A hook alone:
+//!
+//! ```
+//! use modkv_plugin_sdk::prelude::*;
+//!
+//! #[pre_put("limited/", stateless)]
+//! fn short_values(put: Put) -> Decision {
+//!     match put.value.len() {
+//!         0..=64 => Decision::Allow,
+//!         n => Decision::reject(format!("{} is {n} bytes long, more than 64", put.key_str())),
+//!     }
+//! }
+//! # fn main() {
+//! #     let m = ShortValues::manifest();
+//! #     assert_eq!((m.hooked_prefixes, m.routes.len(), m.stateless), (vec![b"limited/".to_vec()], 0, true));
+//! #     let put = Put { key: b"limited/k".to_vec(), value: vec![b'x'; 65], lease: 0, in_txn: false };
+//! #     assert_eq!(ShortValues::pre_put(put), Decision::reject("limited/k is 65 bytes long, more than 64"));
+//! # }
+//! ```
+//!
+//! A route must start with `/`; the attribute says so on the literal (`error: a route starts with '/'`):
+//!
+//! ```compile_fail
+//! use modkv_plugin_sdk::prelude::*;
+//!
+//! #[route("hello")]
+//! fn hello(_req: Request) -> Response {
+//!     Response::text(200, "hi")
+//! }
+//! ```
+//!
 //! Host calls are checked against the grants in the plugin's `<name>.toml` (nothing is granted by
 //! default), so this one needs `hello.toml` beside `hello.wasm`:
 //!
@@ -67,7 +98,7 @@
 //! [dependencies]
 //! modkv-plugin-sdk = { path = "/path/to/modkv/plugin-sdk" }
 //!
-//! [profile.release]   # smaller components load faster: 144 KB → 87 KB for hello
+//! [profile.release]   # small components load faster: hello is 2.5 MB with the default profile, 98 KB with this
 //! opt-level = "s"
 //! lto = true
 //! codegen-units = 1
