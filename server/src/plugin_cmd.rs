@@ -165,7 +165,8 @@ fn describe(i: &Inspected, file: &Path, size: usize, toml: Option<&Path>) -> Str
             from(c.routes.is_some())
         ),
     );
-    line("hooks", format!("puts under {}{}", quoted(&i.hooked), from(c.hooked_prefixes.is_some())));
+    let hooks = if i.hooked.is_empty() { "none".into() } else { format!("puts under {}", quoted(&i.hooked)) };
+    line("hooks", format!("{hooks}{}", from(c.hooked_prefixes.is_some())));
     if i.metric_defs.is_empty() {
         line("metrics", "none".into());
     }

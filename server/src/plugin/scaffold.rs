@@ -244,41 +244,29 @@ mod tests {{
 }
 
 fn plugin_toml(name: &str, ns: &str, routes: &[String], hooks: &[String]) -> String {
+    let line = |setting: String, comment: &str| format!("{setting:<32} # {comment}\n");
     let mut s = format!(
-        r#"# {name}.toml: the operator's settings for plugin {name}. Put it beside {name}.wasm in the server's
-# --plugin-dir. Every key is optional; nothing is granted unless listed. The reference: the SDK's docs
-# (modkv_plugin_sdk::toml_reference, plugin-sdk/src/toml.md).
-
-# routes = [{routes}]            # replaces the routes the code declares
-# hooked-prefixes = [{hooks}]    # replaces the key prefixes the code hooks
-# failure-mode = "fail-closed"   # a hook that traps or times out refuses the put ("fail-open": lets it through)
-
-[grants]
-"#,
-        routes = list(routes),
-        hooks = list(hooks),
+        "# {name}.toml: the operator's settings for plugin {name}. Put it beside {name}.wasm in the server's\n\
+         # --plugin-dir. Every key is optional; nothing is granted unless listed. The reference: the SDK's docs\n\
+         # (modkv_plugin_sdk::toml_reference, plugin-sdk/src/toml.md).\n\n"
     );
-    if routes.is_empty() {
-        s.push_str(&format!(
-            "# read = [\"{ns}\"]               # key prefixes kv::get / kv::range may read (\"\" = every key)\n"
-        ));
-    } else {
-        s.push_str(&format!(
-            "read = [\"{ns}\"]                 # key prefixes kv::get / kv::range may read (\"\" = every key)\n"
-        ));
-    }
-    s.push_str(&format!(
-        r#"# write = ["{ns}"]              # key prefixes kv::put / kv::delete may write
-
-# [limits]
-# memory-bytes = 67108864        # linear memory per instance (default 64 MiB)
-# time-ms = 1000                 # per call (default 1000)
-"#
-    ));
+    s += &line(format!("# routes = [{}]", list(routes)), "replaces the routes the code declares");
+    s += &line(format!("# hooked-prefixes = [{}]", list(hooks)), "replaces the key prefixes the code hooks");
+    s += &line(
+        "# failure-mode = \"fail-closed\"".into(),
+        "a failing hook refuses the put (\"fail-open\": lets it through)",
+    );
+    s += "\n[grants]\n";
+    let read = format!("read = [\"{ns}\"]");
+    let read = if routes.is_empty() { format!("# {read}") } else { read };
+    s += &line(read, "key prefixes kv::get / kv::range may read (\"\" = every key)");
+    s += &line(format!("# write = [\"{ns}\"]"), "key prefixes kv::put / kv::delete may write");
+    s += "\n# [limits]\n";
+    s += &line("# memory-bytes = 67108864".into(), "linear memory per instance (default 64 MiB)");
+    s += &line("# time-ms = 1000".into(), "per call (default 1000)");
     if !hooks.is_empty() {
-        s.push_str(
-            "\n[config]\nmax-value-bytes = 64            # longer values under the hooked prefixes are refused\n",
-        );
+        s += "\n[config]\n";
+        s += &line("max-value-bytes = 64".into(), "longer values under the hooked prefixes are refused");
     }
     s
 }
