@@ -1,7 +1,7 @@
 //! Prints what one pre-put call into a plugin costs in the host, without a server around it (figures
 //! only, nothing asserted; `make bench` runs it on json-guard):
 //! `cargo run --release -p modkv --example plugin-call-cost -- <plugin.wasm> [plugin.toml]`.
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use modkv::plugin::config::PluginConfig;
@@ -16,12 +16,8 @@ async fn main() {
     let runtime = Runtime::new(None).expect("runtime");
     let (component, _) = runtime.compile(&wasm).expect("compile");
     let pre = runtime.prepare(&component).expect("link");
-    let info = Arc::new(PluginInfo {
-        name: "bench".into(),
-        config: PluginConfig::parse(&toml).expect("toml"),
-        metrics: OnceLock::new(),
-        server: Weak::new(),
-    });
+    let config = PluginConfig::parse(&toml).expect("toml");
+    let info = Arc::new(PluginInfo::new("bench".into(), config, "bench.toml".into(), Vec::new(), Weak::new()));
     let req = wit::PutRequest {
         key: b"json/k".to_vec(),
         value: format!(r#"{{"v":"{}"}}"#, "x".repeat(248)).into_bytes(),

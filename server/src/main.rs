@@ -1,5 +1,8 @@
 //! The `modkv` binary: parse the configuration, bind, run until SIGINT/SIGTERM. `modkv snapshot …`
-//! works on snapshot files instead (what `etcdctl snapshot restore|status` does for etcd 3.4).
+//! works on snapshot files instead (what `etcdctl snapshot restore|status` does for etcd 3.4);
+//! `modkv plugin …` makes and checks plugins (`plugin_cmd`).
+
+mod plugin_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +17,9 @@ const WORKER_STACK_BYTES: usize = 8 << 20;
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "snapshot") {
         return snapshot(std::env::args_os().skip(1));
+    }
+    if std::env::args_os().nth(1).is_some_and(|a| a == "plugin") {
+        return plugin_cmd::main(std::env::args_os().skip(1));
     }
     let cfg = match Config::from_args(std::env::args_os()) {
         Ok(cfg) => cfg,

@@ -52,6 +52,17 @@ fn install(dir: &Path, crate_name: &str, name: &str) {
     write_atomic(dir, &format!("{name}.wasm"), &std::fs::read(&src).unwrap_or_else(|e| panic!("{src:?}: {e}")));
 }
 
+/// `toml` with `[config] name = "<name>"` added: the test plugins `good` and `crash` take their manifest
+/// name from it, so one component can be installed under several names (a plugin's file must be named
+/// after its manifest's name).
+fn named(name: &str, toml: &str) -> String {
+    let line = format!("name = \"{name}\"\n");
+    match toml.find("[config]\n") {
+        Some(i) => format!("{}[config]\n{line}{}", &toml[..i], &toml[i + "[config]\n".len()..]),
+        None => format!("{toml}\n[config]\n{line}"),
+    }
+}
+
 fn write_atomic(dir: &Path, name: &str, data: &[u8]) {
     let tmp = dir.join(format!(".{name}.tmp"));
     std::fs::write(&tmp, data).unwrap();
@@ -124,13 +135,19 @@ fn hostile_dir() -> tempfile::TempDir {
     std::fs::write(d.join("hog.toml"), "[limits]\nmemory-bytes = 16777216\n").unwrap();
     // The same panicking component twice, fail-closed and fail-open, each on its own prefixes.
     install(d, "crash", "crash-closed");
-    std::fs::write(d.join("crash-closed.toml"), "hooked-prefixes = [\"closed/\"]\n").unwrap();
+    std::fs::write(d.join("crash-closed.toml"), named("crash-closed", "hooked-prefixes = [\"closed/\"]\n")).unwrap();
     install(d, "crash", "crash-open");
     std::fs::write(
         d.join("crash-open.toml"),
-        "routes = [\"/crash-open\"]\nhooked-prefixes = [\"open/\"]\nfailure-mode = \"fail-open\"\n",
+        named(
+            "crash-open",
+            "routes = [\"/crash-open\"]\nhooked-prefixes = [\"open/\"]\nfailure-mode = \"fail-open\"\n",
+        ),
     )
     .unwrap();
+    // Refused: a file not named after its manifest's name, and a second file of one name ("-" = "_").
+    install(d, "good", "misnamed");
+    install(d, "crash", "crash_open");
     install(d, "huge", "huge");
     install(d, "alien", "alien");
     // Malformed: not WebAssembly at all, and a good component with a broken settings file.
@@ -154,6 +171,8 @@ fn routes_hooks_metrics_and_hostile_plugins() {
         "broken.wasm: failed to load: not a loadable WebAssembly component: failed to parse WebAssembly module",
         "badconf.wasm: failed to load: ",
         "badconf.toml: TOML parse error at line 1, column 8",
+        "misnamed.wasm: failed to load: its manifest names it \"good\", but the file is misnamed.wasm; a plugin is known by its manifest's name and its files are <name>.wasm and <name>.toml (\"-\" and \"_\" alike): rename it good.wasm",
+        "crash_open.wasm: not loaded: crash-open.wasm has the same name (\"-\" and \"_\" in a plugin's name are the same); remove one of them",
         "plugins (startup): 6 loaded plugins=[\"crash-closed\", \"crash-open\", \"good\", \"hog\", \"huge\", \"spin\"]",
     ] {
         assert!(log.contains(needle), "log lacks {needle:?}:\n{log}");
@@ -180,13 +199,22 @@ fn routes_hooks_metrics_and_hostile_plugins() {
     assert_response(
         &get(&s, "/good/get?k=secret"),
         403,
-        r#"{"error":"permission denied: plugin good may not read key \"secret\""}"#,
+        r#"{"error":"permission denied: plugin good may not read key \"secret\"; grant it in good.toml: [grants] read = [\"good/\", \"secret\"]"}"#,
     );
     assert_response(
         &get(&s, "/good/put?k=secret&v=1"),
         403,
-        r#"{"error":"permission denied: plugin good may not write key \"secret\""}"#,
+        r#"{"error":"permission denied: plugin good may not write key \"secret\"; grant it in good.toml: [grants] write = [\"good/\", \"guard/\", \"secret\"]"}"#,
     );
+    // An update of a metric the manifest does not define is ignored, and warned about once per name.
+    for _ in 0..3 {
+        assert_response(&get(&s, "/good/typo"), 200, "{}");
+    }
+    let warning = "metric update ignored: no metric \"request_total\" in the manifest (its manifest defines: \
+                   requests, value_bytes, last_status); said once per metric name";
+    wait_until(Duration::from_secs(5), "the metric warning", || s.log().contains(warning));
+    assert_eq!(s.log().matches(warning).count(), 1, "{}", s.log());
+
     // A plugin's own writes do not go through its own hook (this value would be rejected).
     assert_eq!(get(&s, "/good/put?k=guard/raw&v=notjson").status, 200);
     assert_eq!(s.etcdctl(&["get", "guard/raw", "--print-value-only"]).ok(), "notjson\n");
@@ -433,7 +461,8 @@ fn reused_instances_answer_each_put() {
     install(dir.path(), "good", "good");
     std::fs::write(dir.path().join("good.toml"), format!("{GOOD_TOML}stateless = \"true\"\n")).unwrap();
     install(dir.path(), "crash", "crash-closed");
-    std::fs::write(dir.path().join("crash-closed.toml"), "hooked-prefixes = [\"closed/\"]\n").unwrap();
+    std::fs::write(dir.path().join("crash-closed.toml"), named("crash-closed", "hooked-prefixes = [\"closed/\"]\n"))
+        .unwrap();
     let s = start(dir.path());
     let ep = s.endpoint();
     const THREADS: usize = 24;
@@ -508,7 +537,7 @@ fn instances_reused_as_declared_and_old_contract_plugins_load() {
     let d = dir.path();
     let plugin = |file: &str, crate_name: &str, toml: &str| {
         install(d, crate_name, file);
-        std::fs::write(d.join(format!("{file}.toml")), toml).unwrap();
+        std::fs::write(d.join(format!("{file}.toml")), named(file, toml)).unwrap();
     };
     plugin("fresh", "good", "routes = [\"/fresh\"]\nhooked-prefixes = []\n");
     plugin("reused", "good", "routes = [\"/reused\"]\nhooked-prefixes = []\n[config]\nstateless = \"true\"\n");

@@ -1,52 +1,22 @@
 //! `hello`: `GET /hello` answers with a greeting and the cluster's current revision, read through the
 //! host's KV import. `GET /hello?name=ada` greets Ada. The greeting is the value of the key
 //! `hello/greeting` if there is one, else `hello.toml`'s `[config] greeting`, else "hello"; the same
-//! read gives the revision, so the plugin only needs the read grant `hello/`.
-
+//! read gives the revision, so the plugin only needs the read grant `hello/`. Other methods than
+//! GET/HEAD answer 405; a failed read (no leader, say) 503.
 use modkv_plugin_sdk::prelude::*;
 
-struct Hello;
-
-/// A key whose value, when set, replaces the configured greeting.
-const GREETING_KEY: &str = "hello/greeting";
-
-impl Plugin for Hello {
-    fn manifest() -> Manifest {
-        Manifest::new("hello", env!("CARGO_PKG_VERSION")).route("/hello").stateless()
-    }
-
-    fn handle_http(req: Request) -> Response {
-        if req.method != "GET" && req.method != "HEAD" {
-            return Response::error(405, "method not allowed: use GET").with_header("allow", "GET, HEAD");
-        }
-        // One linearizable read: the stored greeting, if any, and the store's current revision.
-        match kv::Range::key(GREETING_KEY).get() {
-            Ok(res) => {
-                let greeting = match res.kvs.first() {
-                    Some(kv) => kv.value_str().trim().to_string(),
-                    None => config::get_or("greeting", "hello"),
-                };
-                greet(&greeting, req.query_param("name").as_deref(), res.revision)
-            }
-            Err(e) => Response::error(503, format_args!("reading {GREETING_KEY}: {e}")),
-        }
-    }
+#[route("/hello", method = "GET", stateless)]
+fn hello(req: Request) -> kv::Result<Response> {
+    let res = kv::Range::key("hello/greeting").get()?;
+    let greeting = res.kvs.first().map_or_else(|| config::get_or("greeting", "hello"), |kv| kv.value_str().into());
+    Ok(greet(greeting.trim(), req.query_param("name").as_deref(), res.revision))
 }
 
-export!(Hello);
-
-/// The response body: `{"message": "hello, world", "plugin": "hello", "version": "0.1.0", "revision": 7}`.
+/// The response body: `{"message": "hello, world", "plugin": "hello", "revision": 7, "version": "0.1.0"}`.
 fn greet(greeting: &str, name: Option<&str>, revision: i64) -> Response {
     let name = name.map(str::trim).filter(|n| !n.is_empty()).unwrap_or("world");
-    Response::json(
-        200,
-        &json!({
-            "message": format!("{greeting}, {name}"),
-            "plugin": "hello",
-            "version": env!("CARGO_PKG_VERSION"),
-            "revision": revision,
-        }),
-    )
+    let (message, version) = (format!("{greeting}, {name}"), env!("CARGO_PKG_VERSION"));
+    Response::json(200, &json!({ "message": message, "plugin": "hello", "revision": revision, "version": version }))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! A plugin's optional `<name>.toml`, beside its `<name>.wasm`.
+//! A plugin's optional `<name>.toml`, beside its `<name>.wasm` (`-` and `_` alike in the name; see
+//! `inspect`). Plugin authors' reference: `plugin-sdk/src/toml.md`; keep the two in step.
 //!
 //! ```toml
 //! routes = ["/hello"]               # replaces the manifest's route prefixes

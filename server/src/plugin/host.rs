@@ -13,9 +13,10 @@
 //!               └─ epoch tick (10 ms): yield to tokio; past the call's time limit: trap
 //! ```
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -24,7 +25,7 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Stor
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::config::{granted, PluginConfig, MAX_MEMORY_BYTES};
+use super::config::{granted, prefix_end, PluginConfig, MAX_MEMORY_BYTES};
 use super::versions::Pre;
 use crate::metrics::plugin::{CallOutcome, MetricKind, PluginMetricSet};
 use crate::server::EtcdServer;
@@ -65,11 +66,52 @@ const MAX_MESSAGE: usize = 4096;
 /// What a plugin is, for the calls into it: its name, settings and metrics, and the server its host
 /// imports act on.
 pub struct PluginInfo {
+    /// The manifest's name (while the manifest is asked for: the file's).
     pub name: Arc<str>,
     pub config: PluginConfig,
+    /// The file name of its settings, `<name>.toml`, for errors that say what to change there.
+    pub toml_name: String,
     /// Set once its manifest is known; metric updates before that are ignored.
     pub metrics: OnceLock<Arc<PluginMetricSet>>,
     pub server: Weak<EtcdServer>,
+    /// The metric names its manifest defines, for the warning about an update of another one.
+    metric_names: Vec<String>,
+    /// Metric names whose updates failed and were already logged (warned once each).
+    warned: Mutex<HashSet<String>>,
+}
+
+/// Distinct bad metric updates warned about per plugin version; past this they are logged at debug.
+const MAX_WARNED: usize = 64;
+
+impl PluginInfo {
+    pub fn new(
+        name: Arc<str>,
+        config: PluginConfig,
+        toml_name: String,
+        metric_names: Vec<String>,
+        server: Weak<EtcdServer>,
+    ) -> PluginInfo {
+        let warned = Mutex::new(HashSet::new());
+        PluginInfo { name, config, toml_name, metrics: OnceLock::new(), server, metric_names, warned }
+    }
+
+    /// What a denied host call says: what was refused, and the `[grants]` line that would allow it.
+    fn denied(&self, verb: &str, key: &[u8], end: &[u8]) -> String {
+        let (line, granted) = match verb {
+            "read" => ("read", &self.config.grants.read),
+            _ => ("write", &self.config.grants.write),
+        };
+        let want = grant_for(key, end);
+        let mut list: Vec<String> = granted.iter().map(|g| format!("{g:?}")).collect();
+        list.push(format!("{:?}", String::from_utf8_lossy(&want)));
+        format!(
+            "permission denied: plugin {} may not {verb} {}; grant it in {}: [grants] {line} = [{}]",
+            self.name,
+            describe(key, end),
+            self.toml_name,
+            list.join(", ")
+        )
+    }
 }
 
 /// The data of one call's [`Store`].
@@ -410,18 +452,50 @@ impl State {
     fn metric(&self, name: String, kind: MetricKind, labels: Vec<String>, value: f64) {
         let Some(set) = self.info.metrics.get() else { return };
         if let Err(e) = set.update(&name, kind, labels, value) {
-            tracing::debug!(plugin = %self.info.name, %e, "plugin metric update ignored");
+            // A misspelt name or a wrong label count is a bug in the plugin: said once, loudly.
+            let first = {
+                let mut warned = self.info.warned.lock().unwrap_or_else(|e| e.into_inner());
+                warned.len() < MAX_WARNED && warned.insert(name.clone())
+            };
+            if first {
+                let defined = match self.info.metric_names.as_slice() {
+                    [] => "none".to_string(),
+                    names => names.join(", "),
+                };
+                tracing::warn!(
+                    plugin = %self.info.name,
+                    "metric update ignored: {e} (its manifest defines: {defined}); said once per metric name"
+                );
+            } else {
+                tracing::debug!(plugin = %self.info.name, %e, "plugin metric update ignored");
+            }
         }
     }
 }
 
-/// `a/b` or `[a/b, a/c)` for a permission error.
+/// What a denied call touched, in a user's terms: a key, the keys under a prefix, every key, a range.
 fn describe(key: &[u8], end: &[u8]) -> String {
     let k = String::from_utf8_lossy(key);
     match end {
         b"" => format!("key {k:?}"),
+        b"\0" if key.is_empty() || key == b"\0" => "every key".to_string(),
         b"\0" => format!("keys from {k:?} on"),
+        _ if prefix_end(key).as_deref() == Some(end) => format!("keys under {k:?}"),
         _ => format!("keys [{k:?}, {:?})", String::from_utf8_lossy(end)),
+    }
+}
+
+/// The grant prefix that covers `[key, end)`: a single key's own folder (up to its last '/'), a
+/// prefix range's prefix, a range's common prefix; `""` (every key) for an open-ended range.
+fn grant_for(key: &[u8], end: &[u8]) -> Vec<u8> {
+    match end {
+        b"" => match key.iter().rposition(|&b| b == b'/') {
+            Some(i) => key[..=i].to_vec(),
+            None => key.to_vec(),
+        },
+        b"\0" => Vec::new(),
+        _ if prefix_end(key).as_deref() == Some(end) => key.to_vec(),
+        _ => key.iter().zip(end).take_while(|(a, b)| a == b).map(|(a, _)| *a).collect(),
     }
 }
 
@@ -452,11 +526,7 @@ impl modkv::plugin::host::Host for State {
         serializable: bool,
     ) -> Result<wit::RangeResult, String> {
         if !granted(&self.info.config.read, &key, &range_end) {
-            return Err(format!(
-                "permission denied: plugin {} may not read {}",
-                self.info.name,
-                describe(&key, &range_end)
-            ));
+            return Err(self.info.denied("read", &key, &range_end));
         }
         let server = self.server()?;
         let r = crate::proto::etcdserverpb::RangeRequest { key, range_end, limit, serializable, ..Default::default() };
@@ -482,7 +552,7 @@ impl modkv::plugin::host::Host for State {
 
     async fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<i64, String> {
         if !granted(&self.info.config.write, &key, b"") {
-            return Err(format!("permission denied: plugin {} may not write {}", self.info.name, describe(&key, b"")));
+            return Err(self.info.denied("write", &key, b""));
         }
         let server = self.server()?;
         let r = crate::proto::etcdserverpb::PutRequest { key, value, ..Default::default() };
@@ -492,11 +562,7 @@ impl modkv::plugin::host::Host for State {
 
     async fn delete(&mut self, key: Vec<u8>, range_end: Vec<u8>) -> Result<i64, String> {
         if !granted(&self.info.config.write, &key, &range_end) {
-            return Err(format!(
-                "permission denied: plugin {} may not delete {}",
-                self.info.name,
-                describe(&key, &range_end)
-            ));
+            return Err(self.info.denied("delete", &key, &range_end));
         }
         let server = self.server()?;
         let r = crate::proto::etcdserverpb::DeleteRangeRequest { key, range_end, ..Default::default() };
@@ -514,5 +580,47 @@ impl modkv::plugin::host::Host for State {
 
     async fn histogram_observe(&mut self, name: String, label_values: Vec<String>, value: f64) {
         self.metric(name, MetricKind::Histogram, label_values, value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(toml: &str) -> PluginInfo {
+        let config = PluginConfig::parse(toml).unwrap();
+        PluginInfo::new("counter".into(), config, "counter.toml".into(), Vec::new(), Weak::new())
+    }
+
+    #[test]
+    fn a_denied_call_names_the_grant_that_allows_it() {
+        let p = info("[grants]\nread = [\"hello/\"]\n");
+        assert_eq!(
+            p.denied("read", b"app/", b"app0"),
+            "permission denied: plugin counter may not read keys under \"app/\"; grant it in counter.toml: [grants] \
+             read = [\"hello/\", \"app/\"]"
+        );
+        assert_eq!(
+            p.denied("write", b"app/x/y", b""),
+            "permission denied: plugin counter may not write key \"app/x/y\"; grant it in counter.toml: [grants] \
+             write = [\"app/x/\"]"
+        );
+        assert_eq!(
+            p.denied("read", b"\0", b"\0"),
+            "permission denied: plugin counter may not read every key; grant it in counter.toml: [grants] \
+             read = [\"hello/\", \"\"]"
+        );
+        assert!(p
+            .denied("delete", b"a", b"\0")
+            .contains("may not delete keys from \"a\" on; grant it in counter.toml: [grants] write = [\"\"]"));
+        assert!(p
+            .denied("read", b"ab/c", b"ab/x")
+            .contains("keys [\"ab/c\", \"ab/x\"); grant it in counter.toml: [grants] read = [\"hello/\", \"ab/\"]"));
+        // What each suggestion grants does cover the call.
+        for (key, end) in
+            [(&b"app/"[..], &b"app0"[..]), (b"app/x/y", b""), (b"\0", b"\0"), (b"a", b"\0"), (b"ab/c", b"ab/x")]
+        {
+            assert!(granted(&[grant_for(key, end)], key, end), "{key:?} {end:?}");
+        }
     }
 }

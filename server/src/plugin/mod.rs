@@ -5,8 +5,8 @@
 //!
 //! ```text
 //!   --plugin-dir/<name>.wasm (+ <name>.toml)      sorted by file name: the order hooks run in
-//!        │  load: read → compile (or <data-dir>/plugin-cache) → link (InstancePre, contract version)
-//!        │        → manifest() → instances (calls per instance: TOML, else manifest.stateless)
+//!        │  load (`inspect`): read → compile (or <data-dir>/plugin-cache) → link (contract version)
+//!        │        → manifest() → identity checked → instances (calls per instance: TOML, else stateless)
 //!        ▼
 //!   Registry (immutable) ◀── ArcSwap in Plugins ◀── reload: directory polled every 250 ms, or SIGHUP;
 //!        │                                            unchanged plugins kept, a broken new version
@@ -15,13 +15,18 @@
 //!        └─ hooks::pre_put      EtcdServer::put / txn, before propose: allow | reject | rewrite
 //! ```
 //!
-//! A plugin's name is its file name without `.wasm`: errors, logs and metrics use it. Requests in flight
-//! hold the registry (and so the plugin version) they started with, so a reload never fails them.
+//! A plugin is known by its manifest's name: errors, logs and metrics use it. Its files must be named
+//! after it, `<name>.wasm` and `<name>.toml`, with `-` and `_` alike (cargo writes crate `my-plugin` as
+//! `my_plugin.wasm`); a file named otherwise, or a second file of the same name, is refused with a log
+//! line that says so (`inspect`). Requests in flight hold the registry (and so the plugin version) they
+//! started with, so a reload never fails them.
 
 pub mod config;
 pub mod hooks;
 pub mod host;
+pub mod inspect;
 pub mod instances;
+pub mod scaffold;
 pub mod versions;
 
 use std::path::{Path, PathBuf};
@@ -33,23 +38,20 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::metrics::plugin::{valid_name, MetricDef, MetricKind};
+use crate::metrics::plugin::CallOutcome;
 use crate::metrics::Metrics;
 use crate::server::EtcdServer;
-use config::PluginConfig;
-use host::{wit, PluginInfo, Runtime};
+use host::{PluginInfo, Runtime};
+use inspect::{file_name, route_matches, Candidate};
 
 /// How often the plugin dir is looked at; a change is applied once two looks agree.
 const POLL: Duration = Duration::from_millis(250);
-/// Paths the client port serves itself; no plugin route may be at or under them.
-const RESERVED_ROUTES: [&str; 5] = ["/health", "/version", "/metrics", "/v3", "/v3beta"];
 
 /// One loaded plugin version.
 pub struct Loaded {
     pub info: Arc<PluginInfo>,
     pub file: PathBuf,
-    /// The manifest's name and version (informational: the plugin is known by its file name).
-    pub manifest_name: String,
+    /// The manifest's version (its name is `info.name`).
     pub version: String,
     /// Route prefixes, without a trailing '/' (except "/" itself).
     pub routes: Vec<String>,
@@ -102,21 +104,6 @@ impl Registry {
     }
 }
 
-/// Whether route prefix `prefix` (normalized) covers `path`: the path itself or anything below it.
-fn route_matches(prefix: &str, path: &str) -> bool {
-    prefix == "/" || path == prefix || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
-}
-
-/// `/ui/` → `/ui`.
-fn normalize_route(r: &str) -> String {
-    let t = r.trim_end_matches('/');
-    if t.is_empty() {
-        "/".to_string()
-    } else {
-        t.to_string()
-    }
-}
-
 /// What the plugin layer needs once it runs: the engine, where plugins come from, the server.
 struct Host {
     runtime: Arc<Runtime>,
@@ -150,17 +137,27 @@ impl Plugins {
         let _one_at_a_time = host.reloading.lock().await;
         let started = Instant::now();
         let old = self.registry.load_full();
-        let entries = match scan(&host.dir) {
+        let entries = match inspect::scan(&host.dir) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(dir = %host.dir.display(), "plugin dir unreadable ({e}); keeping the loaded plugins");
                 return;
             }
         };
-        let mut next = Vec::new();
+        let mut next: Vec<Arc<Loaded>> = Vec::new();
         let mut changed = false;
         for e in &entries {
-            let prev = old.get(&e.name);
+            let prev = old.plugins.iter().find(|p| p.file == e.wasm);
+            if let Some(first) = &e.duplicate_of {
+                tracing::error!(
+                    "plugin {}: not loaded: {} has the same name (\"-\" and \"_\" in a plugin's name are the same); \
+                     remove one of them",
+                    e.wasm.display(),
+                    file_name(first)
+                );
+                changed |= prev.is_some();
+                continue;
+            }
             let loaded = load(host, e, prev).await;
             match (loaded, prev) {
                 (Ok(p), Some(prev)) if Arc::ptr_eq(&p, prev) => next.push(p),
@@ -193,7 +190,7 @@ impl Plugins {
             }
         }
         for p in &old.plugins {
-            if !next.iter().any(|n| n.name() == p.name()) {
+            if !next.iter().any(|n| Arc::ptr_eq(n, p) || n.file == p.file) {
                 changed = true;
                 tracing::info!(plugin = %p.name(), "plugin {} unloaded", p.file.display());
             }
@@ -209,32 +206,6 @@ impl Plugins {
         tracing::info!(plugins = ?names, elapsed_ms = started.elapsed().as_millis() as u64, "plugins ({why}): {} loaded", names.len());
         self.registry.store(Arc::new(Registry::new(next)));
     }
-}
-
-/// A plugin file and its optional settings file.
-struct Entry {
-    name: Arc<str>,
-    wasm: PathBuf,
-    toml: PathBuf,
-}
-
-/// The `*.wasm` files of `dir`, by file name.
-fn scan(dir: &Path) -> std::io::Result<Vec<Entry>> {
-    let mut entries = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let path = e?.path();
-        let (Some(stem), Some("wasm")) =
-            (path.file_stem().and_then(|s| s.to_str()), path.extension().and_then(|s| s.to_str()))
-        else {
-            continue;
-        };
-        if stem.starts_with('.') || !path.is_file() {
-            continue;
-        }
-        entries.push(Entry { name: stem.into(), toml: path.with_extension("toml"), wasm: path });
-    }
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(entries)
 }
 
 /// What the watcher compares: every `.wasm` and `.toml` with its size and modification time.
@@ -257,112 +228,51 @@ fn snapshot(dir: &Path) -> Vec<(String, u64, Option<SystemTime>)> {
 }
 
 /// Loads `e`, or returns `prev` when neither file changed.
-async fn load(host: &Arc<Host>, e: &Entry, prev: Option<&Arc<Loaded>>) -> Result<Arc<Loaded>, String> {
+async fn load(host: &Arc<Host>, e: &Candidate, prev: Option<&Arc<Loaded>>) -> Result<Arc<Loaded>, String> {
     let wasm = std::fs::read(&e.wasm).map_err(|err| format!("cannot read it: {err}"))?;
-    let toml_text = match std::fs::read_to_string(&e.toml) {
-        Ok(t) => Some(t),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-        Err(err) => return Err(format!("{}: cannot read it: {err}", e.toml.display())),
+    let toml = match e.toml.clone()? {
+        None => None,
+        Some(path) => match std::fs::read_to_string(&path) {
+            Ok(t) => Some((path, t)),
+            Err(err) => return Err(format!("{}: cannot read it: {err}", path.display())),
+        },
     };
+    let toml_text = toml.as_ref().map(|(_, t)| t.clone());
     let wasm_hash: [u8; 32] = Sha256::digest(&wasm).into();
     if let Some(prev) = prev {
         if prev.wasm_hash == wasm_hash && prev.toml_text == toml_text {
             return Ok(prev.clone());
         }
     }
-    let config = match &toml_text {
-        Some(t) => PluginConfig::parse(t).map_err(|err| format!("{}: {err}", e.toml.display()))?,
-        None => PluginConfig::default(),
-    };
     let started = Instant::now();
-    let runtime = host.runtime.clone();
-    let (component, cached) = tokio::task::spawn_blocking(move || runtime.compile(&wasm))
-        .await
-        .map_err(|err| format!("compiling: {err}"))?
-        .map_err(|err| format!("not a loadable WebAssembly component: {err}"))?;
-    let compiled = started.elapsed();
-    let pre = host.runtime.prepare(&component).map_err(|err| format!("cannot link it: {err}"))?;
-    let info =
-        Arc::new(PluginInfo { name: e.name.clone(), config, metrics: OnceLock::new(), server: host.server.clone() });
-    let call = Instant::now();
-    let manifest = host.runtime.manifest(&pre, &info).await;
-    let outcome = manifest.as_ref().map_or_else(|err| err.outcome(), |_| crate::metrics::plugin::CallOutcome::Ok);
-    host.metrics.plugins().observe_call(&e.name, "manifest", call.elapsed(), outcome);
-    let manifest = manifest.map_err(|err| format!("manifest() {err}"))?;
-    let routes = match &info.config.routes {
-        Some(r) => r.clone(),
-        None => manifest.routes.clone(),
+    let toml = toml.as_ref().map(|(p, t)| (p.as_path(), t.as_str()));
+    let found = inspect::inspect(&host.runtime, &e.wasm, wasm, toml, host.server.clone()).await;
+    let i = match found {
+        Ok(i) => i,
+        Err(reason) => return Err(reason),
     };
-    let routes: Vec<String> = routes.iter().map(|r| normalize_route(r)).collect();
-    for r in &routes {
-        if !r.starts_with('/') {
-            return Err(format!("route {r:?} does not start with '/'"));
-        }
-        if let Some(reserved) = RESERVED_ROUTES.iter().find(|res| route_matches(res, r)) {
-            return Err(format!("route {r:?} is under {reserved}, which the server serves itself"));
-        }
-    }
-    let hooked = info.config.hooked_prefixes.clone().unwrap_or_else(|| manifest.hooked_prefixes.clone());
-    let defs = metric_defs(&manifest.metrics)?;
-    let set = host.metrics.plugins().define(&e.name, defs);
-    let _ = info.metrics.set(set);
+    let (took, result) = &i.manifest_call;
+    let outcome = result.as_ref().map_or_else(|err| err.outcome(), |_| CallOutcome::Ok);
+    host.metrics.plugins().observe_call(&i.info.name, "manifest", *took, outcome);
+    let set = host.metrics.plugins().define(&i.info.name, i.metric_defs);
+    let _ = i.info.metrics.set(set);
     tracing::debug!(
-        plugin = %e.name,
-        cached,
-        compile_ms = compiled.as_secs_f64() * 1e3,
+        plugin = %i.info.name,
+        cached = i.cached,
         total_ms = started.elapsed().as_secs_f64() * 1e3,
         "plugin compiled and linked"
     );
-    // The operator's TOML decides; else a stateless plugin's instances answer several calls in a row.
-    let calls_per_instance = info.config.calls_per_instance.unwrap_or(if manifest.stateless {
-        config::STATELESS_CALLS_PER_INSTANCE
-    } else {
-        1
-    });
     Ok(Arc::new(Loaded {
-        info,
+        info: i.info,
         file: e.wasm.clone(),
-        manifest_name: manifest.name,
-        version: manifest.version,
-        routes,
-        hooked,
-        pre,
-        instances: instances::Instances::new(calls_per_instance),
+        version: i.manifest.version,
+        routes: i.routes,
+        hooked: i.hooked,
+        pre: i.pre,
+        instances: instances::Instances::new(i.calls_per_instance),
         wasm_hash,
         toml_text,
     }))
-}
-
-/// Checks a manifest's metric definitions; a counter's `_total` suffix is dropped (the encoder adds it).
-fn metric_defs(defs: &[wit::MetricDef]) -> Result<Vec<MetricDef>, String> {
-    let mut out: Vec<MetricDef> = Vec::new();
-    for d in defs {
-        let kind = match d.kind {
-            wit::MetricKind::Counter => MetricKind::Counter,
-            wit::MetricKind::Gauge => MetricKind::Gauge,
-            wit::MetricKind::Histogram => MetricKind::Histogram,
-        };
-        let mut name = d.name.clone();
-        if kind == MetricKind::Counter {
-            if let Some(n) = name.strip_suffix("_total") {
-                name = n.to_string();
-            }
-        }
-        if !valid_name(&name) {
-            return Err(format!("metric name {:?} is not a valid Prometheus name", d.name));
-        }
-        if out.iter().any(|o| o.name == name) {
-            return Err(format!("metric {:?} is declared twice", d.name));
-        }
-        if let Some(l) = d.labels.iter().find(|l| !valid_name(l) || l.starts_with("__")) {
-            return Err(format!("metric {:?}: label name {l:?} is not valid", d.name));
-        }
-        if !d.buckets.iter().all(|b| b.is_finite()) || !d.buckets.windows(2).all(|w| w[0] < w[1]) {
-            return Err(format!("metric {:?}: buckets must be finite and increasing", d.name));
-        }
-        out.push(MetricDef { name, help: d.help.clone(), kind, labels: d.labels.clone(), buckets: d.buckets.clone() });
-    }
-    Ok(out)
 }
 
 /// The running plugin layer of a member: the watcher task and the engine's ticker.
@@ -441,22 +351,5 @@ impl PluginHost {
         let _ = self.task.await;
         let runtime = self.runtime.clone();
         let _ = tokio::task::spawn_blocking(move || runtime.stop()).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes_match_whole_segments() {
-        assert!(route_matches("/hello", "/hello"));
-        assert!(route_matches("/hello", "/hello/x"));
-        assert!(!route_matches("/hello", "/helloworld"));
-        assert!(route_matches("/", "/anything"));
-        assert_eq!(normalize_route("/ui/"), "/ui");
-        assert_eq!(normalize_route("/"), "/");
-        assert!(RESERVED_ROUTES.iter().any(|r| route_matches(r, "/v3/kv")));
-        assert!(!RESERVED_ROUTES.iter().any(|r| route_matches(r, "/v3x")));
     }
 }

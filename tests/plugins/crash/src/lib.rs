@@ -1,12 +1,15 @@
 //! Hostile: panics (a trap) in its route and its pre-put hook.
 wit_bindgen::generate!({ path: "../../../plugin-sdk/wit", world: "plugin" });
 
+use modkv::plugin::host;
+
 struct Crash;
 
 impl Guest for Crash {
     fn manifest() -> Manifest {
         Manifest {
-            name: "crash".into(),
+            // Installed under several names, each with `[config] name = "<name>"` (the file's name).
+            name: host::config("name").unwrap_or_else(|| "crash".into()),
             version: "1".into(),
             routes: vec!["/crash".into()],
             hooked_prefixes: vec![b"crash/".to_vec()],

@@ -44,7 +44,9 @@ fn param<'a>(query: &'a str, name: &str) -> &'a str {
 impl Guest for Good {
     fn manifest() -> Manifest {
         Manifest {
-            name: "good".into(),
+            // A plugin is known by its manifest's name, and its file must be named after it: the tests
+            // install this component under several names, each with `[config] name = "<name>"`.
+            name: host::config("name").unwrap_or_else(|| "good".into()),
             version: VERSION.into(),
             routes: vec!["/good".into()],
             hooked_prefixes: vec![b"guard/".to_vec(), b"up/".to_vec()],
@@ -114,6 +116,11 @@ impl Guest for Good {
                 }
             }
             "calls" => json(200, format!(r#"{{"calls":{calls}}}"#)),
+            // A misspelt metric name (the manifest defines `requests_total`): ignored, warned once.
+            "typo" => {
+                host::counter_add("request_total", &[], 1.0);
+                json(200, "{}".into())
+            }
             "put" => match host::put(param(&req.query, "k").as_bytes(), param(&req.query, "v").as_bytes()) {
                 Ok(rev) => json(200, format!(r#"{{"revision":{rev}}}"#)),
                 Err(e) => json(403, format!(r#"{{"error":{}}}"#, quote(&e))),
