@@ -220,8 +220,33 @@ pub fn decode_stream_body<Req: prost::Message + DeserializeOwned>(
     input: &str,
     body: &[u8],
 ) -> Vec<Result<Req, String>> {
-    let decoded = schema().canonical_stream(input, body).into_iter();
-    decoded.map(|v| v.and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))).collect()
+    let mut out = Vec::new();
+    let mut split = gojson::Splitter::default();
+    let mut rest = body;
+    loop {
+        let found = match split.feed(rest) {
+            Ok(None) => split.finish(rest),
+            found => found,
+        };
+        let (start, end) = match found {
+            Ok(Some(span)) => span,
+            Ok(None) => return out,
+            Err(e) => {
+                out.push(Err(e));
+                return out;
+            }
+        };
+        let req = schema()
+            .canonical_value(input, &rest[start..end])
+            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()));
+        let failed = req.is_err();
+        out.push(req);
+        if failed {
+            return out;
+        }
+        rest = &rest[end..];
+        split.reset();
+    }
 }
 
 /// The gateway for `server`, with etcd's default `--max-request-bytes`.
