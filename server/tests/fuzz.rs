@@ -619,12 +619,9 @@ fn plugin_host_input(data: &[u8]) {
         }
         config.values.insert(text(&mut c, 8), text(&mut c, 16));
     }
-    let info = std::sync::Arc::new(PluginInfo {
-        name: plugin.name.into(),
-        config,
-        metrics: OnceLock::new(),
-        server: std::sync::Weak::new(),
-    });
+    let toml = format!("{}.toml", plugin.name);
+    let info =
+        std::sync::Arc::new(PluginInfo::new(plugin.name.into(), config, toml, Vec::new(), std::sync::Weak::new()));
     p.rt.block_on(async {
         if c.below(2) == 0 {
             let prefix: &[u8] = if c.below(2) == 0 { b"json/" } else { b"" };
