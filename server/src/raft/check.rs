@@ -143,6 +143,29 @@ mod tests {
     }
 
     #[test]
+    fn what_raft_would_panic_on_is_refused_in_state() {
+        let storage = raft::storage::MemStorage::new_with_conf_state((vec![1, 2, 3], vec![]));
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut raft = Raft::new(&raft::Config { id: 1, ..Default::default() }, storage, &logger).unwrap();
+        // A new log: its last index is 0.
+        let mut m = msg(MessageType::MsgHeartbeat);
+        assert_eq!(refuse_in_state(&raft, &m), None);
+        m.commit = 1 << 40;
+        assert_eq!(
+            refuse_in_state(&raft, &m).unwrap(),
+            "a heartbeat committing index 1099511627776 past the log's last index 0"
+        );
+        // What raft-rs does with it.
+        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| raft.step(m)));
+        assert!(stepped.is_err(), "raft-rs no longer panics on a heartbeat committing past the log");
+        let mut m = msg(MessageType::MsgAppendResponse);
+        m.index = 7;
+        assert_eq!(refuse_in_state(&raft, &m).unwrap(), "an acknowledgement of index 7 past the log's last index 0");
+        m.reject = true;
+        assert_eq!(refuse_in_state(&raft, &m), None);
+    }
+
+    #[test]
     fn snapshots_need_a_term_and_a_restorable_configuration() {
         let mut m = msg(MessageType::MsgSnapshot);
         m.mut_snapshot().mut_metadata().index = u64::MAX;
