@@ -27,9 +27,10 @@ FUZZ_TEST_SECS ?= 2
 RUN_ARGS   ?=
 TEST_ARGS  ?=
 
-# What each target needs: clang for RocksDB's bindings, etcd 3.4 for the tests' side-by-side checks.
+# What each target needs: clang for RocksDB's bindings, etcd 3.4 for the tests' side-by-side checks,
+# iproute2 (`ip`) for the partition tests' network namespaces.
 BUILD_PACKAGES := clang libclang-dev
-TEST_PACKAGES  := etcd-server etcd-client curl chromium
+TEST_PACKAGES  := etcd-server etcd-client curl chromium iproute2
 WASM_TARGET  := wasm32-wasip2
 # The example plugins `make plugins` builds (plugins/<name>/).
 PLUGINS      := hello json-guard audit kv-browser

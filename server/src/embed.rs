@@ -383,8 +383,8 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
             cfg.listen_peer_urls.get(i).and_then(|url| crate::tls::acceptor_for(url, tls.peer_acceptor().as_ref()));
         let addr = l.local_addr().map_err(|e| EmbedError::Server(e.to_string()))?;
         let l = tokio::net::TcpListener::from_std(l).map_err(|e| EmbedError::Server(format!("peer listener: {e}")))?;
-        let mux = crate::api::peer::peer_mux(server.clone());
-        serving.push(tokio::spawn(crate::api::mux::serve(l, mux, acceptor, stop_rx.clone(), fatal_tx.clone())));
+        let serve = crate::api::peer::serve(l, server.clone(), acceptor, stop_rx.clone(), fatal_tx.clone());
+        serving.push(tokio::spawn(serve));
         tracing::info!(%addr, "serving peer traffic");
     }
     // Publish this member's name and client URLs through raft once there is a leader (as etcd does at

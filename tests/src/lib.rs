@@ -17,11 +17,13 @@
 //! * [`Normalizer`] / [`normalize`] — make `-w json` output of independent
 //!   servers comparable.
 //! * [`grpc`] — raw `KV/Range` for request fields etcdctl 3.4 has no flags for.
+//! * [`netns`] — clusters whose members run in their own network namespaces (partition tests).
 
 pub mod cluster;
 pub mod grpc;
 pub mod h2stall;
 pub mod http;
+pub mod netns;
 pub mod procstat;
 pub mod tls;
 pub mod txnwire;

@@ -2,14 +2,32 @@
 //! the member list for a joining member, and the requests only the leader can serve (membership
 //! changes, lease keep-alives) forwarded by followers.
 //!
+//! ```text
+//!   serve: accept ─▶ PeerConn (read / write timeouts, abortive close) ─▶ TLS for https ─▶ h2 (pings)
+//!   Send / Stream batch ─▶ cluster, sender and receiver checked ─▶ each message: raft::check::refuse
+//!                          ─▶ proposals and ReadIndex requests of an older term dropped ─▶ raft step
+//!   ChangeMembers / LeaseRenew / LeaseTimeToLive ─▶ cluster checked, leader only, not of an older term
+//! ```
+//!
 //! Every request names the cluster it is for; a member refuses requests for another cluster (a member
-//! started with the wrong `--initial-cluster-token`, or a stale member of an old cluster), and raft
-//! messages addressed to another member, with an error the sender logs.
+//! started with the wrong `--initial-cluster-token`, or a stale member of an old cluster), raft
+//! messages from a member it does not know or addressed to another member, and messages raft-rs would
+//! panic on, with an error the sender logs.
+//!
+//! A request forwarded by a follower may arrive late: held up in the network while the cluster moved
+//! on, long after the follower's client gave up. Connections give up within seconds and drop what they
+//! buffered ([`crate::raft::conn`]), and what still comes from an older term than the receiver's is not
+//! acted on: a proposal is dropped, a membership change or keep-alive refused (`leader changed`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
 use protobuf::Message as _;
+use raft::eraftpb::MessageType;
+use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
@@ -18,6 +36,7 @@ use crate::proto::modkvpb::{
     LeaseRenewRequest, LeaseRenewResponse, MemberChangeRequest, MemberChangeResponse, MembersRequest, MembersResponse,
     MessageBatch, SendResponse,
 };
+use crate::raft::conn::{self, PeerConn};
 use crate::raft::MAX_PEER_MESSAGE;
 use crate::server::EtcdServer;
 
@@ -37,22 +56,57 @@ impl PeerService {
     /// Checks a batch of raft messages and steps them into raft, in order.
     async fn accept(&self, b: MessageBatch) -> Result<(), Status> {
         self.check_cluster(b.cluster_id, b.from)?;
-        if self.server.cluster.is_removed(b.from) {
+        let cluster = &self.server.cluster;
+        if cluster.is_removed(b.from) {
             // As etcd answers a removed member: it learns it is out (it may have missed the commit of
             // its own removal) and stops.
             return Err(Status::failed_precondition(crate::raft::REMOVED));
         }
-        let me = self.server.cluster.member_id;
+        let me = cluster.member_id;
         if b.to != me {
             let msg =
                 format!("member ID mismatch: member {:x} sent messages for member {:x} to member {me:x}", b.from, b.to);
             self.log_refusal(&msg);
             return Err(Status::failed_precondition(msg));
         }
+        if b.from == me || cluster.member(b.from).is_none() {
+            let msg = format!("raft messages from member {:x}, which is not a member of this cluster", b.from);
+            self.log_refusal(&msg);
+            return Err(Status::failed_precondition(msg));
+        }
+        let mut msgs = Vec::with_capacity(b.messages.len());
         for data in b.messages {
             let m = raft::eraftpb::Message::parse_from_bytes(&data)
                 .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))?;
+            if let Some(why) = crate::raft::check::refuse(&m, b.from, me) {
+                let msg = format!("refused a raft message from member {:x}: {why}", b.from);
+                self.log_refusal(&msg);
+                return Err(Status::invalid_argument(msg));
+            }
+            msgs.push(m);
+        }
+        // Term 0: a sender that does not say.
+        let stale = b.term != 0 && b.term < self.server.term();
+        for m in msgs {
+            if stale && matches!(m.get_msg_type(), MessageType::MsgPropose | MessageType::MsgReadIndex) {
+                tracing::info!(
+                    from = format_args!("{:x}", b.from),
+                    kind = ?m.get_msg_type(),
+                    sent_in_term = b.term,
+                    term = self.server.term(),
+                    "dropped a forwarded request of an older term"
+                );
+                continue;
+            }
             self.server.raft.step(m).await?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a request forwarded by a member in an older term than this one's (0: not said).
+    fn check_term(&self, term: u64) -> Result<(), Status> {
+        if term != 0 && term < self.server.term() {
+            return Err(Error::LeaderChanged.into());
         }
         Ok(())
     }
@@ -129,6 +183,7 @@ impl Peer for PeerService {
         let r = req.into_inner();
         self.check_cluster(r.cluster_id, 0)?;
         self.leader_only()?;
+        self.check_term(r.term)?;
         let change = r.request.ok_or_else(|| Status::invalid_argument("no membership change in the request"))?;
         Ok(Response::new(self.server.change_members_here(change).await?))
     }
@@ -148,12 +203,13 @@ impl Peer for PeerService {
         let r = req.into_inner();
         self.check_cluster(r.cluster_id, 0)?;
         self.leader_only()?;
+        self.check_term(r.term)?;
         Ok(Response::new(LeaseRenewResponse { ttl: self.server.lessor.renew(r.id)? }))
     }
 }
 
 /// What a peer port serves: the peer service over h2 (anything else gets 404).
-pub fn peer_mux(server: Arc<EtcdServer>) -> super::mux::Mux {
+fn peer_mux(server: Arc<EtcdServer>) -> super::mux::Mux {
     let svc = PeerServer::new(PeerService { server, last_refusal: Arc::new(Mutex::new(None)) })
         .max_decoding_message_size(MAX_PEER_MESSAGE)
         .max_encoding_message_size(MAX_PEER_MESSAGE);
@@ -166,4 +222,73 @@ pub fn peer_mux(server: Arc<EtcdServer>) -> super::mux::Mux {
         )
     });
     super::mux::Mux::new(grpc, other)
+}
+
+/// Serves the peer service on `listener` until `stop` changes, then stops accepting and lets open
+/// requests finish (the caller bounds how long).
+///
+/// As `api::mux::serve`, but each connection is a [`PeerConn`] (it gives up after a silence or a stalled
+/// write and then closes abortively) and h2 pings it every [`conn::PING_INTERVAL`], so a connection cut
+/// by the network is dropped with what it buffered instead of delivering it when the network heals.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    server: Arc<EtcdServer>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut stop: watch::Receiver<bool>,
+    errors: mpsc::UnboundedSender<String>,
+) {
+    let mux = peer_mux(server);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(conn::READ_IDLE);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(conn::PING_INTERVAL)
+        .keep_alive_timeout(conn::PING_TIMEOUT);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stop.changed() => break,
+            conn = listener.accept() => match conn {
+                Ok(c) => c,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock) || e.raw_os_error() == Some(24) => {
+                    tracing::warn!(%e, "accepting a peer connection failed");
+                    continue;
+                }
+                Err(e) => {
+                    let _ = errors.send(format!("peer listener: {e}"));
+                    break;
+                }
+            },
+        };
+        let (builder, svc, watcher, tls) = (builder.clone(), mux.clone(), graceful.watcher(), tls.clone());
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let tcp = PeerConn::new(tcp);
+            let io: Box<dyn crate::raft::dial::PeerIo> = match tls {
+                None => Box::new(tcp),
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+                    let stream = tokio::select! {
+                        _ = stop.wait_for(|stopped| *stopped) => return,
+                        stream = handshake => stream,
+                    };
+                    match stream {
+                        Ok(Ok(s)) => Box::new(s),
+                        Ok(Err(e)) => {
+                            return tracing::warn!(%peer, %e, "rejected peer connection: TLS handshake failed")
+                        }
+                        Err(_) => return tracing::warn!(%peer, "rejected peer connection: TLS handshake timed out"),
+                    }
+                }
+            };
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(svc));
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%peer, %e, "peer connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }

@@ -8,6 +8,11 @@
 //!                       with --peer-auto-tls, as etcd 3.4), ALPN h2; then h2
 //! ```
 //!
+//! Either way the TCP connection is a [`PeerConn`]: it gives up after [`conn::READ_IDLE`] without a byte
+//! read (h2 pings every [`conn::PING_INTERVAL`], also while idle, keep a healthy one talking) or
+//! [`conn::WRITE_STALL`] without progress writing, and then closes abortively, so what was buffered for
+//! the peer is never delivered late.
+//!
 //! A client's channel connects lazily and reconnects by itself, so a client is built once per URL.
 
 use std::collections::HashMap;
@@ -16,11 +21,20 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use super::conn::{self, PeerConn};
 use super::transport::MAX_PEER_MESSAGE;
 use crate::proto::modkvpb::peer_client::PeerClient;
 use crate::tls::PeerTls;
+
+/// How long a TCP connect to a peer may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A dialled peer connection, plain or TLS.
+pub trait PeerIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> PeerIo for T {}
 
 /// Dials peers; one per member.
 pub struct PeerDialer {
@@ -47,18 +61,17 @@ impl PeerDialer {
         }
         let endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|e| format!("peer URL {url}: {e}"))?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5));
-        let channel = if url.starts_with("https://") {
-            let tls = self.tls.clone().ok_or_else(|| {
+            .http2_keep_alive_interval(conn::PING_INTERVAL)
+            .keep_alive_timeout(conn::PING_TIMEOUT)
+            .keep_alive_while_idle(true);
+        let tls = if url.starts_with("https://") {
+            Some(self.tls.clone().ok_or_else(|| {
                 format!("peer URL {url} is https, but this member has no peer TLS (--peer-cert-file / --peer-key-file or --peer-auto-tls)")
-            })?;
-            endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: Uri| dial_tls(tls.clone(), uri)))
+            })?)
         } else {
-            endpoint.connect_lazy()
+            None
         };
+        let channel = endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: Uri| dial(tls.clone(), uri)));
         let c = PeerClient::new(channel)
             .max_decoding_message_size(MAX_PEER_MESSAGE)
             .max_encoding_message_size(MAX_PEER_MESSAGE);
@@ -67,20 +80,23 @@ impl PeerDialer {
     }
 }
 
-/// TCP to `uri`'s host and port, then the TLS handshake (server name: the URL's host, a name or an IP).
-async fn dial_tls(
-    tls: tokio_rustls::TlsConnector,
-    uri: Uri,
-) -> std::io::Result<TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>> {
+/// TCP to `uri`'s host and port (a [`PeerConn`]), then, for https, the TLS handshake (server name: the
+/// URL's host, a name or an IP).
+async fn dial(tls: Option<tokio_rustls::TlsConnector>, uri: Uri) -> std::io::Result<TokioIo<Box<dyn PeerIo>>> {
     let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
     let host = uri.host().ok_or_else(|| invalid(format!("peer URL {uri} has no host")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(443);
+    let port = uri.port_u16().unwrap_or(if tls.is_some() { 443 } else { 80 });
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting timed out"))??;
+    let tcp = PeerConn::new(tcp);
+    let Some(tls) = tls else {
+        return Ok(TokioIo::new(Box::new(tcp)));
+    };
     let name = ServerName::try_from(host.to_string()).map_err(|e| invalid(format!("peer URL {uri}: {e}")))?;
-    let tcp = tokio::net::TcpStream::connect((host, port)).await?;
-    tcp.set_nodelay(true)?;
     let stream = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, tls.connect(name, tcp))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-    Ok(TokioIo::new(stream))
+    Ok(TokioIo::new(Box::new(stream)))
 }

@@ -324,7 +324,10 @@ impl RaftNode {
             }
             Command::ReadIndex(tx) => self.reads.push(tx),
             Command::Step(m) => {
-                if let Err(e) = self.node.step(m) {
+                // Messages raft-rs would panic on (the peer API has refused the stateless cases).
+                if let Some(why) = super::check::refuse_in_state(&self.node.raft, &m) {
+                    tracing::warn!(from = format_args!("{:x}", m.from), "refused a raft message: {why}");
+                } else if let Err(e) = self.node.step(m) {
                     tracing::debug!(%e, "peer message not stepped");
                 }
             }

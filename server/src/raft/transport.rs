@@ -16,11 +16,18 @@
 //! round trip (as etcd's stream writers do): a sequential put on three members went from ≈ 1.2 ms to
 //! ≈ 0.9 ms here. Acknowledgements only say the peer is alive (for the "started members" check).
 //!
+//! A batch carries the sender's raft term: proposals and ReadIndex requests a follower forwards have no
+//! term of their own in raft, and the receiver drops those of a term it has left instead of proposing
+//! them (a proposal forwarded to a leader that was cut off must not be appended when the cut heals,
+//! long after its client gave up). The connections themselves give up within seconds and discard what
+//! was buffered ([`super::conn`]).
+//!
 //! Sending never blocks the node task: a slow or dead peer fills only its own queue. Raft tolerates lost
 //! messages, so whatever cannot be delivered is dropped and raft is told (`report_unreachable`,
 //! `report_snapshot`), which makes it probe the peer again instead of streaming into the void.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,8 +54,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// The same failure is logged again at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(10);
-/// Largest message a member accepts from a peer (snapshots carry the whole state).
-pub const MAX_PEER_MESSAGE: usize = 1 << 30;
+/// Largest message a member accepts from a peer (snapshots carry the whole state); etcd's limit for a
+/// snapshot message (512 MB).
+pub const MAX_PEER_MESSAGE: usize = 512 * 1024 * 1024;
 
 pub struct Transport {
     cluster: Arc<Cluster>,
@@ -217,6 +225,9 @@ impl PeerTask {
             from: self.cluster.member_id,
             to: self.to,
             messages: batch.iter().map(|m| m.write_to_bytes().expect("raft message encodes")).collect(),
+            // The term the messages were made in (or a later one: they were queued only briefly); the
+            // receiver drops the proposals and reads of a term it has left.
+            term: self.raft.status.term.load(Ordering::SeqCst),
         };
         if snapshot {
             return self.send_one(&url, req).await;

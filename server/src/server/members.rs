@@ -70,8 +70,8 @@ impl EtcdServer {
             return self.change_members_here(req).await;
         }
         let mut client = self.leader_client()?;
-        let mut r =
-            tonic::Request::new(MemberChangeRequest { cluster_id: self.cluster.cluster_id, request: Some(req) });
+        let change = MemberChangeRequest { cluster_id: self.cluster.cluster_id, request: Some(req), term: self.term() };
+        let mut r = tonic::Request::new(change);
         r.set_timeout(self.cfg.request_timeout);
         Ok(client.change_members(r).await?.into_inner())
     }
@@ -242,7 +242,8 @@ impl EtcdServer {
             return self.lessor.renew(id);
         }
         let mut client = self.leader_client()?;
-        let req = crate::proto::modkvpb::LeaseRenewRequest { cluster_id: self.cluster.cluster_id, id };
+        let req =
+            crate::proto::modkvpb::LeaseRenewRequest { cluster_id: self.cluster.cluster_id, id, term: self.term() };
         let mut r = tonic::Request::new(req);
         r.set_timeout(self.cfg.request_timeout);
         Ok(client.lease_renew(r).await?.into_inner().ttl)
