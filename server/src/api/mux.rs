@@ -92,7 +92,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     mux: Mux,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     errors: mpsc::UnboundedSender<String>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -107,32 +107,8 @@ pub async fn serve(
         .keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut failures = AcceptFailures::default();
-    let local = listener.local_addr().ok();
-    loop {
-        let conn = tokio::select! {
-            _ = stop.changed() => break,
-            conn = listener.accept() => conn,
-        };
-        let (stream, peer) = match conn {
-            Ok(c) => c,
-            Err(e) if of_one_connection(&e) => {
-                tracing::debug!(%e, "accepting a connection failed");
-                continue;
-            }
-            Err(e) if listener_broken(&e) => {
-                let _ = errors.send(format!("client listener: {e}"));
-                break;
-            }
-            Err(e) => {
-                let pause = failures.failed(&e, local);
-                tokio::select! {
-                    _ = stop.changed() => break,
-                    _ = tokio::time::sleep(pause) => continue,
-                }
-            }
-        };
-        failures.succeeded(local);
+    let mut accept_stop = stop.clone();
+    accept_loop(&listener, &mut accept_stop, &errors, "client", |stream, peer| {
         let _ = stream.set_nodelay(true);
         let (builder, mux, watcher) = (builder.clone(), mux.clone(), graceful.watcher());
         match tls.clone() {
@@ -152,9 +128,51 @@ pub async fn serve(
                 });
             }
         }
-    }
+    })
+    .await;
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Accepts connections on `listener` until `stop`, handing each to `serve_one`. An accept that fails for
+/// want of a resource (file descriptors, memory) is waited out with a growing pause and logged once per
+/// interval; one that says the listener is broken is reported on `errors` (as `<what> listener: …`) and
+/// ends the loop.
+pub async fn accept_loop(
+    listener: &tokio::net::TcpListener,
+    stop: &mut watch::Receiver<bool>,
+    errors: &mpsc::UnboundedSender<String>,
+    what: &str,
+    mut serve_one: impl FnMut(tokio::net::TcpStream, std::net::SocketAddr),
+) {
+    let mut failures = AcceptFailures::default();
+    let local = listener.local_addr().ok();
+    loop {
+        let conn = tokio::select! {
+            _ = stop.changed() => break,
+            conn = listener.accept() => conn,
+        };
+        let (stream, peer) = match conn {
+            Ok(c) => c,
+            Err(e) if of_one_connection(&e) => {
+                tracing::debug!(%e, "accepting a connection failed");
+                continue;
+            }
+            Err(e) if listener_broken(&e) => {
+                let _ = errors.send(format!("{what} listener: {e}"));
+                break;
+            }
+            Err(e) => {
+                let pause = failures.failed(&e, local);
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tokio::time::sleep(pause) => continue,
+                }
+            }
+        };
+        failures.succeeded(local);
+        serve_one(stream, peer);
+    }
 }
 
 /// The server side of a TLS handshake, bounded by [`crate::tls::HANDSHAKE_TIMEOUT`]; `None` (logged, as

@@ -227,14 +227,14 @@ fn peer_mux(server: Arc<EtcdServer>) -> super::mux::Mux {
 /// Serves the peer service on `listener` until `stop` changes, then stops accepting and lets open
 /// requests finish (the caller bounds how long).
 ///
-/// As `api::mux::serve`, but each connection is a [`PeerConn`] (it gives up after a silence or a stalled
+/// As `api::mux::serve` (the same accept loop), but each connection is a [`PeerConn`] (it gives up after a silence or a stalled
 /// write and then closes abortively) and h2 pings it every [`conn::PING_INTERVAL`], so a connection cut
 /// by the network is dropped with what it buffered instead of delivering it when the network heals.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     server: Arc<EtcdServer>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     errors: mpsc::UnboundedSender<String>,
 ) {
     let mux = peer_mux(server);
@@ -246,22 +246,8 @@ pub async fn serve(
         .keep_alive_interval(conn::PING_INTERVAL)
         .keep_alive_timeout(conn::PING_TIMEOUT);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = stop.changed() => break,
-            conn = listener.accept() => match conn {
-                Ok(c) => c,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock) || e.raw_os_error() == Some(24) => {
-                    tracing::warn!(%e, "accepting a peer connection failed");
-                    continue;
-                }
-                Err(e) => {
-                    let _ = errors.send(format!("peer listener: {e}"));
-                    break;
-                }
-            },
-        };
+    let mut accept_stop = stop.clone();
+    crate::api::mux::accept_loop(&listener, &mut accept_stop, &errors, "peer", |tcp, peer| {
         let (builder, svc, watcher, tls) = (builder.clone(), mux.clone(), graceful.watcher(), tls.clone());
         let mut stop = stop.clone();
         tokio::spawn(async move {
@@ -288,7 +274,8 @@ pub async fn serve(
                 tracing::debug!(%peer, %e, "peer connection ended with an error");
             }
         });
-    }
+    })
+    .await;
     drop(listener);
     graceful.shutdown().await;
 }
