@@ -12,15 +12,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const DATA: u8 = 0;
-const HEADERS: u8 = 1;
-const SETTINGS: u8 = 4;
-const END_STREAM: u8 = 0x1;
-const ACK: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-/// SETTINGS_MAX_FRAME_SIZE's initial value: no DATA frame we send may be larger.
-const MAX_FRAME: usize = 16_384;
+use crate::h2frame::{frame, ACK, DATA, END_HEADERS, END_STREAM, HEADERS, MAX_FRAME, PREFACE, SETTINGS};
 
 /// One call on a connection of its own whose client has stopped reading. Dropping it closes the
 /// connection.
@@ -89,16 +81,6 @@ fn await_server_settings(sock: &mut TcpStream) {
             return;
         }
     }
-}
-
-/// One HTTP/2 frame.
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(9 + payload.len());
-    f.extend(&(payload.len() as u32).to_be_bytes()[1..]);
-    f.extend([kind, flags]);
-    f.extend(stream.to_be_bytes());
-    f.extend(payload);
-    f
 }
 
 /// HPACK "literal header field without indexing, new name" with both strings as raw octets.

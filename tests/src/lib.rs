@@ -21,6 +21,7 @@
 
 pub mod cluster;
 pub mod grpc;
+pub mod h2frame;
 pub mod h2stall;
 pub mod http;
 pub mod netns;

@@ -25,14 +25,8 @@ use std::time::{Duration, Instant};
 use modkv_tests::grpc::{self, PutRequest};
 use modkv_tests::*;
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const SETTINGS: u8 = 0x4;
-const CONTINUATION: u8 = 0x9;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const MAX_FRAME: usize = 16_384;
+use modkv_tests::h2frame::{frame, CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, MAX_FRAME, PREFACE, SETTINGS};
+
 /// The bound on resident memory growth per hostile connection (generous: the point is that it does not
 /// grow with what the connection sends).
 const RSS_PER_CONNECTION_KB: u64 = 32 * 1024;
@@ -40,14 +34,6 @@ const RSS_PER_CONNECTION_KB: u64 = 32 * 1024;
 // ---------------------------------------------------------------------------
 // Frames, HPACK, connections
 // ---------------------------------------------------------------------------
-
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let l = (payload.len() as u32).to_be_bytes();
-    let mut f = vec![l[1], l[2], l[3], kind, flags];
-    f.extend_from_slice(&stream.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
 
 /// An HPACK string literal (no Huffman coding).
 fn hpack_str(out: &mut Vec<u8>, s: &[u8]) {
