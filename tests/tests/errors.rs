@@ -12,6 +12,25 @@ fn limited(kind: Kind) -> Server {
 }
 
 both_kinds! {
+    /// A method or service the server does not have gets grpc-go's words (a 3.5 client calling a 3.4
+    /// server meets these).
+    fn unknown_methods_and_services(kind) {
+        let s = Server::start(kind, ServerOpts::new());
+        let call = |path: &'static str| {
+            grpc::unary_once::<grpc::PutRequest, grpc::PutResponse>(&s.endpoint(), path, grpc::PutRequest::new("k", "v"))
+                .map(|_| ())
+        };
+        let unimplemented = |m: &str| Err(("Unimplemented".to_string(), m.to_string()));
+        assert_eq!(
+            call("/etcdserverpb.Maintenance/Downgrade"),
+            unimplemented("unknown method Downgrade for service etcdserverpb.Maintenance")
+        );
+        assert_eq!(call("/etcdserverpb.KV/Delete"), unimplemented("unknown method Delete for service etcdserverpb.KV"));
+        assert_eq!(call("/foo.Bar/Baz"), unimplemented("unknown service foo.Bar"));
+        // Nothing was written.
+        assert_eq!(s.revision(), 1);
+    }
+
     fn empty_key(kind) {
         let s = Server::start(kind, ServerOpts::new());
         let desc = "etcdserver: key is not provided";

@@ -9,7 +9,7 @@
 //!
 //! Limits on what a client may send: `authority` (what a connection sends before the HTTP/2 server sees
 //! it), `mux` (the HTTP/1.1 and HTTP/2 settings, failing accepts), `grpc_limit` (gRPC messages, etcd's
-//! `ResourceExhausted`).
+//! `ResourceExhausted`). `unknown`: grpc-go's answer to a method or service not served.
 
 pub mod authority;
 pub mod cluster;
@@ -23,6 +23,7 @@ pub mod lock;
 pub mod maintenance;
 pub mod mux;
 pub mod peer;
+pub mod unknown;
 pub mod watch;
 
 use std::sync::Arc;

@@ -72,6 +72,9 @@ impl Service<Request<Incoming>> for Mux {
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         if is_grpc(&req) {
+            if let Some(status) = super::unknown::unimplemented(req.uri().path()) {
+                return Box::pin(std::future::ready(Ok(status.into_http())));
+            }
             let mut grpc = self.grpc.clone();
             Box::pin(async move { grpc.call(req).await })
         } else {
