@@ -368,6 +368,41 @@ fn peer_scheme(args: &[String]) -> &'static str {
     }
 }
 
+/// The flags that place one member: name, data dir, its client and peer URLs, the cluster to form.
+pub(crate) fn member_flags(
+    name: &str,
+    data_dir: &std::path::Path,
+    client: &str,
+    peer: &str,
+    initial_cluster: &str,
+    state: &str,
+    token: &str,
+) -> Vec<String> {
+    [
+        "--name",
+        name,
+        "--data-dir",
+        &data_dir.display().to_string(),
+        "--listen-client-urls",
+        client,
+        "--advertise-client-urls",
+        client,
+        "--listen-peer-urls",
+        peer,
+        "--initial-advertise-peer-urls",
+        peer,
+        "--initial-cluster",
+        initial_cluster,
+        "--initial-cluster-token",
+        token,
+        "--initial-cluster-state",
+        state,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 /// The command line of one member.
 #[allow(clippy::too_many_arguments)]
 fn member_args(
@@ -382,29 +417,7 @@ fn member_args(
 ) -> Vec<String> {
     let client = format!("http://127.0.0.1:{client_port}");
     let peer = format!("{}://127.0.0.1:{peer_port}", peer_scheme(extra));
-    let mut args: Vec<String> = [
-        "--name",
-        name,
-        "--data-dir",
-        &data_dir.display().to_string(),
-        "--listen-client-urls",
-        &client,
-        "--advertise-client-urls",
-        &client,
-        "--listen-peer-urls",
-        &peer,
-        "--initial-advertise-peer-urls",
-        &peer,
-        "--initial-cluster",
-        initial_cluster,
-        "--initial-cluster-token",
-        token,
-        "--initial-cluster-state",
-        state,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args = member_flags(name, data_dir, &client, &peer, initial_cluster, state, token);
     if !has_flag(extra, "--heartbeat-interval") {
         args.extend(["--heartbeat-interval".to_string(), DEFAULT_HEARTBEAT_MS.to_string()]);
     }

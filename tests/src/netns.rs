@@ -142,29 +142,7 @@ impl NsCluster {
         for m in &mut c.members {
             let (client, peer) = (m.endpoint(), format!("http://{}:2380", m.peer_ip));
             let data_dir = c._dir.path().join(format!("{}.data", m.name));
-            let mut args: Vec<String> = [
-                "--name",
-                &m.name,
-                "--data-dir",
-                &data_dir.display().to_string(),
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-                "--initial-cluster",
-                &initial,
-                "--initial-cluster-token",
-                &prefix,
-                "--initial-cluster-state",
-                "new",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+            let mut args = crate::cluster::member_flags(&m.name, &data_dir, &client, &peer, &initial, "new", &prefix);
             args.extend(extra_args.iter().map(|s| s.to_string()));
             let log = OpenOptions::new().create(true).append(true).open(&m.log_path).unwrap();
             let mut cmd = Command::new("ip");
