@@ -251,13 +251,7 @@ impl Member {
 
     /// `Status` of `etcdctl endpoint status -w json` against this member, or `None` if it fails.
     pub fn status(&self) -> Option<Value> {
-        let out =
-            self.etcdctl(&["--dial-timeout", "1s", "--command-timeout", "2s", "-w", "json", "endpoint", "status"]);
-        if !out.success() {
-            return None;
-        }
-        let v: Value = serde_json::from_str(out.stdout.trim()).ok()?;
-        v.get(0)?.get("Status").cloned()
+        status_of(&self.etcdctl(STATUS_ARGS))
     }
 
     /// Serializable (local) `get <key>`: the value this member has applied, `None` if absent or the
@@ -366,6 +360,19 @@ fn peer_scheme(args: &[String]) -> &'static str {
     } else {
         "http"
     }
+}
+
+/// `etcdctl` arguments for one member's status, bounded in time.
+pub(crate) const STATUS_ARGS: &[&str] =
+    &["--dial-timeout", "1s", "--command-timeout", "2s", "-w", "json", "endpoint", "status"];
+
+/// The `Status` object of `endpoint status -w json` output, `None` if the command failed.
+pub(crate) fn status_of(out: &CtlOutput) -> Option<Value> {
+    if !out.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_str(out.stdout.trim()).ok()?;
+    v.get(0)?.get("Status").cloned()
 }
 
 /// The flags that place one member: name, data dir, its client and peer URLs, the cluster to form.

@@ -56,13 +56,7 @@ impl NsMember {
 
     /// `Status` of `endpoint status`, or `None` if the member does not answer.
     pub fn status(&self) -> Option<Value> {
-        let out =
-            self.etcdctl(&["--dial-timeout", "1s", "--command-timeout", "2s", "-w", "json", "endpoint", "status"]);
-        if !out.success() {
-            return None;
-        }
-        let v: Value = serde_json::from_str(out.stdout.trim()).ok()?;
-        v.get(0)?.get("Status").cloned()
+        crate::cluster::status_of(&self.etcdctl(crate::cluster::STATUS_ARGS))
     }
 
     pub fn log_tail(&self, n: usize) -> String {
