@@ -225,7 +225,7 @@ pub fn restore(path: &Path, data_dir: &Path, skip_hash_check: bool) -> Result<i6
     if std::fs::read_dir(data_dir).is_ok_and(|mut d| d.next().is_some()) {
         return Err(dir_error("exists and is not empty; a snapshot is restored into a new data dir".into()));
     }
-    let db_path = crate::embed::prepare_data_dir(data_dir).map_err(|e| dir_error(e.to_string()))?;
+    let db_path = crate::storage::data_dir::prepare(data_dir).map_err(|e| dir_error(e.to_string()))?;
     let db = RocksDb::open(&db_path).map_err(|e| dir_error(format!("cannot open storage: {e}")))?;
     let mut batch = WriteBatch::default();
     let mut revision = 0;

@@ -18,7 +18,7 @@
 //! The library takes already-bound listeners and a shutdown future, so tests can bind port 0.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,22 +30,19 @@ use crate::alarm::AlarmStore;
 use crate::apply::{self, Applier};
 use crate::config::{ClusterState, Config};
 use crate::lease::Lessor;
+use crate::membership::{self, Cluster};
 use crate::mvcc::KvStore;
 use crate::raft::log::RaftLog;
 use crate::raft::{NodeConfig, PeerDialer, RaftNode, Transport};
-use crate::server::membership::{self, Cluster};
-use crate::server::wait::Wait;
 use crate::server::{EtcdServer, Parts, ServerConfig};
 use crate::storage::{Backend, RocksDb, WriteBatch};
+use crate::wait::Wait;
 use crate::watch::WatchHub;
 
 /// How long in-flight client requests get to finish when the member stops.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// How long stopping may take after raft, apply or a listener failed.
 const FAILED_CLOSE_DEADLINE: Duration = Duration::from_secs(10);
-/// Marks a data dir as modkv's (and its layout version).
-const MARKER_FILE: &str = "modkv.version";
-const MARKER: &str = "modkv data dir v1\n";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
@@ -59,6 +56,18 @@ pub enum EmbedError {
     Cluster(String),
     #[error("{0}")]
     Server(String),
+}
+
+impl From<crate::storage::data_dir::DataDirError> for EmbedError {
+    fn from(e: crate::storage::data_dir::DataDirError) -> EmbedError {
+        EmbedError::DataDir { path: e.path, reason: e.reason }
+    }
+}
+
+impl From<crate::tls::TlsError> for EmbedError {
+    fn from(e: crate::tls::TlsError) -> EmbedError {
+        EmbedError::Server(e.to_string())
+    }
 }
 
 impl From<crate::error::Error> for EmbedError {
@@ -121,36 +130,6 @@ pub struct Etcd {
     raft_thread: Option<std::thread::JoinHandle<()>>,
     apply_thread: Option<std::thread::JoinHandle<()>>,
     plugins: Option<crate::plugin::PluginHost>,
-}
-
-/// Opens the data dir (creating it), refusing one that is not modkv's or not writable.
-pub(crate) fn prepare_data_dir(dir: &Path) -> Result<PathBuf, EmbedError> {
-    let fail = |reason: String| EmbedError::DataDir { path: dir.to_path_buf(), reason };
-    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create it: {e}")))?;
-    let marker = dir.join(MARKER_FILE);
-    match std::fs::read_to_string(&marker) {
-        Ok(m) if m == MARKER => {}
-        Ok(_) => return Err(fail(format!("{MARKER_FILE} does not name a data dir layout this modkv knows"))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let entries: Vec<String> = std::fs::read_dir(dir)
-                .map_err(|e| fail(format!("cannot read it: {e}")))?
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            if !entries.is_empty() {
-                return Err(fail(format!(
-                    "not a modkv data dir (it holds {}, and no {MARKER_FILE}); refusing to use it",
-                    entries.join(", ")
-                )));
-            }
-            std::fs::write(&marker, MARKER).map_err(|e| fail(format!("not writable: {e}")))?;
-        }
-        Err(e) => return Err(fail(format!("cannot read {MARKER_FILE}: {e}"))),
-    }
-    let probe = dir.join(".write-check");
-    std::fs::write(&probe, b"").map_err(|e| fail(format!("not writable: {e}")))?;
-    let _ = std::fs::remove_file(probe);
-    Ok(dir.join("db"))
 }
 
 /// `--initial-cluster` grouped by member name, URLs as etcd prints them.
@@ -259,11 +238,11 @@ async fn load_cluster(cfg: &Config, backend: &dyn Backend, dialer: &PeerDialer) 
 
 /// Starts a member on already-bound listeners.
 pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedError> {
-    tracing::info!(name = %cfg.name, data_dir = %cfg.data_dir.display(), version = env!("CARGO_PKG_VERSION"), "starting modkv");
+    tracing::info!(name = %cfg.name, data_dir = %cfg.data_dir.display(), version = crate::version::MODKV_VERSION, "starting modkv");
 
     // 1. Storage (its writes timed for the metrics).
     let metrics = crate::metrics::Metrics::new(cfg.quota_backend_bytes);
-    let db_path = prepare_data_dir(&cfg.data_dir)?;
+    let db_path = crate::storage::data_dir::prepare(&cfg.data_dir)?;
     // TLS for https:// listeners: read the certificates now (a bad file stops the start before storage
     // is opened); --auto-tls writes into the data dir, so after it exists.
     let tls = crate::tls::TlsConfigs::build(cfg)?;
@@ -339,6 +318,7 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
         max_txn_ops: cfg.max_txn_ops,
         request_timeout: Duration::from_secs(5) + 2 * cfg.election_timeout,
     };
+    let plugins = Arc::new(crate::plugin::Plugins::default());
     let parts = Parts {
         kv,
         lessor,
@@ -351,14 +331,15 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
         applied: applied_rx,
         metrics: metrics.clone(),
         dialer,
+        pre_put: plugins.clone(),
     };
     let server = Arc::new(EtcdServer::new(server_cfg, parts));
-    metrics.set_server(&server);
+    metrics.set_member(&server);
     // Plugins: every component in --plugin-dir is loaded before clients are served (a plugin that fails
     // to load is logged and skipped), then the directory is watched for changes (and SIGHUP).
-    let plugins = match &cfg.plugin_dir {
+    let plugin_host = match &cfg.plugin_dir {
         Some(dir) => Some(
-            crate::plugin::start(&server, dir, Some(cfg.data_dir.join("plugin-cache")))
+            crate::plugin::start(&plugins, &server, metrics.clone(), dir, Some(cfg.data_dir.join("plugin-cache")))
                 .await
                 .map_err(|e| EmbedError::Server(format!("--plugin-dir {}: {e}", dir.display())))?,
         ),
@@ -416,7 +397,7 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
         client_addrs.push(addr);
         let l =
             tokio::net::TcpListener::from_std(l).map_err(|e| EmbedError::Server(format!("client listener: {e}")))?;
-        let mux = crate::api::client_mux(server.clone(), metrics.clone(), cfg.max_request_bytes);
+        let mux = crate::api::client_mux(server.clone(), plugins.clone(), metrics.clone(), cfg.max_request_bytes);
         let https = acceptor.is_some();
         serving.push(tokio::spawn(crate::api::mux::serve(l, mux, acceptor, stop_rx.clone(), fatal_tx.clone())));
         tracing::info!(%addr, https, "serving client traffic (gRPC and HTTP)");
@@ -442,7 +423,7 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
         raft_stop: Some(raft_stop),
         raft_thread: Some(raft_thread),
         apply_thread: Some(apply_thread),
-        plugins,
+        plugins: plugin_host,
     })
 }
 

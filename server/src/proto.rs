@@ -6,6 +6,12 @@
 
 #![allow(missing_docs, clippy::all, clippy::pedantic, rustdoc::all)]
 
+/// The deepest txn nesting accepted (the outer txn is level 1): what etcd's default op budget (128)
+/// allows, 128 one-op levels around an empty txn. Deeper txns are answered as etcd answers an exhausted
+/// budget (`server::validate`). Protobuf decoding stops at 100 message levels (two per txn level), so
+/// txns past 49 levels are decoded with [`deep`], at the API and at apply alike.
+pub const MAX_TXN_DEPTH: usize = 129;
+
 /// Key/value and watch event types (`mvccpb`).
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");
@@ -116,7 +122,7 @@ pub mod codec {
         if std::any::TypeId::of::<U>() != std::any::TypeId::of::<TxnRequest>() {
             return Err(Status::invalid_argument(TOO_MANY_OPS));
         }
-        let txn = super::deep::decode_txn(bytes, crate::server::validate::MAX_TXN_DEPTH).map_err(|e| match e {
+        let txn = super::deep::decode_txn(bytes, super::MAX_TXN_DEPTH).map_err(|e| match e {
             super::deep::DeepError::TooDeep => Status::invalid_argument(TOO_MANY_OPS),
             super::deep::DeepError::Decode(e) => Status::internal(e.to_string()),
         })?;

@@ -11,7 +11,6 @@ use crate::proto::etcdserverpb::{
     MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
 };
 use crate::proto::modkvpb::member_change_request::Request as Change;
-use crate::server::members::to_pb;
 use crate::server::EtcdServer;
 
 pub struct ClusterService {
@@ -41,7 +40,7 @@ impl Cluster for ClusterService {
     async fn member_list(&self, _: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
         // etcd's member list header carries no revision.
         let s = &self.server;
-        let members = s.cluster.members().into_iter().map(to_pb).collect();
+        let members = s.cluster.members().into_iter().map(Into::into).collect();
         Ok(Response::new(MemberListResponse { header: Some(s.header(0)), members }))
     }
 

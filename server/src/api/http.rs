@@ -11,13 +11,14 @@ use axum::Router;
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
-use crate::server::{EtcdServer, ETCD_CLUSTER_VERSION, ETCD_VERSION};
+use crate::plugin::Plugins;
+use crate::server::EtcdServer;
+use crate::version::{ETCD_CLUSTER_VERSION, ETCD_VERSION};
 
 /// How long `/health` waits for its quorum read, as etcd does.
 const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub fn router(server: Arc<EtcdServer>) -> Router {
-    let plugins = server.clone();
+pub fn router(server: Arc<EtcdServer>, plugins: Arc<Plugins>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
@@ -27,8 +28,8 @@ pub fn router(server: Arc<EtcdServer>) -> Router {
 }
 
 /// A path no built-in endpoint serves: a plugin's route if one covers it, else 404.
-async fn plugin_or_not_found(server: Arc<EtcdServer>, req: axum::extract::Request) -> Response {
-    match server.plugins.serve_http(req).await {
+async fn plugin_or_not_found(plugins: Arc<Plugins>, req: axum::extract::Request) -> Response {
+    match plugins.serve_http(req).await {
         Some(resp) => resp,
         None => not_found().await,
     }

@@ -19,7 +19,8 @@ use crate::proto::etcdserverpb::{
     HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
     StatusResponse,
 };
-use crate::server::{EtcdServer, ETCD_VERSION};
+use crate::server::EtcdServer;
+use crate::version::ETCD_VERSION;
 
 /// What `Status.errors` lists, as etcd does: no leader, then each raised alarm.
 fn status_errors(s: &EtcdServer) -> Vec<String> {

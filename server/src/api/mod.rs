@@ -73,12 +73,17 @@ pub fn grpc_routes(server: Arc<EtcdServer>, max_request_bytes: usize) -> tonic::
 
 /// Everything a client port serves: the gRPC services, their messages limited as etcd's and counted by
 /// the metrics' gRPC layer, and the HTTP endpoints, `/metrics` among them.
-pub fn client_mux(server: Arc<EtcdServer>, metrics: Arc<Metrics>, max_request_bytes: usize) -> mux::Mux {
+pub fn client_mux(
+    server: Arc<EtcdServer>,
+    plugins: Arc<crate::plugin::Plugins>,
+    metrics: Arc<Metrics>,
+    max_request_bytes: usize,
+) -> mux::Mux {
     let grpc = grpc_routes(server.clone(), max_request_bytes)
         .into_axum_router()
         .layer(grpc_limit::layer(max_grpc_message(max_request_bytes)))
         .layer(metrics.grpc_layer());
-    let http = http::router(server.clone())
+    let http = http::router(server.clone(), plugins)
         .merge(http::metrics_router(metrics))
         .merge(gateway::router_with_max_request_bytes(server, max_request_bytes));
     mux::Mux::new(grpc, http)

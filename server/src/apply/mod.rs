@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use crate::alarm::AlarmStore;
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
+use crate::membership::{ChangeContext, Cluster, Member};
 use crate::mvcc::{KeyRange, KvStore};
 use crate::proto::etcdserverpb::alarm_request::AlarmAction;
 use crate::proto::etcdserverpb::{
@@ -31,9 +32,8 @@ use crate::proto::etcdserverpb::{
 };
 use crate::proto::modkvpb::InternalRaftRequest;
 use crate::raft::ToApply;
-use crate::server::membership::{ChangeContext, Cluster, Member};
-use crate::server::wait::Wait;
 use crate::storage::{meta, snapshot, Backend, Cf, WriteBatch};
+use crate::wait::Wait;
 use crate::watch::WatchHub;
 
 macro_rules! applied {
@@ -77,7 +77,7 @@ pub struct Applier {
     pub lessor: Arc<Lessor>,
     pub alarms: Arc<AlarmStore>,
     pub watch: Arc<WatchHub>,
-    pub wait: Arc<Wait>,
+    pub wait: Arc<Wait<Applied>>,
     pub backend: Arc<dyn Backend>,
     pub cluster: Arc<Cluster>,
     /// The last applied index (from storage at start).
@@ -160,7 +160,7 @@ impl Applier {
                 continue;
             }
             if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
-                match crate::proto::deep::decode_entry(&e.data, crate::server::validate::MAX_TXN_DEPTH) {
+                match crate::proto::deep::decode_entry(&e.data, crate::proto::MAX_TXN_DEPTH) {
                     Ok(req) => {
                         let id = req.header.as_ref().map(|h| h.id).unwrap_or(req.id);
                         let r = self.apply_request(&req, &mut batch);

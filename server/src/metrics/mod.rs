@@ -3,7 +3,7 @@
 //! ```text
 //!   Metrics ── Registry ─┬─ registered:   proposals pending / failed, disk histograms (storage hook),
 //!                        │                peer round-trip time, grpc_server_* (grpc layer)
-//!                        ├─ ServerCollector:  read from the EtcdServer at scrape time (leader, commit and
+//!                        ├─ ServerCollector:  read through [`MemberView`] at scrape time (leader, commit and
 //!                        │                    applied index, db size, revisions, ids, versions)
 //!                        ├─ ProcessCollector: read from /proc/self at scrape time (process_*)
 //!                        └─ plugin:  per-plugin calls / errors / traps / latency, and each loaded
@@ -32,8 +32,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::server::{EtcdServer, ETCD_CLUSTER_VERSION, ETCD_VERSION};
 use crate::storage::WriteObserver;
+use crate::version::{ETCD_CLUSTER_VERSION, ETCD_VERSION};
 
 /// The content type of the Prometheus text format, exactly as etcd sends it.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -118,7 +118,7 @@ impl Metrics {
         let plugins = plugin::PluginMetrics::new(&mut registry);
         let quota =
             if quota_backend_bytes == 0 { crate::config::DEFAULT_QUOTA_BACKEND_BYTES } else { quota_backend_bytes };
-        let server = Arc::new(ServerCollector { server: OnceLock::new(), quota_backend_bytes: quota });
+        let server = Arc::new(ServerCollector { member: OnceLock::new(), quota_backend_bytes: quota });
         registry.register_collector(Box::new(server.clone()));
         registry.register_collector(Box::new(process::ProcessCollector));
         Arc::new(Metrics {
@@ -134,9 +134,10 @@ impl Metrics {
         })
     }
 
-    /// The server whose state the scrape-time metrics read. Held weakly: the server may hold the metrics.
-    pub fn set_server(&self, server: &Arc<EtcdServer>) {
-        let _ = self.server.server.set(Arc::downgrade(server));
+    /// The member whose state the scrape-time metrics read. Held weakly: the member holds the metrics.
+    pub fn set_member<M: MemberView + 'static>(&self, member: &Arc<M>) {
+        let weak: Weak<dyn MemberView> = Arc::downgrade(member) as Weak<dyn MemberView>;
+        let _ = self.server.member.set(weak);
     }
 
     /// Counts a proposal as pending until the returned guard is dropped (`etcd_server_proposals_pending`).
@@ -239,11 +240,37 @@ fn openmetrics_to_text(om: &str) -> String {
     out
 }
 
-/// Metrics read from the server at scrape time.
-#[derive(Debug)]
+/// What the scrape-time metrics read of a member: implemented by the server layer, so metrics sit below
+/// it and see only this.
+pub trait MemberView: Send + Sync {
+    fn member_state(&self) -> MemberState;
+}
+
+/// A member's state at one scrape.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MemberState {
+    pub member_id: u64,
+    /// 0: no leader known.
+    pub leader: u64,
+    pub leader_changes: u64,
+    pub applied_index: u64,
+    pub commit_index: u64,
+    pub current_rev: i64,
+    pub compact_rev: i64,
+    pub db_size: u64,
+    pub db_size_in_use: u64,
+}
+
+/// Metrics read from the member at scrape time.
 struct ServerCollector {
-    server: OnceLock<Weak<EtcdServer>>,
+    member: OnceLock<Weak<dyn MemberView>>,
     quota_backend_bytes: u64,
+}
+
+impl std::fmt::Debug for ServerCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCollector").field("quota_backend_bytes", &self.quota_backend_bytes).finish()
+    }
 }
 
 fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt::Result {
@@ -267,11 +294,9 @@ fn major_minor(v: &str) -> &str {
 
 impl Collector for ServerCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
-        let Some(s) = self.server.get().and_then(Weak::upgrade) else { return Ok(()) };
-        let leader = s.leader();
-        let me = s.cluster.member_id;
-        let on_disk = s.backend.size_on_disk();
-        let in_use = s.backend.size_in_use();
+        let Some(m) = self.member.get().and_then(Weak::upgrade) else { return Ok(()) };
+        let s = m.member_state();
+        let (leader, me, on_disk, in_use) = (s.leader, s.member_id, s.db_size, s.db_size_in_use);
         let e = &mut enc;
         label_gauge(
             e,
@@ -279,14 +304,14 @@ impl Collector for ServerCollector {
             "Which version is running. 1 for 'cluster_version' label with current cluster version",
             &[("cluster_version", major_minor(ETCD_CLUSTER_VERSION))],
         )?;
-        let compact = s.kv.compact_rev();
+        let compact = s.compact_rev;
         gauge(
             e,
             "etcd_debugging_mvcc_compact_revision",
             "The revision of the last compaction in store.",
             if compact > 0 { compact } else { -1 },
         )?;
-        gauge(e, "etcd_debugging_mvcc_current_revision", "The current revision of store.", s.kv.current_rev())?;
+        gauge(e, "etcd_debugging_mvcc_current_revision", "The current revision of store.", s.current_rev)?;
         let physical = "Total size of the underlying database physically allocated in bytes.";
         gauge(e, "etcd_debugging_mvcc_db_total_size_in_bytes", physical, on_disk as i64)?;
         gauge(e, "etcd_mvcc_db_total_size_in_bytes", physical, on_disk as i64)?;
@@ -315,7 +340,7 @@ impl Collector for ServerCollector {
             (leader != 0 && leader == me) as i64,
         )?;
         gauge(e, "etcd_server_is_learner", "Whether or not this member is a learner. 1 if is, 0 otherwise.", 0)?;
-        let changes = ConstCounter::new(s.raft.status.leader_changes.load(std::sync::atomic::Ordering::SeqCst));
+        let changes = ConstCounter::new(s.leader_changes);
         changes.encode(e.encode_descriptor(
             "etcd_server_leader_changes_seen",
             "The number of leader changes seen.",
@@ -327,13 +352,13 @@ impl Collector for ServerCollector {
             e,
             "etcd_server_proposals_applied_total",
             "The total number of consensus proposals applied.",
-            s.applied_index() as i64,
+            s.applied_index as i64,
         )?;
         gauge(
             e,
             "etcd_server_proposals_committed_total",
             "The total number of consensus proposals committed.",
-            s.commit_index() as i64,
+            s.commit_index as i64,
         )?;
         gauge(
             e,
@@ -351,7 +376,7 @@ impl Collector for ServerCollector {
             e,
             "modkv_build_info",
             "modkv's version and the etcd version it speaks. Always 1.",
-            &[("version", env!("CARGO_PKG_VERSION")), ("etcd_version", ETCD_VERSION)],
+            &[("version", crate::version::MODKV_VERSION), ("etcd_version", ETCD_VERSION)],
         )?;
         Ok(())
     }

@@ -18,18 +18,32 @@ use super::host::{wit, CallError};
 use super::Plugins;
 use crate::error::Error;
 use crate::metrics::plugin::CallOutcome;
-use crate::proto::etcdserverpb::request_op::Request as Op;
-use crate::proto::etcdserverpb::{PutRequest, TxnRequest};
+use crate::proto::etcdserverpb::PutRequest;
 
 /// Largest request body handed to a plugin route.
 const MAX_HTTP_BODY: usize = 4 << 20;
 /// Longest rejection message passed on to the client.
 const MAX_REJECTION: usize = 1024;
 
+impl crate::server::hooks::PrePut for Plugins {
+    fn active(&self) -> bool {
+        self.registry.load().any_hooks
+    }
+
+    fn pre_put<'a>(
+        &'a self,
+        r: &'a mut PutRequest,
+        in_txn: bool,
+        chain: &'a [Arc<str>],
+    ) -> futures::future::BoxFuture<'a, Result<(), Error>> {
+        Box::pin(self.run_pre_put(r, in_txn, chain))
+    }
+}
+
 impl Plugins {
     /// Runs the pre-put hooks for `r` (in file-name order), skipping the plugins in `chain` (those whose
     /// host `put` this is). A rewrite replaces `r.value`.
-    pub async fn pre_put(&self, r: &mut PutRequest, in_txn: bool, chain: &[Arc<str>]) -> Result<(), Error> {
+    pub async fn run_pre_put(&self, r: &mut PutRequest, in_txn: bool, chain: &[Arc<str>]) -> Result<(), Error> {
         if r.ignore_value || !self.registry.load().any_hooks {
             return Ok(());
         }
@@ -60,21 +74,6 @@ impl Plugins {
                         return Err(Error::PluginFailed { plugin: p.name().to_string(), reason: e.to_string() });
                     }
                 },
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs the pre-put hooks for every put of `t`, in order: both branches, nested txns included.
-    pub async fn pre_put_txn(&self, t: &mut TxnRequest, chain: &[Arc<str>]) -> Result<(), Error> {
-        if !self.registry.load().any_hooks {
-            return Ok(());
-        }
-        for op in t.success.iter_mut().chain(t.failure.iter_mut()) {
-            match &mut op.request {
-                Some(Op::RequestPut(p)) => self.pre_put(p, true, chain).await?,
-                Some(Op::RequestTxn(n)) => Box::pin(self.pre_put_txn(n, chain)).await?,
-                _ => {}
             }
         }
         Ok(())

@@ -282,27 +282,33 @@ pub struct PluginHost {
     runtime: Arc<Runtime>,
 }
 
-/// Starts the plugin layer of `server`: loads every plugin in `dir` (errors are logged per plugin), then
-/// watches the directory and SIGHUP. Fails only if the engine cannot be created.
-pub async fn start(server: &Arc<EtcdServer>, dir: &Path, cache_dir: Option<PathBuf>) -> Result<PluginHost, String> {
+/// Starts `plugins`, the plugin layer of `server`: loads every plugin in `dir` (errors are logged per
+/// plugin), then watches the directory and SIGHUP. Fails only if the engine cannot be created.
+pub async fn start(
+    plugins: &Arc<Plugins>,
+    server: &Arc<EtcdServer>,
+    metrics: Arc<Metrics>,
+    dir: &Path,
+    cache_dir: Option<PathBuf>,
+) -> Result<PluginHost, String> {
     let runtime = Runtime::new(cache_dir)?;
     let host = Arc::new(Host {
         runtime: runtime.clone(),
-        metrics: server.metrics.clone(),
+        metrics,
         dir: dir.to_path_buf(),
         server: Arc::downgrade(server),
         reloading: tokio::sync::Mutex::new(()),
     });
-    if server.plugins.host.set(host).is_err() {
+    if plugins.host.set(host).is_err() {
         return Err("plugins already started".into());
     }
     if !dir.is_dir() {
         tracing::warn!(dir = %dir.display(), "--plugin-dir is not a directory (yet); watching it");
     }
     let mut seen = snapshot(dir);
-    server.plugins.reload("startup").await;
+    plugins.reload("startup").await;
     let (stop, mut stopped) = watch::channel(false);
-    let weak = Arc::downgrade(server);
+    let weak = Arc::downgrade(plugins);
     let dir = dir.to_path_buf();
     let task = tokio::spawn(async move {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -337,8 +343,8 @@ pub async fn start(server: &Arc<EtcdServer>, dir: &Path, cache_dir: Option<PathB
             };
             seen = snapshot(&dir);
             pending = None;
-            let Some(server) = weak.upgrade() else { return };
-            server.plugins.reload(why).await;
+            let Some(plugins) = weak.upgrade() else { return };
+            plugins.reload(why).await;
         }
     });
     Ok(PluginHost { stop, task, runtime })

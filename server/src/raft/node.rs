@@ -13,8 +13,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::log::RaftLog;
 use super::transport::Transport;
 use crate::error::{Error, Result};
-use crate::server::wait::Wait;
 use crate::storage::{Backend, WriteBatch};
+use crate::wait::Fail;
 
 /// Entries kept in the log behind the applied index when it is compacted, so a briefly slow peer can
 /// still catch up from the log (etcd's `SnapshotCatchUpEntries`).
@@ -149,7 +149,8 @@ impl RaftHandle {
 pub struct RaftNode {
     node: RawNode<RaftLog>,
     backend: Arc<dyn Backend>,
-    wait: Arc<Wait>,
+    /// The requests waiting for their proposals: those raft drops are failed here.
+    wait: Arc<dyn Fail>,
     rx: mpsc::Receiver<Command>,
     apply_tx: mpsc::UnboundedSender<ToApply>,
     transport: Option<Arc<Transport>>,
@@ -174,7 +175,7 @@ impl RaftNode {
         cfg: NodeConfig,
         mut log: RaftLog,
         backend: Arc<dyn Backend>,
-        wait: Arc<Wait>,
+        wait: Arc<dyn Fail>,
         applied_index: u64,
         applied: watch::Receiver<u64>,
         apply_tx: mpsc::UnboundedSender<ToApply>,
@@ -310,16 +311,16 @@ impl RaftNode {
             Command::Propose { id, data } => {
                 if let Err(e) = self.node.propose(vec![], data) {
                     tracing::debug!(%e, "proposal dropped");
-                    self.wait.trigger(id, Err(Error::NoLeader));
+                    self.wait.fail(id, Error::NoLeader);
                 }
             }
             Command::ProposeConfChange { id, cc, context } => {
                 if self.node.raft.has_pending_conf() {
                     // raft-rs would turn the change into an empty entry; refuse it instead.
-                    self.wait.trigger(id, Err(Error::Unhealthy));
+                    self.wait.fail(id, Error::Unhealthy);
                 } else if let Err(e) = self.node.propose_conf_change(context, cc) {
                     tracing::info!(%e, "configuration change refused by raft");
-                    self.wait.trigger(id, Err(conf_change_error(e)));
+                    self.wait.fail(id, conf_change_error(e));
                 }
             }
             Command::ReadIndex(tx) => self.reads.push(tx),

@@ -38,9 +38,9 @@ use tonic::transport::Channel;
 
 use super::dial::PeerDialer;
 use super::RaftHandle;
+use crate::membership::Cluster;
 use crate::proto::modkvpb::peer_client::PeerClient;
 use crate::proto::modkvpb::MessageBatch;
-use crate::server::membership::Cluster;
 
 /// Messages waiting for one peer before new ones are dropped.
 const QUEUE: usize = 4096;

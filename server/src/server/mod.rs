@@ -9,12 +9,11 @@
 
 pub mod compactor;
 pub mod election;
+pub mod hooks;
 pub mod idgen;
 pub mod lock;
-pub mod members;
-pub mod membership;
+pub mod reconfig;
 pub mod validate;
-pub mod wait;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,6 +26,7 @@ use crate::alarm::AlarmStore;
 use crate::apply::{self, Applied};
 use crate::error::{Error, Result};
 use crate::lease::{Lessor, MAX_LEASE_TTL};
+use crate::membership::Cluster;
 use crate::metrics::Metrics;
 use crate::mvcc::KvStore;
 use crate::proto::etcdserverpb::alarm_request::AlarmAction;
@@ -39,15 +39,10 @@ use crate::proto::etcdserverpb::{
 use crate::proto::modkvpb::{InternalRaftRequest, RequestHeader};
 use crate::raft::RaftHandle;
 use crate::storage::{Backend, WriteBatch};
+use crate::wait::Wait;
 use crate::watch::WatchHub;
+use hooks::PrePut;
 use idgen::IdGen;
-use membership::Cluster;
-use wait::Wait;
-
-/// The etcd version modkv speaks on the wire (what `etcdctl endpoint status` shows).
-pub const ETCD_VERSION: &str = "3.4.23";
-/// The etcd cluster version modkv reports.
-pub const ETCD_CLUSTER_VERSION: &str = "3.4.0";
 
 pub struct ServerConfig {
     /// Largest state machine size before writes are refused (`--quota-backend-bytes`).
@@ -67,10 +62,11 @@ pub struct Parts {
     pub backend: Arc<dyn Backend>,
     pub cluster: Arc<Cluster>,
     pub raft: RaftHandle,
-    pub wait: Arc<Wait>,
+    pub wait: Arc<Wait<Applied>>,
     pub applied: watch::Receiver<u64>,
     pub metrics: Arc<Metrics>,
     pub dialer: Arc<crate::raft::PeerDialer>,
+    pub pre_put: Arc<dyn PrePut>,
 }
 
 /// Bytes etcd adds to a put's quota cost for the key's bookkeeping, and to a lease grant's.
@@ -89,14 +85,14 @@ pub struct EtcdServer {
     pub backend: Arc<dyn Backend>,
     pub cluster: Arc<Cluster>,
     pub raft: RaftHandle,
-    wait: Arc<Wait>,
+    wait: Arc<Wait<Applied>>,
     applied: watch::Receiver<u64>,
     pub metrics: Arc<Metrics>,
     /// Clients of other members' peer service (requests only the leader answers are sent there).
     dialer: Arc<crate::raft::PeerDialer>,
     ids: IdGen,
-    /// The WebAssembly plugins: their pre-put hooks run in `put` and `txn` before the proposal.
-    pub plugins: crate::plugin::Plugins,
+    /// Pre-put hooks (the WebAssembly plugins'): run in `put` and `txn` before the proposal.
+    pre_put: Arc<dyn PrePut>,
 }
 
 impl EtcdServer {
@@ -116,7 +112,7 @@ impl EtcdServer {
             metrics: p.metrics,
             dialer: p.dialer,
             ids,
-            plugins: crate::plugin::Plugins::default(),
+            pre_put: p.pre_put,
         }
     }
 
@@ -175,7 +171,7 @@ impl EtcdServer {
     pub async fn put_by(&self, mut r: PutRequest, plugins: &[Arc<str>]) -> Result<PutResponse> {
         validate::put(&r)?;
         self.not_learner()?;
-        self.plugins.pre_put(&mut r, false, plugins).await?;
+        self.pre_put.pre_put(&mut r, false, plugins).await?;
         self.check_quota(PUT_OVERHEAD + (r.key.len() + r.value.len()) as u64).await?;
         self.propose_for(InternalRaftRequest { put: Some(r), ..Default::default() }).await
     }
@@ -202,7 +198,7 @@ impl EtcdServer {
             self.fill(&mut resp.header);
             return Ok(resp);
         }
-        self.plugins.pre_put_txn(&mut r, &[]).await?;
+        hooks::pre_put_txn(&*self.pre_put, &mut r, &[]).await?;
         self.check_quota(txn_cost(&r)).await?;
         self.propose_for(InternalRaftRequest { txn: Some(r), ..Default::default() }).await
     }
@@ -374,6 +370,22 @@ impl EtcdServer {
             .map_err(|_| Error::Timeout)?
             .map_err(|_| Error::Stopped)?;
         Ok(())
+    }
+}
+
+impl crate::metrics::MemberView for EtcdServer {
+    fn member_state(&self) -> crate::metrics::MemberState {
+        crate::metrics::MemberState {
+            member_id: self.cluster.member_id,
+            leader: self.leader(),
+            leader_changes: self.raft.status.leader_changes.load(Ordering::SeqCst),
+            applied_index: self.applied_index(),
+            commit_index: self.commit_index(),
+            current_rev: self.kv.current_rev(),
+            compact_rev: self.kv.compact_rev(),
+            db_size: self.backend.size_on_disk(),
+            db_size_in_use: self.backend.size_in_use(),
+        }
     }
 }
 

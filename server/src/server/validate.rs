@@ -15,11 +15,7 @@ use crate::mvcc::KeyRange;
 use crate::proto::etcdserverpb::request_op::Request;
 use crate::proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
 
-/// The deepest txn nesting accepted (the outer txn is level 1): what etcd's default op budget (128) allows,
-/// 128 one-op levels around an empty txn. Deeper txns are answered as etcd answers an exhausted budget. Protobuf decoding
-/// stops at 100 message levels (two per txn level), so txns past 49 levels are decoded with
-/// `proto::deep`, at the API and at apply alike.
-pub const MAX_TXN_DEPTH: usize = 129;
+pub use crate::proto::MAX_TXN_DEPTH;
 
 /// etcd 3.4 checks only the key; unknown sort options are ignored when the range is served.
 pub fn range(r: &RangeRequest) -> Result<()> {

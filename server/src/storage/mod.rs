@@ -13,6 +13,7 @@
 //! index in the same batch as the key-value changes it covers, and the raft layer writes entries and hard
 //! state together with `sync = true` before anything that depends on them leaves the node.
 
+pub mod data_dir;
 mod rocks;
 pub mod snapshot;
 

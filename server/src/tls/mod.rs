@@ -75,12 +75,6 @@ pub enum TlsError {
     Setup(String),
 }
 
-impl From<TlsError> for crate::embed::EmbedError {
-    fn from(e: TlsError) -> Self {
-        crate::embed::EmbedError::Server(e.to_string())
-    }
-}
-
 /// The flag names of one side, for messages.
 #[derive(Clone, Copy)]
 struct Side {

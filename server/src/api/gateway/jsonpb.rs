@@ -25,8 +25,8 @@ use super::gojson::{self, Kind};
 
 /// The deepest message nesting decoded. Only a txn nests without bound (a `TxnRequest` holds
 /// `RequestOp`s that hold `TxnRequest`s: two levels per txn); this lets every txn the server accepts
-/// (`validate::MAX_TXN_DEPTH` levels) through, and a level more, and stops the recursion on the rest.
-const MAX_MESSAGE_DEPTH: usize = 2 * (crate::server::validate::MAX_TXN_DEPTH + 2);
+/// (`proto::MAX_TXN_DEPTH` levels) through, and a level more, and stops the recursion on the rest.
+const MAX_MESSAGE_DEPTH: usize = 2 * (crate::proto::MAX_TXN_DEPTH + 2);
 /// What a txn nested deeper than [`MAX_MESSAGE_DEPTH`] gets: etcd decodes it and then refuses it for
 /// exhausting its op budget with this message.
 const TOO_DEEP: &str = "etcdserver: too many operations in txn request";

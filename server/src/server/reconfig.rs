@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 
-use super::membership::{self, ChangeContext, Member};
 use super::EtcdServer;
 use crate::apply::Applied;
 use crate::error::{Error, Result};
+use crate::membership::{self, ChangeContext, Member};
 use crate::proto::etcdserverpb as pb;
 use crate::proto::modkvpb::member_change_request::Request as Change;
 use crate::proto::modkvpb::peer_client::PeerClient;
@@ -31,16 +31,6 @@ use tonic::transport::Channel;
 const LEARNER_READY: f64 = 0.9;
 /// Learners a cluster may have at once (etcd's `maxLearners`).
 const MAX_LEARNERS: usize = 1;
-
-pub fn to_pb(m: Member) -> pb::Member {
-    pb::Member {
-        id: m.id,
-        name: m.name,
-        peer_ur_ls: m.peer_urls,
-        client_ur_ls: m.client_urls,
-        is_learner: m.is_learner,
-    }
-}
 
 /// Peer URLs as etcd keeps them, or etcd's error for a bad one.
 fn parse_urls(urls: &[String]) -> Result<Vec<String>> {
@@ -84,7 +74,7 @@ impl EtcdServer {
             Change::Promote(r) => self.member_promote(r.id).await?,
             Change::Update(r) => self.member_update(r).await?,
         };
-        Ok(MemberChangeResponse { member: Some(to_pb(member)), members: members.into_iter().map(to_pb).collect() })
+        Ok(MemberChangeResponse { member: Some(member.into()), members: members.into_iter().map(Into::into).collect() })
     }
 
     /// A peer-service client for the leader (for what only the leader can answer).

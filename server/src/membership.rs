@@ -20,6 +20,18 @@ pub struct Member {
     pub is_learner: bool,
 }
 
+impl From<Member> for crate::proto::etcdserverpb::Member {
+    fn from(m: Member) -> Self {
+        crate::proto::etcdserverpb::Member {
+            id: m.id,
+            name: m.name,
+            peer_ur_ls: m.peer_urls,
+            client_ur_ls: m.client_urls,
+            is_learner: m.is_learner,
+        }
+    }
+}
+
 /// A URL as etcd prints it: no trailing slash on an empty path.
 pub fn url_string(u: &url::Url) -> String {
     u.as_str().trim_end_matches('/').to_string()
