@@ -4,21 +4,24 @@
 //!   Listeners::bind(cfg)                      bind every peer, client and metrics URL first, so a port in
 //!        │                                    use fails before anything is touched on disk
 //!   start(cfg, listeners)
-//!        ├─ 1. open the data dir and storage  (RocksDB; mvcc index rebuilt; applied index read)
-//!        ├─ 2. load or bootstrap membership   (member / cluster ids from peer URLs + token)
-//!        ├─ 3. create the server, start raft and apply
-//!        ├─ 4. serve peers                    (raft messages over h2, forwarded leader-only requests)
-//!        ├─ 5. serve clients                  (gRPC on every --listen-client-urls)
-//!        └─ 6. serve metrics                  (--listen-metrics-urls)
+//!        ├─ 1. open_storage       data dir, TLS files, RocksDB; mvcc index rebuilt; applied index read
+//!        ├─ 2. load_cluster       member / cluster ids from the data dir, --initial-cluster, or a join
+//!        ├─ 3. start_raft         raft node with its peer transport (own thread), apply (own thread)
+//!        ├─ 4. the server         EtcdServer over storage, raft and the plugins' pre-put hook
+//!        ├─ 5. load_plugins       --plugin-dir loaded before any client is served, then watched
+//!        ├─ 6. start_background   lease expiry, watcher catch-up, auto compaction, publish attributes
+//!        ├─ 7. serve_peers        raft messages over h2, forwarded leader-only requests
+//!        ├─ 8. serve_clients      gRPC and HTTP on every --listen-client-urls
+//!        └─ 9. serve_metrics      /metrics and /health on --listen-metrics-urls
 //!   Etcd::ready()   resolves once a linearizable read succeeds: a leader is known and caught up
-//!   Etcd::err()     the single error channel every listener, raft and apply report to
+//!   Etcd::err()     the single error channel every listener, raft and apply report to ([`Stop`])
 //!   Etcd::close()   stops in the order written in `close`
 //! ```
 //!
 //! The library takes already-bound listeners and a shutdown future, so tests can bind port 0.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,8 +32,10 @@ use url::Url;
 use crate::alarm::AlarmStore;
 use crate::apply::{self, Applier};
 use crate::config::{ClusterState, Config};
+use crate::fatal::{Reporter, Stop};
 use crate::lease::Lessor;
 use crate::membership::{self, Cluster};
+use crate::metrics::Metrics;
 use crate::mvcc::KvStore;
 use crate::raft::log::RaftLog;
 use crate::raft::{NodeConfig, PeerDialer, RaftNode, Transport};
@@ -121,14 +126,13 @@ fn bind_all(flag: &'static str, urls: &[Url]) -> Result<Vec<std::net::TcpListene
 pub struct Etcd {
     pub server: Arc<EtcdServer>,
     pub client_addrs: Vec<SocketAddr>,
-    errors: mpsc::UnboundedReceiver<String>,
+    backend: Arc<dyn Backend>,
+    errors: mpsc::UnboundedReceiver<Stop>,
     stop_serving: watch::Sender<bool>,
     serving: Vec<JoinHandle<()>>,
     stop_background: watch::Sender<bool>,
     background: Vec<JoinHandle<()>>,
-    raft_stop: Option<oneshot::Sender<()>>,
-    raft_thread: Option<std::thread::JoinHandle<()>>,
-    apply_thread: Option<std::thread::JoinHandle<()>>,
+    core: Option<Core>,
     plugins: Option<crate::plugin::PluginHost>,
 }
 
@@ -206,7 +210,7 @@ async fn join_cluster(cfg: &Config, dialer: &PeerDialer) -> Result<Cluster, Embe
     )))
 }
 
-/// Loads the cluster from the data dir, or bootstraps it from `--initial-cluster` on a new member (or
+/// Step 2: loads the cluster from the data dir, or bootstraps it from `--initial-cluster` on a new member (or
 /// joins the running one).
 async fn load_cluster(cfg: &Config, backend: &dyn Backend, dialer: &PeerDialer) -> Result<Arc<Cluster>, EmbedError> {
     let cluster = match Cluster::load(backend)? {
@@ -236,18 +240,78 @@ async fn load_cluster(cfg: &Config, backend: &dyn Backend, dialer: &PeerDialer) 
     Ok(Arc::new(cluster))
 }
 
-/// Starts a member on already-bound listeners.
+/// Starts a member on already-bound listeners, in etcd's order: storage, membership, raft, then what
+/// serves — plugins first, so no put reaches a client port before the hooks that check it.
 pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedError> {
     tracing::info!(name = %cfg.name, data_dir = %cfg.data_dir.display(), version = crate::version::MODKV_VERSION, "starting modkv");
-
-    // 1. Storage (its writes timed for the metrics).
     let metrics = crate::metrics::Metrics::new(cfg.quota_backend_bytes);
     let db_path = crate::storage::data_dir::prepare(&cfg.data_dir)?;
     // TLS for https:// listeners: read the certificates now (a bad file stops the start before storage
     // is opened); --auto-tls writes into the data dir, so after it exists.
     let tls = crate::tls::TlsConfigs::build(cfg)?;
+    let state = open_storage(cfg, &db_path, &metrics)?;
+    let dialer = PeerDialer::new(tls.peer.as_ref());
+    let cluster = load_cluster(cfg, &*state.backend, &dialer).await?;
+    let (fatal, errors) = mpsc::unbounded_channel();
+    let (core, raft) = start_raft(cfg, &state, &cluster, &dialer, &fatal)?;
+    let plugins = Arc::new(crate::plugin::Plugins::default());
+    let parts = Parts {
+        kv: state.kv.clone(),
+        lessor: state.lessor.clone(),
+        alarms: state.alarms.clone(),
+        watch: state.watch.clone(),
+        backend: state.backend.clone(),
+        cluster,
+        raft: raft.handle,
+        wait: raft.wait,
+        applied: raft.applied,
+        metrics: metrics.clone(),
+        dialer,
+        pre_put: plugins.clone(),
+    };
+    let server = Arc::new(EtcdServer::new(server_config(cfg), parts));
+    metrics.set_member(&server);
+    let plugin_host = load_plugins(cfg, &plugins, &server, &metrics).await?;
+    let (stop_background, background_rx) = watch::channel(false);
+    let background = start_background(cfg, &server, &state.watch, background_rx);
+
+    let (stop_serving, stop_rx) = watch::channel(false);
+    let mut serving = serve_peers(cfg, listeners.peer, &tls, &core, &server, &stop_rx, &fatal)?;
+    let handles = server.handles();
+    let (client_addrs, clients) =
+        serve_clients(cfg, listeners.client, &tls, &handles, &plugins, &metrics, &stop_rx, &fatal)?;
+    serving.extend(clients);
+    serving.extend(serve_metrics(listeners.metrics, &handles, &metrics, &stop_rx, &fatal));
+
+    Ok(Etcd {
+        server,
+        client_addrs,
+        backend: state.backend,
+        errors,
+        stop_serving,
+        serving,
+        stop_background,
+        background,
+        core: Some(core),
+        plugins: plugin_host,
+    })
+}
+
+/// The state machine as storage holds it.
+struct State {
+    backend: Arc<dyn Backend>,
+    kv: Arc<KvStore>,
+    lessor: Arc<Lessor>,
+    alarms: Arc<AlarmStore>,
+    watch: Arc<WatchHub>,
+    applied_index: u64,
+}
+
+/// Step 1: opens RocksDB in the data dir (its writes timed for the metrics), rebuilds the mvcc index,
+/// loads leases and alarms, and reads the applied index.
+fn open_storage(cfg: &Config, db_path: &Path, metrics: &Arc<Metrics>) -> Result<State, EmbedError> {
     let backend: Arc<dyn Backend> = Arc::new(
-        RocksDb::open(&db_path)
+        RocksDb::open(db_path)
             .map_err(|e| EmbedError::DataDir {
                 path: cfg.data_dir.clone(),
                 reason: format!("cannot open storage: {e}"),
@@ -257,25 +321,44 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
     let kv = Arc::new(KvStore::open(backend.clone())?);
     let lessor = Arc::new(Lessor::open(&*backend, &kv, cfg.election_timeout)?);
     let alarms = Arc::new(AlarmStore::open(&*backend)?);
-    let watch_hub = WatchHub::new(kv.clone());
+    let watch = WatchHub::new(kv.clone());
     let applied_index = apply::stored_applied_index(&*backend)?;
     tracing::info!(revision = kv.current_rev(), applied_index, "opened storage");
+    Ok(State { backend, kv, lessor, alarms, watch, applied_index })
+}
 
-    // 2. Membership.
-    let dialer = PeerDialer::new(tls.peer.as_ref());
-    let cluster = load_cluster(cfg, &*backend, &dialer).await?;
+/// The raft node and apply threads, and the receiving half of the peer transport.
+struct Core {
+    receiver: crate::raft::Receiver,
+    raft_stop: oneshot::Sender<()>,
+    raft_thread: std::thread::JoinHandle<()>,
+    apply_thread: std::thread::JoinHandle<()>,
+}
+
+/// What the server takes from the running raft node and apply thread.
+struct RaftParts {
+    handle: crate::raft::RaftHandle,
+    wait: Arc<Wait<crate::apply::Applied>>,
+    applied: watch::Receiver<u64>,
+}
+
+/// Step 3: starts the raft node (with its peer transport) and the apply thread.
+fn start_raft(
+    cfg: &Config,
+    state: &State,
+    cluster: &Arc<Cluster>,
+    dialer: &Arc<PeerDialer>,
+    fatal: &Reporter,
+) -> Result<(Core, RaftParts), EmbedError> {
     tracing::info!(
         member_id = format_args!("{:x}", cluster.member_id),
         cluster_id = format_args!("{:x}", cluster.cluster_id),
         "member identity"
     );
-
-    // 3. Raft, apply and the server.
-    let (fatal_tx, errors) = mpsc::unbounded_channel();
     let wait = Arc::new(Wait::default());
-    let (applied_tx, applied_rx) = watch::channel(applied_index);
+    let (applied_tx, applied_rx) = watch::channel(state.applied_index);
     let (apply_tx, apply_rx) = mpsc::unbounded_channel();
-    let log = RaftLog::open(backend.clone()).map_err(crate::error::Error::from)?;
+    let log = RaftLog::open(state.backend.clone()).map_err(crate::error::Error::from)?;
     let heartbeat = cfg.heartbeat_interval.max(Duration::from_millis(1));
     let node_cfg = NodeConfig {
         id: cluster.member_id,
@@ -285,146 +368,181 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
         election_ticks: ((cfg.election_timeout.as_millis() / heartbeat.as_millis()) as usize).max(2),
         snapshot_count: cfg.snapshot_count,
     };
-    let (mut node, raft) =
-        RaftNode::new(node_cfg, log, backend.clone(), wait.clone(), applied_index, applied_rx.clone(), apply_tx)?;
-    node.set_transport(Transport::new(
-        cluster.clone(),
-        raft.clone(),
-        tokio::runtime::Handle::current(),
-        dialer.clone(),
-    ));
+    let (raft, inbox) = crate::raft::channel();
+    let transport = Transport::new(cluster.clone(), raft.clone(), tokio::runtime::Handle::current(), dialer.clone());
+    let node = RaftNode::new(
+        node_cfg,
+        log,
+        state.backend.clone(),
+        wait.clone(),
+        state.applied_index,
+        applied_rx.clone(),
+        apply_tx,
+        inbox,
+        transport,
+    )?;
     let applier = Applier {
-        kv: kv.clone(),
-        lessor: lessor.clone(),
-        alarms: alarms.clone(),
-        watch: watch_hub.clone(),
+        kv: state.kv.clone(),
+        lessor: state.lessor.clone(),
+        alarms: state.alarms.clone(),
+        watch: state.watch.clone(),
         wait: wait.clone(),
-        backend: backend.clone(),
+        backend: state.backend.clone(),
         cluster: cluster.clone(),
-        applied_index,
+        applied_index: state.applied_index,
         applied_tx,
-        fatal: fatal_tx.clone(),
+        fatal: fatal.clone(),
     };
     let apply_thread =
         applier.spawn(apply_rx).map_err(|e| EmbedError::Server(format!("cannot start apply thread: {e}")))?;
     let (raft_stop, raft_stop_rx) = oneshot::channel();
     let raft_thread = node
-        .spawn(raft_stop_rx, fatal_tx.clone())
+        .spawn(raft_stop_rx, fatal.clone())
         .map_err(|e| EmbedError::Server(format!("cannot start raft thread: {e}")))?;
     tracing::info!("started raft node");
-    let server_cfg = ServerConfig {
+    let core = Core {
+        receiver: crate::raft::Receiver::new(raft.clone(), cluster.clone()),
+        raft_stop,
+        raft_thread,
+        apply_thread,
+    };
+    Ok((core, RaftParts { handle: raft, wait, applied: applied_rx }))
+}
+
+fn server_config(cfg: &Config) -> ServerConfig {
+    ServerConfig {
         quota_backend_bytes: cfg.quota_backend_bytes,
         max_request_bytes: cfg.max_request_bytes,
         max_txn_ops: cfg.max_txn_ops,
         request_timeout: Duration::from_secs(5) + 2 * cfg.election_timeout,
-    };
-    let plugins = Arc::new(crate::plugin::Plugins::default());
-    let parts = Parts {
-        kv,
-        lessor,
-        alarms,
-        watch: watch_hub.clone(),
-        backend,
-        cluster,
-        raft,
-        wait,
-        applied: applied_rx,
-        metrics: metrics.clone(),
-        dialer,
-        pre_put: plugins.clone(),
-    };
-    let server = Arc::new(EtcdServer::new(server_cfg, parts));
-    metrics.set_member(&server);
-    // Plugins: every component in --plugin-dir is loaded before clients are served (a plugin that fails
-    // to load is logged and skipped), then the directory is watched for changes (and SIGHUP).
-    let plugin_host = match &cfg.plugin_dir {
-        Some(dir) => Some(
-            crate::plugin::start(&plugins, &server, metrics.clone(), dir, Some(cfg.data_dir.join("plugin-cache")))
-                .await
-                .map_err(|e| EmbedError::Server(format!("--plugin-dir {}: {e}", dir.display())))?,
-        ),
-        None => None,
-    };
+    }
+}
 
-    let (stop_serving, stop_rx) = watch::channel(false);
+/// Step 5: every component in --plugin-dir is loaded before clients are served (a plugin that fails to
+/// load is logged and skipped), then the directory is watched for changes (and SIGHUP).
+async fn load_plugins(
+    cfg: &Config,
+    plugins: &Arc<crate::plugin::Plugins>,
+    server: &Arc<EtcdServer>,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<crate::plugin::PluginHost>, EmbedError> {
+    let Some(dir) = &cfg.plugin_dir else { return Ok(None) };
+    let cache = Some(cfg.data_dir.join("plugin-cache"));
+    crate::plugin::start(plugins, server, metrics.clone(), dir, cache)
+        .await
+        .map(Some)
+        .map_err(|e| EmbedError::Server(format!("--plugin-dir {}: {e}", dir.display())))
+}
+
+/// Step 6: the server's background work until `stop` fires: lease expiry (while leading), catching up
+/// slow watchers, auto compaction, and publishing this member's name and client URLs through raft once
+/// there is a leader (as etcd does at every start), so every member lists them.
+fn start_background(
+    cfg: &Config,
+    server: &Arc<EtcdServer>,
+    watch_hub: &Arc<WatchHub>,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let (publisher, name) = (server.clone(), cfg.name.clone());
+    let urls: Vec<String> = cfg.advertise_client_urls.iter().map(membership::url_string).collect();
+    let mut publish_stop = stop.clone();
+    let publish = async move {
+        loop {
+            match publisher.publish(&name, urls.clone()).await {
+                Ok(()) => return tracing::info!("published member attributes"),
+                Err(e) => tracing::debug!(%e, "publishing member attributes; retrying"),
+            }
+            tokio::select! {
+                _ = publish_stop.changed() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    };
+    vec![
+        tokio::spawn(server.clone().run_lease_expiry(stop.clone())),
+        tokio::spawn(watch_hub.clone().run_sync(stop.clone())),
+        tokio::spawn(crate::server::compactor::run(server.clone(), cfg.auto_compaction, stop)),
+        tokio::spawn(publish),
+    ]
+}
+
+/// Step 7: the peer port on every --listen-peer-urls listener: raft messages, the member list for
+/// joining members, and what followers forward to the leader, over h2.
+fn serve_peers(
+    cfg: &Config,
+    listeners: Vec<std::net::TcpListener>,
+    tls: &crate::tls::TlsConfigs,
+    core: &Core,
+    server: &Arc<EtcdServer>,
+    stop: &watch::Receiver<bool>,
+    fatal: &Reporter,
+) -> Result<Vec<JoinHandle<()>>, EmbedError> {
     let mut serving = Vec::new();
-    // Background work of the server: lease expiry (while leading), catching up slow watchers, auto compaction.
-    let (stop_background, background_rx) = watch::channel(false);
-    let background_rx_publish = background_rx.clone();
-    let mut background = vec![
-        tokio::spawn(server.clone().run_lease_expiry(background_rx.clone())),
-        tokio::spawn(watch_hub.run_sync(background_rx.clone())),
-        tokio::spawn(crate::server::compactor::run(server.clone(), cfg.auto_compaction, background_rx)),
-    ];
-
-    // 4. Peers: raft messages, the member list for joining members, and what followers forward to the
-    //    leader, over h2 on every --listen-peer-urls listener.
-    for (i, l) in listeners.peer.into_iter().enumerate() {
+    for (i, l) in listeners.into_iter().enumerate() {
         let acceptor =
             cfg.listen_peer_urls.get(i).and_then(|url| crate::tls::acceptor_for(url, tls.peer_acceptor().as_ref()));
         let addr = l.local_addr().map_err(|e| EmbedError::Server(e.to_string()))?;
         let l = tokio::net::TcpListener::from_std(l).map_err(|e| EmbedError::Server(format!("peer listener: {e}")))?;
-        let serve = crate::api::peer::serve(l, server.clone(), acceptor, stop_rx.clone(), fatal_tx.clone());
+        let requests: Arc<dyn crate::server::v3::PeerRequests> = server.clone();
+        let serve = crate::api::peer::serve(l, core.receiver.clone(), requests, acceptor, stop.clone(), fatal.clone());
         serving.push(tokio::spawn(serve));
         tracing::info!(%addr, "serving peer traffic");
     }
-    // Publish this member's name and client URLs through raft once there is a leader (as etcd does at
-    // every start), so every member lists them.
-    {
-        let (server, name) = (server.clone(), cfg.name.clone());
-        let urls: Vec<String> = cfg.advertise_client_urls.iter().map(membership::url_string).collect();
-        let mut stop = background_rx_publish;
-        background.push(tokio::spawn(async move {
-            loop {
-                match server.publish(&name, urls.clone()).await {
-                    Ok(()) => return tracing::info!("published member attributes"),
-                    Err(e) => tracing::debug!(%e, "publishing member attributes; retrying"),
-                }
-                tokio::select! {
-                    _ = stop.changed() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
-            }
-        }));
-    }
+    Ok(serving)
+}
 
-    // 5. Clients.
-    let mut client_addrs = Vec::new();
-    for (i, l) in listeners.client.into_iter().enumerate() {
+/// Step 8: the client port on every --listen-client-urls listener: gRPC and HTTP (gateway, health,
+/// version, metrics, plugin routes) on one mux.
+#[allow(clippy::too_many_arguments)]
+fn serve_clients(
+    cfg: &Config,
+    listeners: Vec<std::net::TcpListener>,
+    tls: &crate::tls::TlsConfigs,
+    handles: &crate::server::v3::Handles,
+    plugins: &Arc<crate::plugin::Plugins>,
+    metrics: &Arc<Metrics>,
+    stop: &watch::Receiver<bool>,
+    fatal: &Reporter,
+) -> Result<(Vec<SocketAddr>, Vec<JoinHandle<()>>), EmbedError> {
+    let (mut addrs, mut serving) = (Vec::new(), Vec::new());
+    for (i, l) in listeners.into_iter().enumerate() {
         let acceptor =
             cfg.listen_client_urls.get(i).and_then(|url| crate::tls::acceptor_for(url, tls.client_acceptor().as_ref()));
         let addr = l.local_addr().map_err(|e| EmbedError::Server(e.to_string()))?;
-        client_addrs.push(addr);
+        addrs.push(addr);
         let l =
             tokio::net::TcpListener::from_std(l).map_err(|e| EmbedError::Server(format!("client listener: {e}")))?;
-        let mux = crate::api::client_mux(server.clone(), plugins.clone(), metrics.clone(), cfg.max_request_bytes);
+        let mux = crate::api::client_mux(handles, plugins.clone(), metrics.clone(), cfg.max_request_bytes);
         let https = acceptor.is_some();
-        serving.push(tokio::spawn(crate::api::mux::serve(l, mux, acceptor, stop_rx.clone(), fatal_tx.clone())));
+        serving.push(tokio::spawn(crate::api::mux::serve(l, mux, acceptor, stop.clone(), fatal.clone())));
         tracing::info!(%addr, https, "serving client traffic (gRPC and HTTP)");
     }
+    Ok((addrs, serving))
+}
 
-    // 6. Metrics: `/metrics` and `/health` on each --listen-metrics-urls listener.
-    for l in listeners.metrics {
-        let addr = l.local_addr().ok();
-        let serve =
-            crate::api::http::serve_metrics(l, server.clone(), metrics.clone(), stop_rx.clone(), fatal_tx.clone());
-        serving.push(tokio::spawn(serve));
-        tracing::info!(?addr, "serving metrics");
-    }
-
-    Ok(Etcd {
-        server,
-        client_addrs,
-        errors,
-        stop_serving,
-        serving,
-        stop_background,
-        background,
-        raft_stop: Some(raft_stop),
-        raft_thread: Some(raft_thread),
-        apply_thread: Some(apply_thread),
-        plugins: plugin_host,
-    })
+/// Step 9: `/metrics` and `/health` on each --listen-metrics-urls listener.
+fn serve_metrics(
+    listeners: Vec<std::net::TcpListener>,
+    handles: &crate::server::v3::Handles,
+    metrics: &Arc<Metrics>,
+    stop: &watch::Receiver<bool>,
+    fatal: &Reporter,
+) -> Vec<JoinHandle<()>> {
+    listeners
+        .into_iter()
+        .map(|l| {
+            let addr = l.local_addr().ok();
+            let serve = crate::api::http::serve_metrics(
+                l,
+                handles.health.clone(),
+                metrics.clone(),
+                stop.clone(),
+                fatal.clone(),
+            );
+            tracing::info!(?addr, "serving metrics");
+            tokio::spawn(serve)
+        })
+        .collect()
 }
 
 impl Etcd {
@@ -433,29 +551,31 @@ impl Etcd {
         wait_ready(&self.server).await
     }
 
-    /// The next fatal error from a listener, raft or apply.
-    pub async fn err(&mut self) -> Option<String> {
+    /// The next reason to stop from a listener, raft or apply.
+    pub async fn err(&mut self) -> Option<Stop> {
         self.errors.recv().await
     }
 
     /// Stops the member, in this order:
-    /// 1. stop accepting client connections and let in-flight requests finish (up to `DRAIN_DEADLINE`);
-    /// 2. stop background work (lease expiry, watcher catch-up);
-    /// 3. stop the raft node (nothing new is committed);
-    /// 4. let apply finish the entries already committed, then stop it;
-    /// 5. flush storage.
+    /// 1. stop accepting peer, client and metrics connections and let in-flight requests finish (up to
+    ///    `DRAIN_DEADLINE`, then they are cut);
+    /// 2. stop the plugins' reloads and the engine's epoch ticker (no request is left to call them);
+    /// 3. stop background work (lease expiry, watcher catch-up, auto compaction, publishing);
+    /// 4. stop the raft node (nothing new is committed);
+    /// 5. let apply finish the entries already committed, then stop it;
+    /// 6. flush storage.
     pub async fn close(mut self) {
-        tracing::info!("stopping: draining client connections");
+        tracing::info!("stopping: draining connections");
         let _ = self.stop_serving.send(true);
         let drain = futures::future::join_all(self.serving.iter_mut());
         if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
-            tracing::warn!("client connections still open after {DRAIN_DEADLINE:?}; closing them");
+            tracing::warn!("connections still open after {DRAIN_DEADLINE:?}; closing them");
             for t in &self.serving {
                 t.abort();
             }
         }
         if let Some(plugins) = self.plugins.take() {
-            tracing::info!("stopping: plugin reloads");
+            tracing::info!("stopping: plugins");
             plugins.stop().await;
         }
         tracing::info!("stopping: background work");
@@ -463,15 +583,15 @@ impl Etcd {
         for t in self.background.drain(..) {
             let _ = t.await;
         }
-        tracing::info!("stopping: raft node");
-        if let Some(stop) = self.raft_stop.take() {
-            let _ = stop.send(());
+        if let Some(core) = self.core.take() {
+            tracing::info!("stopping: raft node");
+            let _ = core.raft_stop.send(());
+            join_thread(core.raft_thread).await;
+            tracing::info!("stopping: apply");
+            join_thread(core.apply_thread).await;
         }
-        join_thread(self.raft_thread.take()).await;
-        tracing::info!("stopping: apply");
-        join_thread(self.apply_thread.take()).await;
         tracing::info!("stopping: flushing storage");
-        if let Err(e) = self.server.backend.flush() {
+        if let Err(e) = self.backend.flush() {
             tracing::error!(%e, "flushing storage failed");
         }
         tracing::info!("stopped");
@@ -484,10 +604,8 @@ async fn wait_ready(server: &EtcdServer) {
     }
 }
 
-async fn join_thread(t: Option<std::thread::JoinHandle<()>>) {
-    if let Some(t) = t {
-        let _ = tokio::task::spawn_blocking(move || t.join()).await;
-    }
+async fn join_thread(t: std::thread::JoinHandle<()>) {
+    let _ = tokio::task::spawn_blocking(move || t.join()).await;
 }
 
 /// Starts a member, reports readiness, and runs until `shutdown` resolves or a component fails.
@@ -510,11 +628,12 @@ pub async fn run(
             }
             _ = &mut shutdown => break Ok(()),
             e = etcd.err() => match e {
-                Some(e) if e == crate::raft::REMOVED => {
-                    tracing::warn!("{e}; stopping");
+                Some(Stop::Removed) => {
+                    tracing::warn!("{}; stopping", Stop::Removed);
                     break Ok(());
                 }
-                e => break Err(EmbedError::Server(e.unwrap_or_else(|| "stopped".into()))),
+                Some(Stop::Failed(e)) => break Err(EmbedError::Server(e)),
+                None => break Err(EmbedError::Server("stopped".into())),
             },
         }
     };

@@ -7,11 +7,25 @@
 
 use tokio::sync::mpsc;
 
+/// Why a member stops by itself, as reported on its error channel.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Stop {
+    /// This member was removed from the cluster: it stops, and (as etcd) that is a clean exit.
+    #[error("the member has been permanently removed from the cluster")]
+    Removed,
+    /// A listener, raft or apply failed: the member stops and the process exits non-zero.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Where a member's parts report that it must stop.
+pub type Reporter = mpsc::UnboundedSender<Stop>;
+
 /// Starts `body` on a named OS thread; if it panics, the panic message is sent to `fatal` (the member's
 /// error channel) so the member stops instead of lingering without the thread.
 pub fn spawn_core_thread(
     name: &'static str,
-    fatal: mpsc::UnboundedSender<String>,
+    fatal: Reporter,
     body: impl FnOnce() + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     // Room for deeply nested requests (txns nest up to 129 levels) applied recursively.
@@ -19,7 +33,7 @@ pub fn spawn_core_thread(
         if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
             let what = panic_message(&*panic);
             tracing::error!(thread = name, "{what}");
-            let _ = fatal.send(format!("the {name} thread panicked: {what}"));
+            let _ = fatal.send(Stop::Failed(format!("the {name} thread panicked: {what}")));
         }
     })
 }
@@ -43,6 +57,6 @@ mod tests {
         let t = spawn_core_thread("test", tx, || panic!("commit index 99 out of range")).unwrap();
         t.join().unwrap();
         let msg = rx.try_recv().unwrap();
-        assert_eq!(msg, "the test thread panicked: commit index 99 out of range");
+        assert_eq!(msg, Stop::Failed("the test thread panicked: commit index 99 out of range".into()));
     }
 }

@@ -11,10 +11,11 @@ use crate::proto::etcdserverpb::{
     MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
 };
 use crate::proto::modkvpb::member_change_request::Request as Change;
-use crate::server::EtcdServer;
+use crate::server::v3::Members;
 
+#[derive(Clone)]
 pub struct ClusterService {
-    pub server: Arc<EtcdServer>,
+    pub server: Arc<dyn Members>,
 }
 
 #[tonic::async_trait]
@@ -22,26 +23,26 @@ impl Cluster for ClusterService {
     async fn member_add(&self, req: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
         let s = &self.server;
         let r = s.change_members(Change::Add(req.into_inner())).await?;
-        Ok(Response::new(MemberAddResponse { header: Some(s.header(0)), member: r.member, members: r.members }))
+        Ok(Response::new(MemberAddResponse { header: Some(s.headers().at(0)), member: r.member, members: r.members }))
     }
 
     async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
         let s = &self.server;
         let r = s.change_members(Change::Remove(req.into_inner())).await?;
-        Ok(Response::new(MemberRemoveResponse { header: Some(s.header(0)), members: r.members }))
+        Ok(Response::new(MemberRemoveResponse { header: Some(s.headers().at(0)), members: r.members }))
     }
 
     async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
         let s = &self.server;
         let r = s.change_members(Change::Update(req.into_inner())).await?;
-        Ok(Response::new(MemberUpdateResponse { header: Some(s.header(0)), members: r.members }))
+        Ok(Response::new(MemberUpdateResponse { header: Some(s.headers().at(0)), members: r.members }))
     }
 
     async fn member_list(&self, _: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
         // etcd's member list header carries no revision.
         let s = &self.server;
-        let members = s.cluster.members().into_iter().map(Into::into).collect();
-        Ok(Response::new(MemberListResponse { header: Some(s.header(0)), members }))
+        let members = s.members().into_iter().map(Into::into).collect();
+        Ok(Response::new(MemberListResponse { header: Some(s.headers().at(0)), members }))
     }
 
     async fn member_promote(
@@ -50,6 +51,6 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         let s = &self.server;
         let r = s.change_members(Change::Promote(req.into_inner())).await?;
-        Ok(Response::new(MemberPromoteResponse { header: Some(s.header(0)), members: r.members }))
+        Ok(Response::new(MemberPromoteResponse { header: Some(s.headers().at(0)), members: r.members }))
     }
 }

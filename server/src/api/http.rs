@@ -8,17 +8,17 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 use crate::plugin::Plugins;
-use crate::server::EtcdServer;
+use crate::server::v3::Health;
 use crate::version::{ETCD_CLUSTER_VERSION, ETCD_VERSION};
 
 /// How long `/health` waits for its quorum read, as etcd does.
 const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub fn router(server: Arc<EtcdServer>, plugins: Arc<Plugins>) -> Router {
+pub fn router(server: Arc<dyn Health>, plugins: Arc<Plugins>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
@@ -60,15 +60,15 @@ pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
 /// changes.
 pub async fn serve_metrics(
     listener: std::net::TcpListener,
-    server: Arc<EtcdServer>,
+    server: Arc<dyn Health>,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
-    errors: mpsc::UnboundedSender<String>,
+    errors: crate::fatal::Reporter,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
-            let _ = errors.send(format!("metrics listener: {e}"));
+            let _ = errors.send(crate::fatal::Stop::Failed(format!("metrics listener: {e}")));
             return;
         }
     };
@@ -77,7 +77,7 @@ pub async fn serve_metrics(
         let _ = stop.changed().await;
     };
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
-        let _ = errors.send(format!("metrics listener: {e}"));
+        let _ = errors.send(crate::fatal::Stop::Failed(format!("metrics listener: {e}")));
     }
 }
 
@@ -96,11 +96,8 @@ fn json(status: StatusCode, body: String) -> Response {
 }
 
 /// Healthy when a leader is known, no alarm is raised and a linearizable read completes within a second.
-async fn health(axum::extract::State(server): axum::extract::State<Arc<EtcdServer>>) -> Response {
-    let healthy = server.leader() != 0
-        && !server.alarms.any()
-        && matches!(tokio::time::timeout(HEALTH_READ_TIMEOUT, server.linearizable_read()).await, Ok(Ok(())));
-    if healthy {
+async fn health(axum::extract::State(server): axum::extract::State<Arc<dyn Health>>) -> Response {
+    if server.healthy(HEALTH_READ_TIMEOUT).await {
         json(StatusCode::OK, r#"{"health":"true"}"#.into())
     } else {
         json(StatusCode::SERVICE_UNAVAILABLE, r#"{"health":"false"}"#.into())

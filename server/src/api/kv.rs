@@ -9,10 +9,11 @@ use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
     RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
-use crate::server::EtcdServer;
+use crate::server::v3::RaftKv;
 
+#[derive(Clone)]
 pub struct KvService {
-    pub server: Arc<EtcdServer>,
+    pub server: Arc<dyn RaftKv>,
 }
 
 #[tonic::async_trait]

@@ -12,44 +12,23 @@ use crate::error::Error;
 use crate::proto::etcdserverpb::lease_server::Lease;
 use crate::proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
-    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse,
+    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
-use crate::server::EtcdServer;
+use crate::server::v3::Leases;
 
+#[derive(Clone)]
 pub struct LeaseService {
-    pub server: Arc<EtcdServer>,
+    pub server: Arc<dyn Leases>,
 }
 
 /// One keep-alive answer: the lease's TTL, or TTL 0 for a lease that does not exist (as etcd answers).
-pub async fn keep_alive_once(server: &EtcdServer, id: i64) -> Result<LeaseKeepAliveResponse, Error> {
-    let ttl = match server.lease_renew(id).await {
+pub async fn keep_alive_once(leases: Arc<dyn Leases>, id: i64) -> Result<LeaseKeepAliveResponse, Error> {
+    let ttl = match leases.renew(id).await {
         Ok(ttl) => ttl,
         Err(Error::LeaseNotFound) => 0,
         Err(e) => return Err(e),
     };
-    Ok(LeaseKeepAliveResponse { header: Some(server.header(server.kv.current_rev())), id, ttl })
-}
-
-/// A lease's remaining time on this member's clock (the leader's is the one that counts: see
-/// `EtcdServer::lease_time_to_live`).
-pub fn time_to_live(server: &EtcdServer, r: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
-    let header = Some(server.header(server.kv.current_rev()));
-    match server.lessor.time_to_live(r.id) {
-        None => LeaseTimeToLiveResponse { header, id: r.id, ttl: -1, ..Default::default() },
-        Some(t) => LeaseTimeToLiveResponse {
-            header,
-            id: r.id,
-            ttl: t.remaining,
-            granted_ttl: t.granted,
-            keys: if r.keys { t.keys } else { vec![] },
-        },
-    }
-}
-
-pub fn leases(server: &EtcdServer) -> LeaseLeasesResponse {
-    let leases = server.lessor.leases().into_iter().map(|id| LeaseStatus { id }).collect();
-    LeaseLeasesResponse { header: Some(server.header(server.kv.current_rev())), leases }
+    Ok(LeaseKeepAliveResponse { header: Some(leases.headers().current()), id, ttl })
 }
 
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
@@ -57,11 +36,11 @@ type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, 
 #[tonic::async_trait]
 impl Lease for LeaseService {
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
-        Ok(Response::new(self.server.lease_grant(req.into_inner()).await?))
+        Ok(Response::new(self.server.grant(req.into_inner()).await?))
     }
 
     async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
-        Ok(Response::new(self.server.lease_revoke(req.into_inner()).await?))
+        Ok(Response::new(self.server.revoke(req.into_inner()).await?))
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;
@@ -75,7 +54,7 @@ impl Lease for LeaseService {
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             while let Some(Ok(r)) = requests.next().await {
-                let resp = keep_alive_once(&server, r.id).await.map_err(Status::from);
+                let resp = keep_alive_once(server.clone(), r.id).await.map_err(Status::from);
                 let failed = resp.is_err();
                 if tx.send(resp).await.is_err() || failed {
                     return;
@@ -89,10 +68,10 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        Ok(Response::new(self.server.lease_time_to_live(req.into_inner()).await?))
+        Ok(Response::new(self.server.time_to_live(req.into_inner()).await?))
     }
 
     async fn lease_leases(&self, _: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
-        Ok(Response::new(leases(&self.server)))
+        Ok(Response::new(self.server.leases()))
     }
 }

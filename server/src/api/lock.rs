@@ -12,17 +12,18 @@ use super::client_error;
 
 use crate::proto::v3lockpb::lock_server::Lock;
 use crate::proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
-use crate::server::EtcdServer;
+use crate::server::v3::Locks;
 
+#[derive(Clone)]
 pub struct LockService {
-    pub server: Arc<EtcdServer>,
+    pub server: Arc<dyn Locks>,
 }
 
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         let LockRequest { name, lease } = req.into_inner();
-        let (header, key) = self.server.lock(&name, lease).await.map_err(client_error)?;
+        let (header, key) = self.server.clone().lock(name, lease).await.map_err(client_error)?;
         Ok(Response::new(LockResponse { header: Some(header), key }))
     }
 

@@ -12,34 +12,24 @@ use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::mvcc::KvStore;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
-use crate::proto::etcdserverpb::AlarmType;
 use crate::proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest,
     HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
     StatusResponse,
 };
-use crate::server::EtcdServer;
+use crate::server;
+use crate::storage::Backend;
 use crate::version::ETCD_VERSION;
 
-/// What `Status.errors` lists, as etcd does: no leader, then each raised alarm.
-fn status_errors(s: &EtcdServer) -> Vec<String> {
-    let mut errors = Vec::new();
-    if s.leader() == 0 {
-        errors.push(crate::error::Error::NoLeader.to_string());
-    }
-    for a in s.alarms.get(AlarmType::None) {
-        errors.push(format!("memberID:{} alarm:{} ", a.member_id, alarm_name(a.alarm)));
-    }
-    errors
-}
-
-fn alarm_name(a: i32) -> &'static str {
-    AlarmType::try_from(a).map(|t| t.as_str_name()).unwrap_or("UNKNOWN")
-}
-
+#[derive(Clone)]
 pub struct MaintenanceService {
-    pub server: Arc<EtcdServer>,
+    pub server: Arc<dyn server::v3::Maintenance>,
+    /// The store HashKV reads.
+    pub kv: Arc<KvStore>,
+    /// The backend snapshots are read from.
+    pub backend: Arc<dyn Backend>,
 }
 
 /// Bytes per Snapshot response message (etcd's chunk size).
@@ -60,25 +50,12 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        let s = &self.server;
-        Ok(Response::new(StatusResponse {
-            header: Some(s.header(s.kv.current_rev())),
-            version: ETCD_VERSION.to_string(),
-            db_size: s.backend.size_on_disk() as i64,
-            leader: s.leader(),
-            raft_index: s.commit_index(),
-            raft_term: s.term(),
-            raft_applied_index: s.applied_index(),
-            errors: status_errors(s),
-            db_size_in_use: s.backend.size_in_use() as i64,
-            is_learner: s.cluster.is_learner(s.cluster.member_id),
-        }))
+        Ok(Response::new(StatusResponse { version: ETCD_VERSION.to_string(), ..self.server.status() }))
     }
 
     async fn defragment(&self, _: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        let s = &self.server;
-        s.defragment().await?;
-        Ok(Response::new(DefragmentResponse { header: Some(s.header(s.kv.current_rev())) }))
+        self.server.defragment().await?;
+        Ok(Response::new(DefragmentResponse { header: Some(self.server.headers().current()) }))
     }
 
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
@@ -86,23 +63,25 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        let s = &self.server;
-        let kv = s.kv.clone();
+        let kv = self.kv.clone();
         let rev = req.get_ref().revision;
         let (hash, current, compacted) = tokio::task::spawn_blocking(move || kv.hash_kv(rev))
             .await
             .map_err(|e| Status::internal(format!("hashkv: {e}")))??;
-        Ok(Response::new(HashKvResponse { header: Some(s.header(current)), hash, compact_revision: compacted }))
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.server.headers().at(current)),
+            hash,
+            compact_revision: compacted,
+        }))
     }
 
     type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
     async fn snapshot(&self, _: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        let s = &self.server;
-        let header = s.header(s.kv.current_rev());
+        let header = self.server.headers().current();
         let (tx, rx) = tokio::sync::mpsc::channel(SNAPSHOT_QUEUE);
         let complete = Arc::new(AtomicBool::new(false));
-        let (backend, done, runtime) = (s.backend.clone(), complete.clone(), tokio::runtime::Handle::current());
+        let (backend, done, runtime) = (self.backend.clone(), complete.clone(), tokio::runtime::Handle::current());
         // One RocksDB snapshot read on a blocking thread, chunk by chunk as the client takes them: the
         // producer waits while the queue is full (a stalled client stops it), and gives up after
         // SNAPSHOT_STALL without progress.
@@ -147,8 +126,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        let s = &self.server;
-        s.move_leader(req.get_ref().target_id).await?;
-        Ok(Response::new(MoveLeaderResponse { header: Some(s.header(s.kv.current_rev())) }))
+        self.server.move_leader(req.get_ref().target_id).await?;
+        Ok(Response::new(MoveLeaderResponse { header: Some(self.server.headers().current()) }))
     }
 }

@@ -36,7 +36,7 @@ use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
 use crate::proto::v3electionpb::election_server::ElectionServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
-use crate::server::EtcdServer;
+use crate::server::v3::Handles;
 
 /// Room for gRPC framing above `--max-request-bytes`, as etcd allows, so an oversized request reaches
 /// the server's own check and gets etcd's error.
@@ -55,36 +55,64 @@ fn client_error(e: crate::error::Error) -> tonic::Status {
 }
 
 /// The gRPC services of the client API.
-pub fn grpc_routes(server: Arc<EtcdServer>, max_request_bytes: usize) -> tonic::service::Routes {
+/// The client services of one member, each holding the one handle it needs; built once and shared by
+/// the gRPC routes and the JSON gateway.
+#[derive(Clone)]
+pub struct Services {
+    pub kv: kv::KvService,
+    pub lease: lease::LeaseService,
+    pub cluster: cluster::ClusterService,
+    pub maintenance: maintenance::MaintenanceService,
+    pub watch: watch::WatchService,
+    pub lock: lock::LockService,
+    pub election: election::ElectionService,
+}
+
+impl Services {
+    pub fn new(h: &Handles) -> Services {
+        Services {
+            kv: kv::KvService { server: h.kv.clone() },
+            lease: lease::LeaseService { server: h.leases.clone() },
+            cluster: cluster::ClusterService { server: h.members.clone() },
+            maintenance: maintenance::MaintenanceService {
+                server: h.maintenance.clone(),
+                kv: h.store.clone(),
+                backend: h.backend.clone(),
+            },
+            watch: watch::WatchService { hub: h.watch_hub.clone(), kv: h.store.clone(), headers: h.headers.clone() },
+            lock: lock::LockService { server: h.locks.clone() },
+            election: election::ElectionService { server: h.elections.clone() },
+        }
+    }
+}
+
+/// The gRPC services, their messages limited as etcd's.
+pub fn grpc_routes(s: &Services, max_request_bytes: usize) -> tonic::service::Routes {
     let max = max_grpc_message(max_request_bytes);
-    tonic::service::Routes::new(KvServer::new(kv::KvService { server: server.clone() }).max_decoding_message_size(max))
-        .add_service(
-            ClusterServer::new(cluster::ClusterService { server: server.clone() }).max_decoding_message_size(max),
-        )
-        .add_service(LeaseServer::new(lease::LeaseService { server: server.clone() }).max_decoding_message_size(max))
-        .add_service(WatchServer::new(watch::WatchService { server: server.clone() }).max_decoding_message_size(max))
-        .add_service(
-            MaintenanceServer::new(maintenance::MaintenanceService { server: server.clone() })
-                .max_decoding_message_size(max),
-        )
-        .add_service(LockServer::new(lock::LockService { server: server.clone() }).max_decoding_message_size(max))
-        .add_service(ElectionServer::new(election::ElectionService { server }).max_decoding_message_size(max))
+    tonic::service::Routes::new(KvServer::new(s.kv.clone()).max_decoding_message_size(max))
+        .add_service(ClusterServer::new(s.cluster.clone()).max_decoding_message_size(max))
+        .add_service(LeaseServer::new(s.lease.clone()).max_decoding_message_size(max))
+        .add_service(WatchServer::new(s.watch.clone()).max_decoding_message_size(max))
+        .add_service(MaintenanceServer::new(s.maintenance.clone()).max_decoding_message_size(max))
+        .add_service(LockServer::new(s.lock.clone()).max_decoding_message_size(max))
+        .add_service(ElectionServer::new(s.election.clone()).max_decoding_message_size(max))
 }
 
 /// Everything a client port serves: the gRPC services, their messages limited as etcd's and counted by
 /// the metrics' gRPC layer, and the HTTP endpoints, `/metrics` among them.
 pub fn client_mux(
-    server: Arc<EtcdServer>,
+    handles: &Handles,
     plugins: Arc<crate::plugin::Plugins>,
     metrics: Arc<Metrics>,
     max_request_bytes: usize,
 ) -> mux::Mux {
-    let grpc = grpc_routes(server.clone(), max_request_bytes)
+    let services = Services::new(handles);
+    let grpc = grpc_routes(&services, max_request_bytes)
         .into_axum_router()
         .layer(grpc_limit::layer(max_grpc_message(max_request_bytes)))
         .layer(metrics.grpc_layer());
-    let http = http::router(server.clone(), plugins)
-        .merge(http::metrics_router(metrics))
-        .merge(gateway::router_with_max_request_bytes(server, max_request_bytes));
+    let http = http::router(handles.health.clone(), plugins)
+        .merge(http::metrics_router(metrics.clone()))
+        .merge(gateway::router(services, metrics, max_request_bytes));
     mux::Mux::new(grpc, http)
 }

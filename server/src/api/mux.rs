@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tower::Service;
 
 use super::authority::{FixAuthority, MAX_FRAME, MAX_HEADER_LIST};
@@ -96,7 +96,7 @@ pub async fn serve(
     mux: Mux,
     tls: Option<tokio_rustls::TlsAcceptor>,
     stop: watch::Receiver<bool>,
-    errors: mpsc::UnboundedSender<String>,
+    errors: crate::fatal::Reporter,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
@@ -144,7 +144,7 @@ pub async fn serve(
 pub async fn accept_loop(
     listener: &tokio::net::TcpListener,
     stop: &mut watch::Receiver<bool>,
-    errors: &mpsc::UnboundedSender<String>,
+    errors: &crate::fatal::Reporter,
     what: &str,
     mut serve_one: impl FnMut(tokio::net::TcpStream, std::net::SocketAddr),
 ) {
@@ -162,7 +162,7 @@ pub async fn accept_loop(
                 continue;
             }
             Err(e) if listener_broken(&e) => {
-                let _ = errors.send(format!("{what} listener: {e}"));
+                let _ = errors.send(crate::fatal::Stop::Failed(format!("{what} listener: {e}")));
                 break;
             }
             Err(e) => {

@@ -4,9 +4,11 @@
 //!
 //! ```text
 //!   serve: accept ─▶ PeerConn (read / write timeouts, abortive close) ─▶ TLS for https ─▶ h2 (pings)
-//!   Send / Stream batch ─▶ cluster, sender and receiver checked ─▶ each message: raft::check::refuse
-//!                          ─▶ proposals and ReadIndex requests of an older term dropped ─▶ raft step
+//!   Send / Stream batch ─▶ raft::transport::Receiver: cluster, sender and receiver checked, each
+//!                          message checked (raft::check), older-term proposals dropped ─▶ raft step
+//!   Members ─▶ the member list (a joining member asks)
 //!   ChangeMembers / LeaseRenew / LeaseTimeToLive ─▶ cluster checked, leader only, not of an older term
+//!                          ─▶ server::v3::PeerRequests
 //! ```
 //!
 //! Every request names the cluster it is for; a member refuses requests for another cluster (a member
@@ -19,15 +21,12 @@
 //! buffered ([`crate::raft::conn`]), and what still comes from an older term than the receiver's is not
 //! acted on: a proposal is dropped, a membership change or keep-alive refused (`leader changed`).
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use protobuf::Message as _;
-use raft::eraftpb::MessageType;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
@@ -37,70 +36,31 @@ use crate::proto::modkvpb::{
     MessageBatch, SendResponse,
 };
 use crate::raft::conn::{self, PeerConn};
+use crate::raft::transport::{Receiver, Refusal};
 use crate::raft::MAX_PEER_MESSAGE;
-use crate::server::EtcdServer;
+use crate::server::v3::PeerRequests;
 
-/// A refusal is logged again at most this often.
-const LOG_EVERY: Duration = Duration::from_secs(10);
-
+/// The peer service: raft messages go to the transport's receiver, the rest to the server.
 #[derive(Clone)]
 pub struct PeerService {
-    server: Arc<EtcdServer>,
-    last_refusal: Arc<Mutex<Option<Instant>>>,
+    raft: Receiver,
+    server: Arc<dyn PeerRequests>,
 }
 
 /// Batches a stream may have stepped but not yet acknowledged.
 const STREAM_ACKS: usize = 64;
 
+fn refused(r: Refusal) -> Status {
+    match r {
+        Refusal::Precondition(msg) => Status::failed_precondition(msg),
+        Refusal::Invalid(msg) => Status::invalid_argument(msg),
+        Refusal::Stopped => Error::Stopped.into(),
+    }
+}
+
 impl PeerService {
-    /// Checks a batch of raft messages and steps them into raft, in order.
     async fn accept(&self, b: MessageBatch) -> Result<(), Status> {
-        self.check_cluster(b.cluster_id, b.from)?;
-        let cluster = &self.server.cluster;
-        if cluster.is_removed(b.from) {
-            // As etcd answers a removed member: it learns it is out (it may have missed the commit of
-            // its own removal) and stops.
-            return Err(Status::failed_precondition(crate::raft::REMOVED));
-        }
-        let me = cluster.member_id;
-        if b.to != me {
-            let msg =
-                format!("member ID mismatch: member {:x} sent messages for member {:x} to member {me:x}", b.from, b.to);
-            self.log_refusal(&msg);
-            return Err(Status::failed_precondition(msg));
-        }
-        if b.from == me || cluster.member(b.from).is_none() {
-            let msg = format!("raft messages from member {:x}, which is not a member of this cluster", b.from);
-            self.log_refusal(&msg);
-            return Err(Status::failed_precondition(msg));
-        }
-        let mut msgs = Vec::with_capacity(b.messages.len());
-        for data in b.messages {
-            let m = raft::eraftpb::Message::parse_from_bytes(&data)
-                .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))?;
-            if let Some(why) = crate::raft::check::refuse(&m, b.from, me) {
-                let msg = format!("refused a raft message from member {:x}: {why}", b.from);
-                self.log_refusal(&msg);
-                return Err(Status::invalid_argument(msg));
-            }
-            msgs.push(m);
-        }
-        // Term 0: a sender that does not say.
-        let stale = b.term != 0 && b.term < self.server.term();
-        for m in msgs {
-            if stale && matches!(m.get_msg_type(), MessageType::MsgPropose | MessageType::MsgReadIndex) {
-                tracing::info!(
-                    from = format_args!("{:x}", b.from),
-                    kind = ?m.get_msg_type(),
-                    sent_in_term = b.term,
-                    term = self.server.term(),
-                    "dropped a forwarded request of an older term"
-                );
-                continue;
-            }
-            self.server.raft.step(m).await?;
-        }
-        Ok(())
+        self.raft.accept(b).await.map_err(refused)
     }
 
     /// Refuses a request forwarded by a member in an older term than this one's (0: not said).
@@ -111,24 +71,8 @@ impl PeerService {
         Ok(())
     }
 
-    fn check_cluster(&self, cluster_id: u64, from: u64) -> Result<(), Status> {
-        let ours = self.server.cluster.cluster_id;
-        if cluster_id == ours {
-            return Ok(());
-        }
-        let msg = format!(
-            "cluster ID mismatch: member {from:x} sent a request for cluster {cluster_id:x}, this member belongs to cluster {ours:x}"
-        );
-        self.log_refusal(&msg);
-        Err(Status::failed_precondition(msg))
-    }
-
-    fn log_refusal(&self, msg: &str) {
-        let mut last = self.last_refusal.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
-            tracing::error!("refused a peer request: {msg}");
-            *last = Some(Instant::now());
-        }
+    fn check_cluster(&self, cluster_id: u64) -> Result<(), Status> {
+        self.raft.check_cluster(cluster_id, 0).map_err(refused)
     }
 
     fn leader_only(&self) -> Result<(), Status> {
@@ -171,9 +115,8 @@ impl Peer for PeerService {
     }
 
     async fn members(&self, _: Request<MembersRequest>) -> Result<Response<MembersResponse>, Status> {
-        let c = &self.server.cluster;
-        let members_json = serde_json::to_vec(&c.members()).map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(MembersResponse { cluster_id: c.cluster_id, members_json }))
+        let members_json = serde_json::to_vec(&self.server.members()).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(MembersResponse { cluster_id: self.server.cluster_id(), members_json }))
     }
 
     async fn change_members(
@@ -181,7 +124,7 @@ impl Peer for PeerService {
         req: Request<MemberChangeRequest>,
     ) -> Result<Response<MemberChangeResponse>, Status> {
         let r = req.into_inner();
-        self.check_cluster(r.cluster_id, 0)?;
+        self.check_cluster(r.cluster_id)?;
         self.leader_only()?;
         self.check_term(r.term)?;
         let change = r.request.ok_or_else(|| Status::invalid_argument("no membership change in the request"))?;
@@ -193,24 +136,24 @@ impl Peer for PeerService {
         req: Request<crate::proto::modkvpb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<crate::proto::etcdserverpb::LeaseTimeToLiveResponse>, Status> {
         let r = req.into_inner();
-        self.check_cluster(r.cluster_id, 0)?;
+        self.check_cluster(r.cluster_id)?;
         self.leader_only()?;
         let r = r.request.ok_or_else(|| Status::invalid_argument("no lease in the request"))?;
-        Ok(Response::new(crate::api::lease::time_to_live(&self.server, &r)))
+        Ok(Response::new(self.server.lease_time_to_live_here(&r)))
     }
 
     async fn lease_renew(&self, req: Request<LeaseRenewRequest>) -> Result<Response<LeaseRenewResponse>, Status> {
         let r = req.into_inner();
-        self.check_cluster(r.cluster_id, 0)?;
+        self.check_cluster(r.cluster_id)?;
         self.leader_only()?;
         self.check_term(r.term)?;
-        Ok(Response::new(LeaseRenewResponse { ttl: self.server.lessor.renew(r.id)? }))
+        Ok(Response::new(LeaseRenewResponse { ttl: self.server.lease_renew_here(r.id)? }))
     }
 }
 
 /// What a peer port serves: the peer service over h2 (anything else gets 404).
-fn peer_mux(server: Arc<EtcdServer>) -> super::mux::Mux {
-    let svc = PeerServer::new(PeerService { server, last_refusal: Arc::new(Mutex::new(None)) })
+fn peer_mux(raft: Receiver, server: Arc<dyn PeerRequests>) -> super::mux::Mux {
+    let svc = PeerServer::new(PeerService { raft, server })
         .max_decoding_message_size(MAX_PEER_MESSAGE)
         .max_encoding_message_size(MAX_PEER_MESSAGE);
     let grpc = tonic::service::Routes::new(svc).into_axum_router();
@@ -232,12 +175,13 @@ fn peer_mux(server: Arc<EtcdServer>) -> super::mux::Mux {
 /// by the network is dropped with what it buffered instead of delivering it when the network heals.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    server: Arc<EtcdServer>,
+    raft: Receiver,
+    server: Arc<dyn PeerRequests>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     stop: watch::Receiver<bool>,
-    errors: mpsc::UnboundedSender<String>,
+    errors: crate::fatal::Reporter,
 ) {
-    let mux = peer_mux(server);
+    let mux = peer_mux(raft, server);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(conn::READ_IDLE);
     builder

@@ -11,13 +11,15 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::mvcc::KvStore;
 use crate::mvcc::{KeyRange, RangeOptions};
 use crate::proto::etcdserverpb::watch_create_request::FilterType;
 use crate::proto::etcdserverpb::watch_request::RequestUnion;
 use crate::proto::etcdserverpb::watch_server::Watch;
 use crate::proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
 use crate::proto::mvccpb::Event;
-use crate::server::EtcdServer;
+use crate::server::Headers;
+use crate::watch::WatchHub;
 use crate::watch::{WatchBatch, WatchHandle, WatchSpec};
 
 /// How often a watcher that asked for progress notifications hears the current revision when idle
@@ -31,8 +33,12 @@ const BATCH_BUFFER: usize = 1024;
 const ERR_DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
 const ERR_EMPTY_RANGE: &str = "mvcc: watcher range is empty";
 
+/// What the Watch service needs (etcd's `watchServer`: the watchable store and a header source).
+#[derive(Clone)]
 pub struct WatchService {
-    pub server: Arc<EtcdServer>,
+    pub hub: Arc<WatchHub>,
+    pub kv: Arc<KvStore>,
+    pub headers: Headers,
 }
 
 struct Watching {
@@ -45,17 +51,17 @@ struct Watching {
 /// Runs a watch session over `requests`; responses come out of the returned channel. The session ends
 /// (and its watchers are cancelled) when `requests` fails or the receiver is dropped; a clean end of
 /// `requests` leaves the watchers running.
-pub fn session<S>(server: Arc<EtcdServer>, requests: S) -> mpsc::Receiver<Result<WatchResponse, Status>>
+pub fn session<S>(svc: WatchService, requests: S) -> mpsc::Receiver<Result<WatchResponse, Status>>
 where
     S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
 {
     let (out, rx) = mpsc::channel(OUT_BUFFER);
-    tokio::spawn(Session { server, out, watching: HashMap::new(), next_id: 0 }.run(requests));
+    tokio::spawn(Session { svc, out, watching: HashMap::new(), next_id: 0 }.run(requests));
     rx
 }
 
 struct Session {
-    server: Arc<EtcdServer>,
+    svc: WatchService,
     out: mpsc::Sender<Result<WatchResponse, Status>>,
     watching: HashMap<i64, Watching>,
     next_id: i64,
@@ -95,12 +101,12 @@ impl Session {
             }
         }
         for (_, w) in self.watching.drain() {
-            self.server.watch.cancel(w.handle);
+            self.svc.hub.cancel(w.handle);
         }
     }
 
     fn response(&self, revision: i64, watch_id: i64) -> WatchResponse {
-        WatchResponse { header: Some(self.server.header(revision)), watch_id, ..Default::default() }
+        WatchResponse { header: Some(self.svc.headers.at(revision)), watch_id, ..Default::default() }
     }
 
     async fn send(&self, r: WatchResponse) -> bool {
@@ -108,7 +114,7 @@ impl Session {
     }
 
     async fn request(&mut self, r: WatchRequest, batch_tx: &mpsc::Sender<WatchBatch>) -> bool {
-        let rev = self.server.kv.current_rev();
+        let rev = self.svc.kv.current_rev();
         match r.request_union {
             Some(RequestUnion::CreateRequest(c)) => {
                 let resp = self.create(c, batch_tx, rev);
@@ -116,14 +122,14 @@ impl Session {
             }
             Some(RequestUnion::CancelRequest(c)) => match self.watching.remove(&c.watch_id) {
                 Some(w) => {
-                    self.server.watch.cancel(w.handle);
+                    self.svc.hub.cancel(w.handle);
                     self.send(WatchResponse { canceled: true, ..self.response(rev, c.watch_id) }).await
                 }
                 None => true,
             },
             Some(RequestUnion::ProgressRequest(_)) => {
                 // Not tied to one watcher: etcd answers with watch id -1.
-                self.send(self.response(self.server.watch.notified_rev(), -1)).await
+                self.send(self.response(self.svc.hub.notified_rev(), -1)).await
             }
             None => true,
         }
@@ -160,7 +166,7 @@ impl Session {
             no_delete: filters.contains(&FilterType::Nodelete),
             watch_id: id,
         };
-        let handle = self.server.watch.watch(spec, batch_tx.clone());
+        let handle = self.svc.hub.watch(spec, batch_tx.clone());
         let w = Watching { handle, prev_kv: c.prev_kv, progress_notify: c.progress_notify, last_sent: Instant::now() };
         self.watching.insert(id, w);
         WatchResponse { created: true, ..self.response(rev, id) }
@@ -187,14 +193,13 @@ impl Session {
     fn with_prev(&self, mut e: Event) -> Event {
         if let Some(kv) = &e.kv {
             let opts = RangeOptions { rev: kv.mod_revision - 1, ..Default::default() };
-            e.prev_kv =
-                self.server.kv.range(&KeyRange::single(&kv.key), opts).ok().and_then(|r| r.kvs.into_iter().next());
+            e.prev_kv = self.svc.kv.range(&KeyRange::single(&kv.key), opts).ok().and_then(|r| r.kvs.into_iter().next());
         }
         e
     }
 
     async fn progress(&mut self) -> bool {
-        let rev = self.server.watch.notified_rev();
+        let rev = self.svc.hub.notified_rev();
         let due: Vec<i64> = self
             .watching
             .iter()
@@ -217,7 +222,7 @@ impl Watch for WatchService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
-        let rx = session(self.server.clone(), req.into_inner());
+        let rx = session(self.clone(), req.into_inner());
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

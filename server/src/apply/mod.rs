@@ -84,7 +84,7 @@ pub struct Applier {
     pub applied_index: u64,
     pub applied_tx: watch::Sender<u64>,
     /// Where a failure that stops applying is reported.
-    pub fatal: mpsc::UnboundedSender<String>,
+    pub fatal: crate::fatal::Reporter,
 }
 
 /// The applied index stored in `backend` (0 on a new member).
@@ -121,7 +121,7 @@ impl Applier {
                     }
                 };
                 if let Err(e) = result {
-                    let _ = self.fatal.send(format!("apply failed: {e}"));
+                    let _ = self.fatal.send(crate::fatal::Stop::Failed(format!("apply failed: {e}")));
                     return;
                 }
             }

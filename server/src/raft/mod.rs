@@ -10,8 +10,8 @@
 //! ```
 //!
 //! ```text
-//!   node task ──send──▶ Transport (one queue + task per peer) ──h2 modkvpb.Peer/Send──▶ peer's api::peer
-//!   api::peer ──step──▶ RaftHandle ──▶ node task
+//!   node task ──send──▶ Transport (one queue + task per peer) ──h2 modkvpb.Peer/Stream──▶ peer's port
+//!   peer port (api::peer) ──▶ transport::Receiver (checks) ──step──▶ RaftHandle ──▶ node task
 //! ```
 //!
 //! The log and hard state live in [`log::RaftLog`] on the shared storage backend. A peer too far behind
@@ -25,8 +25,10 @@ pub mod log;
 mod logger;
 mod node;
 
-mod transport;
+pub mod transport;
 
 pub use dial::PeerDialer;
-pub use node::{NodeConfig, PeerProgress, Progress, RaftHandle, RaftNode, RaftStatus, ToApply, REMOVED};
-pub use transport::{Transport, MAX_PEER_MESSAGE};
+pub use node::{
+    channel, Inbox, NodeConfig, PeerProgress, Progress, RaftHandle, RaftNode, RaftStatus, ToApply, REMOVED,
+};
+pub use transport::{Receiver, Refusal, Transport, MAX_PEER_MESSAGE};

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::log::RaftLog;
 use super::transport::Transport;
 use crate::error::{Error, Result};
+use crate::fatal::Stop;
 use crate::storage::{Backend, WriteBatch};
 use crate::wait::Fail;
 
@@ -45,8 +46,8 @@ pub struct RaftStatus {
     pub leader_changes: AtomicU64,
 }
 
-/// What the node task reports when this member was removed from the cluster: the member stops, and
-/// (as etcd) that is a clean exit, not a failure.
+/// What a member answers the raft messages of a member removed from the cluster (the words etcd uses);
+/// the removed member's transport recognizes them, and its node task stops it with `Stop::Removed`.
 pub const REMOVED: &str = "the member has been permanently removed from the cluster";
 
 /// What the node task hands to the apply layer, in log order.
@@ -146,6 +147,20 @@ impl RaftHandle {
     }
 }
 
+/// The node task's end of the command channel whose other end is the [`RaftHandle`].
+pub struct Inbox {
+    rx: mpsc::Receiver<Command>,
+    status: Arc<RaftStatus>,
+}
+
+/// A raft handle and the inbox of the node that will serve it: made first, so the peer transport (which
+/// reports to the handle) exists before the node it belongs to.
+pub fn channel() -> (RaftHandle, Inbox) {
+    let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+    let status = Arc::new(RaftStatus::default());
+    (RaftHandle { tx, status: status.clone() }, Inbox { rx, status })
+}
+
 pub struct RaftNode {
     node: RawNode<RaftLog>,
     backend: Arc<dyn Backend>,
@@ -153,7 +168,7 @@ pub struct RaftNode {
     wait: Arc<dyn Fail>,
     rx: mpsc::Receiver<Command>,
     apply_tx: mpsc::UnboundedSender<ToApply>,
-    transport: Option<Arc<Transport>>,
+    transport: Arc<Transport>,
     id: u64,
     /// Set when this member has been removed from the cluster.
     removed: bool,
@@ -179,7 +194,9 @@ impl RaftNode {
         applied_index: u64,
         applied: watch::Receiver<u64>,
         apply_tx: mpsc::UnboundedSender<ToApply>,
-    ) -> Result<(RaftNode, RaftHandle)> {
+        inbox: Inbox,
+        transport: Arc<Transport>,
+    ) -> Result<RaftNode> {
         // A joining member starts from the cluster's current configuration, not an empty one: the log it
         // replays holds only the changes made after the cluster was bootstrapped (the initial members are
         // not in it), and replaying them on top of the current configuration ends where the leader is.
@@ -221,16 +238,14 @@ impl RaftNode {
             // Alone in the cluster: no need to wait out an election timeout.
             node.campaign().map_err(|e| Error::Internal(format!("raft: {e}")))?;
         }
-        let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
-        let status = Arc::new(RaftStatus::default());
-        let handle = RaftHandle { tx, status: status.clone() };
-        let rn = RaftNode {
+        let Inbox { rx, status } = inbox;
+        Ok(RaftNode {
             node,
             backend,
             wait,
             rx,
             apply_tx,
-            transport: None,
+            transport,
             id: cfg.id,
             removed: false,
             applied,
@@ -240,35 +255,29 @@ impl RaftNode {
             reads: Vec::new(),
             read_batches: HashMap::new(),
             next_read: 0,
-        };
-        Ok((rn, handle))
-    }
-
-    /// Where messages for other members go.
-    pub fn set_transport(&mut self, t: Arc<Transport>) {
-        self.transport = Some(t);
+        })
     }
 
     /// Runs the node on its own thread until `stop` fires or every handle is dropped.
     pub fn spawn(
         mut self,
         stop: oneshot::Receiver<()>,
-        fatal: mpsc::UnboundedSender<String>,
+        fatal: crate::fatal::Reporter,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         crate::fatal::spawn_core_thread("raft", fatal.clone(), move || {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
                 Ok(rt) => rt,
                 Err(e) => {
-                    let _ = fatal.send(format!("raft runtime: {e}"));
+                    let _ = fatal.send(Stop::Failed(format!("raft runtime: {e}")));
                     return;
                 }
             };
             match rt.block_on(self.run(stop)) {
                 Err(e) => {
-                    let _ = fatal.send(format!("raft node stopped: {e}"));
+                    let _ = fatal.send(Stop::Failed(format!("raft node stopped: {e}")));
                 }
                 Ok(()) if self.removed => {
-                    let _ = fatal.send(REMOVED.into());
+                    let _ = fatal.send(Stop::Removed);
                 }
                 Ok(()) => {}
             }
@@ -495,11 +504,9 @@ impl RaftNode {
     fn conf_changed(&mut self, cs: ConfState) -> Result<()> {
         tracing::info!(voters = ?hex(&cs.voters), learners = ?hex(&cs.learners), "cluster configuration changed");
         let old = self.node.store().conf_state();
-        if let Some(t) = &self.transport {
-            for id in old.voters.iter().chain(&old.learners) {
-                if !in_config(&cs, *id) {
-                    t.remove_peer(*id);
-                }
+        for id in old.voters.iter().chain(&old.learners) {
+            if !in_config(&cs, *id) {
+                self.transport.remove_peer(*id);
             }
         }
         let (me_before, me_after) = (in_config(old, self.id), in_config(&cs, self.id));
@@ -515,14 +522,7 @@ impl RaftNode {
 
     /// Messages to other members, through the peer transport (a single member has none).
     fn send(&mut self, msgs: Vec<Message>) {
-        match &self.transport {
-            Some(t) => t.send(msgs),
-            None => {
-                for m in msgs {
-                    tracing::debug!(to = m.to, kind = ?m.get_msg_type(), "no peer transport; message dropped");
-                }
-            }
-        }
+        self.transport.send(msgs);
     }
 
     /// Drops log entries that are applied and older than `snapshot_count` entries.

@@ -13,6 +13,7 @@ pub mod hooks;
 pub mod idgen;
 pub mod lock;
 pub mod reconfig;
+pub mod v3;
 pub mod validate;
 
 use std::sync::atomic::Ordering;
@@ -43,6 +44,7 @@ use crate::wait::Wait;
 use crate::watch::WatchHub;
 use hooks::PrePut;
 use idgen::IdGen;
+pub use v3::Headers;
 
 pub struct ServerConfig {
     /// Largest state machine size before writes are refused (`--quota-backend-bytes`).
@@ -78,19 +80,20 @@ const LEASE_EXPIRY_CHECK: Duration = Duration::from_millis(500);
 
 pub struct EtcdServer {
     cfg: ServerConfig,
-    pub kv: Arc<KvStore>,
-    pub lessor: Arc<Lessor>,
-    pub alarms: Arc<AlarmStore>,
-    pub watch: Arc<WatchHub>,
-    pub backend: Arc<dyn Backend>,
-    pub cluster: Arc<Cluster>,
-    pub raft: RaftHandle,
+    kv: Arc<KvStore>,
+    lessor: Arc<Lessor>,
+    alarms: Arc<AlarmStore>,
+    watch: Arc<WatchHub>,
+    backend: Arc<dyn Backend>,
+    cluster: Arc<Cluster>,
+    raft: RaftHandle,
     wait: Arc<Wait<Applied>>,
     applied: watch::Receiver<u64>,
-    pub metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
     /// Clients of other members' peer service (requests only the leader answers are sent there).
     dialer: Arc<crate::raft::PeerDialer>,
     ids: IdGen,
+    headers: Headers,
     /// Pre-put hooks (the WebAssembly plugins'): run in `put` and `txn` before the proposal.
     pre_put: Arc<dyn PrePut>,
 }
@@ -98,7 +101,9 @@ pub struct EtcdServer {
 impl EtcdServer {
     pub fn new(cfg: ServerConfig, p: Parts) -> EtcdServer {
         let ids = IdGen::new(p.cluster.member_id);
+        let headers = Headers::new(p.cluster.cluster_id, p.cluster.member_id, p.raft.status.clone(), p.kv.clone());
         EtcdServer {
+            headers,
             cfg,
             kv: p.kv,
             lessor: p.lessor,
@@ -138,12 +143,41 @@ impl EtcdServer {
 
     /// A response header for this member at `revision`.
     pub fn header(&self, revision: i64) -> ResponseHeader {
-        ResponseHeader {
-            cluster_id: self.cluster.cluster_id,
-            member_id: self.cluster.member_id,
-            revision,
+        self.headers.at(revision)
+    }
+
+    /// Builds this member's response headers.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// What `Maintenance.Status` reports of this member (the version is the service's).
+    pub fn status(&self) -> crate::proto::etcdserverpb::StatusResponse {
+        crate::proto::etcdserverpb::StatusResponse {
+            header: Some(self.headers.current()),
+            db_size: self.backend.size_on_disk() as i64,
+            leader: self.leader(),
+            raft_index: self.commit_index(),
             raft_term: self.term(),
+            raft_applied_index: self.applied_index(),
+            db_size_in_use: self.backend.size_in_use() as i64,
+            is_learner: self.cluster.is_learner(self.cluster.member_id),
+            errors: self.status_errors(),
+            ..Default::default()
         }
+    }
+
+    /// What `Status.errors` lists, as etcd does: no leader, then each raised alarm.
+    fn status_errors(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.leader() == 0 {
+            errors.push(Error::NoLeader.to_string());
+        }
+        for a in self.alarms.get(AlarmType::None) {
+            let name = AlarmType::try_from(a.alarm).map(|t| t.as_str_name()).unwrap_or("UNKNOWN");
+            errors.push(format!("memberID:{} alarm:{name} ", a.member_id));
+        }
+        errors
     }
 
     fn fill(&self, h: &mut Option<ResponseHeader>) {

@@ -243,7 +243,7 @@ impl EtcdServer {
     /// asks the leader, as etcd does.
     pub async fn lease_time_to_live(&self, r: pb::LeaseTimeToLiveRequest) -> Result<pb::LeaseTimeToLiveResponse> {
         if self.is_leader() || self.leader() == 0 {
-            return Ok(crate::api::lease::time_to_live(self, &r));
+            return Ok(self.lease_time_to_live_here(&r));
         }
         let mut client = self.leader_client()?;
         let req =
@@ -254,6 +254,21 @@ impl EtcdServer {
         // The answer is this member's: its header.
         resp.header = Some(self.header(self.kv.current_rev()));
         Ok(resp)
+    }
+
+    /// A lease's remaining time on this member's clock, with this member's header.
+    pub fn lease_time_to_live_here(&self, r: &pb::LeaseTimeToLiveRequest) -> pb::LeaseTimeToLiveResponse {
+        let header = Some(self.headers.current());
+        match self.lessor.time_to_live(r.id) {
+            None => pb::LeaseTimeToLiveResponse { header, id: r.id, ttl: -1, ..Default::default() },
+            Some(t) => pb::LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: t.remaining,
+                granted_ttl: t.granted,
+                keys: if r.keys { t.keys } else { vec![] },
+            },
+        }
     }
 
     /// Refuses what a learner cannot serve (everything but serializable reads and status).

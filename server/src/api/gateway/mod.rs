@@ -27,7 +27,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Code, Request, Status};
@@ -38,6 +38,9 @@ use crate::api::kv::KvService;
 use crate::api::lease::{self, LeaseService};
 use crate::api::lock::LockService;
 use crate::api::maintenance::MaintenanceService;
+use crate::api::watch::WatchService;
+use crate::api::Services;
+use crate::metrics::Metrics;
 use crate::proto::etcdserverpb::cluster_server::Cluster as _;
 use crate::proto::etcdserverpb::kv_server::Kv as _;
 use crate::proto::etcdserverpb::lease_server::Lease as _;
@@ -45,7 +48,6 @@ use crate::proto::etcdserverpb::maintenance_server::Maintenance as _;
 use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, WatchRequest};
 use crate::proto::v3electionpb::election_server::Election as _;
 use crate::proto::v3lockpb::lock_server::Lock as _;
-use crate::server::EtcdServer;
 use jsonpb::Schema;
 
 /// etcd's default `--max-request-bytes`.
@@ -186,13 +188,15 @@ const ROUTES: &[(&str, Rpc)] = &[
 ];
 
 struct Gateway {
-    server: Arc<EtcdServer>,
     kv: KvService,
     lease: LeaseService,
     cluster: ClusterService,
     maintenance: MaintenanceService,
+    watch: WatchService,
     lock: LockService,
     election: ElectionService,
+    /// Counts the calls as the gRPC layer counts gRPC's (`grpc_server_*`).
+    metrics: Arc<Metrics>,
     schema: &'static Schema,
     /// The largest request etcd's gRPC server takes (`--max-request-bytes` + 512 KiB).
     max_recv: usize,
@@ -249,22 +253,18 @@ pub fn decode_stream_body<Req: prost::Message + DeserializeOwned>(
     }
 }
 
-/// The gateway for `server`, with etcd's default `--max-request-bytes`.
-pub fn router(server: Arc<EtcdServer>) -> Router {
-    router_with_max_request_bytes(server, DEFAULT_MAX_REQUEST_BYTES)
-}
-
-/// The gateway for `server`; requests whose protobuf encoding exceeds `max_request_bytes` + 512 KiB
-/// are refused as etcd's gRPC server refuses them.
-pub fn router_with_max_request_bytes(server: Arc<EtcdServer>, max_request_bytes: usize) -> Router {
+/// The gateway in front of `services`; requests whose protobuf encoding exceeds `max_request_bytes` +
+/// 512 KiB are refused as etcd's gRPC server refuses them.
+pub fn router(services: Services, metrics: Arc<Metrics>, max_request_bytes: usize) -> Router {
     let gw = Arc::new(Gateway {
-        kv: KvService { server: server.clone() },
-        lease: LeaseService { server: server.clone() },
-        cluster: ClusterService { server: server.clone() },
-        maintenance: MaintenanceService { server: server.clone() },
-        lock: LockService { server: server.clone() },
-        election: ElectionService { server: server.clone() },
-        server,
+        kv: services.kv,
+        lease: services.lease,
+        cluster: services.cluster,
+        maintenance: services.maintenance,
+        watch: services.watch,
+        lock: services.lock,
+        election: services.election,
+        metrics,
         schema: schema(),
         max_recv: crate::api::max_grpc_message(max_request_bytes),
     });
@@ -381,7 +381,7 @@ impl Gateway {
         let result = call(req).await;
         if let Some(path) = rpc.grpc_path() {
             let code = result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok);
-            self.server.metrics.grpc().count_unary(path, code);
+            self.metrics.grpc().count_unary(path, code);
         }
         match result {
             Ok(resp) => ok(resp.get_ref()),
@@ -527,7 +527,7 @@ async fn bidirectional(gw: &Gateway, rpc: Rpc, body: Body) -> Response {
         // etcd keeps a watch stream open after the client's requests end, until the client goes.
         let requests =
             futures::stream::iter(first).chain(reader.into_stream()).map(Ok).chain(futures::stream::pending());
-        let rx = crate::api::watch::session(gw.server.clone(), Box::pin(requests));
+        let rx = crate::api::watch::session(gw.watch.clone(), Box::pin(requests));
         return stream_response(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
     }
     let first = match reader.next::<LeaseKeepAliveRequest>().await {
@@ -535,12 +535,11 @@ async fn bidirectional(gw: &Gateway, rpc: Rpc, body: Body) -> Response {
         first => first.and_then(Result::ok),
     };
     // The call ends once the body has ended and every request is answered.
-    let server = gw.server.clone();
+    let leases = gw.lease.server.clone();
     let mut failed = false;
-    let answers = futures::stream::iter(first).chain(reader.into_stream()).then(move |r| {
-        let server = server.clone();
-        async move { lease::keep_alive_once(&server, r.id).await.map_err(Status::from) }
-    });
+    let answers = futures::stream::iter(first)
+        .chain(reader.into_stream())
+        .then(move |r| lease::keep_alive_once(leases.clone(), r.id).map(|a| a.map_err(Status::from)));
     let answers = answers.take_while(move |a| {
         let go_on = !failed;
         failed |= a.is_err();
