@@ -69,7 +69,8 @@ async fn gateway_answers_as_etcd() {
 
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let app = super::router(etcd.server.clone());
+    let services = crate::api::Services::new(&etcd.server.handles());
+    let app = super::router(services, crate::metrics::Metrics::new(0), super::DEFAULT_MAX_REQUEST_BYTES);
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
 
     let (st, h, b) = http(addr, "POST", "/v3/kv/put", r#"{"key":"YQ==","value":"MQ=="}"#).await;
