@@ -32,19 +32,10 @@ pub async fn keep_alive_once(server: &EtcdServer, id: i64) -> Result<LeaseKeepAl
 }
 
 /// A lease's remaining time on this member's clock (the leader's is the one that counts: see
-/// `EtcdServer::lease_time_to_live`).
+/// `EtcdServer::lease_time_to_live`), with this member's header.
 pub fn time_to_live(server: &EtcdServer, r: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
     let header = Some(server.header(server.kv.current_rev()));
-    match server.lessor.time_to_live(r.id) {
-        None => LeaseTimeToLiveResponse { header, id: r.id, ttl: -1, ..Default::default() },
-        Some(t) => LeaseTimeToLiveResponse {
-            header,
-            id: r.id,
-            ttl: t.remaining,
-            granted_ttl: t.granted,
-            keys: if r.keys { t.keys } else { vec![] },
-        },
-    }
+    LeaseTimeToLiveResponse { header, ..server.lessor.time_to_live_response(r) }
 }
 
 pub fn leases(server: &EtcdServer) -> LeaseLeasesResponse {

@@ -253,7 +253,8 @@ impl EtcdServer {
     /// asks the leader, as etcd does.
     pub async fn lease_time_to_live(&self, r: pb::LeaseTimeToLiveRequest) -> Result<pb::LeaseTimeToLiveResponse> {
         if self.is_leader() || self.leader() == 0 {
-            return Ok(crate::api::lease::time_to_live(self, &r));
+            let header = Some(self.header(self.kv.current_rev()));
+            return Ok(pb::LeaseTimeToLiveResponse { header, ..self.lessor.time_to_live_response(&r) });
         }
         let mut client = self.leader_client()?;
         let req =
