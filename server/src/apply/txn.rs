@@ -10,8 +10,8 @@
 //! ```
 //!
 //! This evaluator and `kv` are the request semantics, kept beside the apply loop that is their main
-//! user; they depend only on `mvcc`, `lease`, `proto` and `error`, never on `server` or `raft`, so the
-//! server's reads use them without a circle.
+//! user; they depend only on `mvcc`, `lease`, `proto` and `error`, never on `server` or `raft` (only the
+//! apply loop in `apply/mod.rs` reaches those), so they can move to a module of their own unchanged.
 
 use super::kv::{self, header, TxnView};
 use crate::error::{Error, Result};
