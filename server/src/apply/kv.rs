@@ -1,44 +1,40 @@
-//! Range, Put and DeleteRange with etcd's semantics, over any [`ReadView`] / [`WriteTxn`].
+//! Range, Put and DeleteRange with etcd's semantics (etcd's `apply.go`): a range over any [`ReadView`],
+//! writes in a [`WriteTxn`]; [`TxnView`] is what a txn's ops run on (see `txn`).
 
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
-use crate::mvcc::{KeyRange, KvStore, RangeOptions, RangeResult, WriteTxn};
+use crate::mvcc::{KeyRange, RangeOptions, ReadTxn, ReadView, WriteTxn};
 use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::{
     DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
 };
 use crate::proto::mvccpb::KeyValue;
 
-/// Something ranges can be read from: the store itself, or a write transaction (which sees its own writes).
-pub trait ReadView {
-    fn range(&self, kr: &KeyRange, opts: RangeOptions) -> Result<RangeResult>;
-    /// The revision reads see.
-    fn rev(&self) -> i64;
-    /// The oldest revision still readable.
-    fn compact_rev(&self) -> i64;
+/// Where a txn's ops run (etcd's `TxnWrite`): a [`WriteTxn`] for a txn that writes, a [`ReadTxn`] for one
+/// that only reads. A read refuses writes (as etcd's `NewReadOnlyTxnWrite`): the server evaluates only
+/// read-only txns over one, so the refusal is an internal error, never an answer.
+pub trait TxnView: ReadView {
+    fn put_request(&mut self, p: &PutRequest, lessor: &Lessor) -> Result<PutResponse>;
+    fn delete_range_request(&mut self, d: &DeleteRangeRequest, lessor: &Lessor) -> Result<DeleteRangeResponse>;
 }
 
-impl ReadView for KvStore {
-    fn range(&self, kr: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
-        KvStore::range(self, kr, opts)
+impl TxnView for WriteTxn<'_> {
+    fn put_request(&mut self, p: &PutRequest, lessor: &Lessor) -> Result<PutResponse> {
+        put(self, p, lessor)
     }
-    fn rev(&self) -> i64 {
-        self.current_rev()
-    }
-    fn compact_rev(&self) -> i64 {
-        KvStore::compact_rev(self)
+
+    fn delete_range_request(&mut self, d: &DeleteRangeRequest, lessor: &Lessor) -> Result<DeleteRangeResponse> {
+        delete_range(self, d, lessor)
     }
 }
 
-impl ReadView for WriteTxn<'_> {
-    fn range(&self, kr: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
-        WriteTxn::range(self, kr, opts)
+impl TxnView for ReadTxn<'_> {
+    fn put_request(&mut self, _: &PutRequest, _: &Lessor) -> Result<PutResponse> {
+        Err(Error::Internal("a put in a txn evaluated as read-only".into()))
     }
-    fn rev(&self) -> i64 {
-        self.read_rev()
-    }
-    fn compact_rev(&self) -> i64 {
-        self.store_compact_rev()
+
+    fn delete_range_request(&mut self, _: &DeleteRangeRequest, _: &Lessor) -> Result<DeleteRangeResponse> {
+        Err(Error::Internal("a delete in a txn evaluated as read-only".into()))
     }
 }
 

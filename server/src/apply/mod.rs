@@ -10,6 +10,11 @@
 //! Applying is deterministic: every member applies the same entries to the same state and gets the same
 //! revisions. The applied index is written in the same batch as the changes it covers, so after a crash
 //! the entries after it are applied again exactly once.
+//!
+//! `kv` and `txn` are the request evaluator (etcd's `apply.go` / `txn.go`): Range, Put, DeleteRange and
+//! Txn over a read view or a write transaction. The apply loop runs every write through them, and the
+//! server its reads (a Range, a txn that only reads) over the store at one revision; they use only
+//! `mvcc`, `lease`, `proto` and `error`.
 
 pub mod kv;
 pub mod txn;

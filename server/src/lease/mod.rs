@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::mvcc::{KeyRange, KvStore, RangeOptions};
+use crate::proto::etcdserverpb::{LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
 use crate::storage::{Backend, Cf, WriteBatch};
 
 /// The largest TTL a lease can be granted (etcd's `MaxLeaseTTL`, in seconds).
@@ -178,6 +179,21 @@ impl Lessor {
         Some(TimeToLive { remaining, granted: l.ttl, keys: l.keys.iter().cloned().collect() })
     }
 
+    /// etcd's LeaseTimeToLive answer on this lessor's clock, without a header (the caller adds its
+    /// member's): TTL -1 for a lease that does not exist, the attached keys only when asked for.
+    pub fn time_to_live_response(&self, r: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
+        match self.time_to_live(r.id) {
+            None => LeaseTimeToLiveResponse { header: None, id: r.id, ttl: -1, ..Default::default() },
+            Some(t) => LeaseTimeToLiveResponse {
+                header: None,
+                id: r.id,
+                ttl: t.remaining,
+                granted_ttl: t.granted,
+                keys: if r.keys { t.keys } else { vec![] },
+            },
+        }
+    }
+
     pub fn leases(&self) -> Vec<i64> {
         let mut ids: Vec<i64> = self.lock().leases.keys().copied().collect();
         ids.sort_unstable();
@@ -248,6 +264,12 @@ mod tests {
         l.attach(b"b", 9);
         l.attach(b"b", 7);
         assert_eq!(l.time_to_live(9).unwrap().keys, vec![b"a".to_vec()]);
+        let ask = |id, keys| l.time_to_live_response(&LeaseTimeToLiveRequest { id, keys });
+        let r = ask(9, true);
+        assert_eq!((r.header, r.id, r.granted_ttl, r.keys), (None, 9, 60, vec![b"a".to_vec()]));
+        assert!((59..=60).contains(&r.ttl), "remaining {}", r.ttl);
+        assert_eq!(ask(9, false).keys, Vec::<Vec<u8>>::new());
+        assert_eq!(ask(5, true), LeaseTimeToLiveResponse { id: 5, ttl: -1, ..Default::default() });
         assert_eq!(l.leases(), vec![7, 9]);
 
         // A reloaded lessor finds the leases and the keys that name them.

@@ -11,12 +11,16 @@
 //! the key's generation. Reads at a past revision walk the index; compaction drops history before a
 //! revision, from the index and from disk.
 //!
-//! Writes come only from the apply layer, through a [`WriteTxn`]; reads may come from anywhere.
+//! Writes come only from the apply layer, through a [`WriteTxn`]; reads may come from anywhere, through a
+//! [`ReadTxn`] that sees one revision. Both are a [`ReadView`], what the request evaluator (`apply::kv`)
+//! reads from. Which keys a request addresses is a [`KeyRange`].
 
 mod key_index;
+mod key_range;
 mod revision;
 mod store;
 
 pub use key_index::{KeyAt, KeyIndex};
+pub use key_range::KeyRange;
 pub use revision::Revision;
-pub use store::{KeyRange, KvStore, RangeOptions, RangeResult, WriteTxn};
+pub use store::{KvStore, RangeOptions, RangeResult, ReadTxn, ReadView, WriteTxn};

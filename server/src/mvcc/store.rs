@@ -1,80 +1,17 @@
 //! [`KvStore`]: the index plus the backend, with read and write transactions.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use prost::Message;
 
 use super::key_index::KeyIndex;
+use super::key_range::KeyRange;
 use super::revision::Revision;
 use crate::error::{Error, Result};
 use crate::proto::mvccpb::event::EventType;
 use crate::proto::mvccpb::{Event, KeyValue};
 use crate::storage::{meta, Backend, Cf, WriteBatch};
-
-/// Which keys a request addresses, from etcd's `key` / `range_end` pair.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyRange {
-    pub key: Vec<u8>,
-    /// `None`: the single key. `Some(empty)`: every key `>= key` (range_end `"\0"`). Otherwise `[key, end)`.
-    pub end: Option<Vec<u8>>,
-}
-
-impl KeyRange {
-    pub fn new(key: &[u8], range_end: &[u8]) -> KeyRange {
-        let end = match range_end {
-            [] => None,
-            [0] => Some(Vec::new()),
-            e => Some(e.to_vec()),
-        };
-        KeyRange { key: key.to_vec(), end }
-    }
-
-    pub fn single(key: &[u8]) -> KeyRange {
-        KeyRange { key: key.to_vec(), end: None }
-    }
-
-    pub fn contains(&self, k: &[u8]) -> bool {
-        match &self.end {
-            None => k == self.key.as_slice(),
-            Some(e) if e.is_empty() => k >= self.key.as_slice(),
-            Some(e) => k >= self.key.as_slice() && k < e.as_slice(),
-        }
-    }
-
-    /// Whether two ranges share a key.
-    pub fn overlaps(&self, other: &KeyRange) -> bool {
-        let end_of = |r: &KeyRange| -> Option<Vec<u8>> {
-            match &r.end {
-                None => {
-                    let mut e = r.key.clone();
-                    e.push(0);
-                    Some(e)
-                }
-                Some(e) if e.is_empty() => None,
-                Some(e) => Some(e.clone()),
-            }
-        };
-        let (a_end, b_end) = (end_of(self), end_of(other));
-        let a_before_b_end = b_end.as_ref().is_none_or(|e| &self.key < e);
-        let b_before_a_end = a_end.as_ref().is_none_or(|e| &other.key < e);
-        a_before_b_end && b_before_a_end
-    }
-
-    fn bounds(&self) -> Option<KeyBounds<'_>> {
-        let start = Bound::Included(self.key.as_slice());
-        match &self.end {
-            None => Some((start, Bound::Included(self.key.as_slice()))),
-            Some(e) if e.is_empty() => Some((start, Bound::Unbounded)),
-            Some(e) if e.as_slice() <= self.key.as_slice() => None,
-            Some(e) => Some((start, Bound::Excluded(e.as_slice()))),
-        }
-    }
-}
-
-/// Bounds of a [`KeyRange`] over the index's ordered keys.
-type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RangeOptions {
@@ -236,6 +173,12 @@ impl KvStore {
         Ok(out.into_iter().flatten().collect())
     }
 
+    /// Starts a read of the store as it is now: every range inside it sees this revision, whatever is
+    /// applied meanwhile (etcd's read txn).
+    pub fn read(&self) -> ReadTxn<'_> {
+        ReadTxn { store: self, rev: self.current_rev() }
+    }
+
     /// Starts the write transaction that makes the next revision. Only the apply layer writes.
     pub fn write<'a>(&'a self, batch: &'a mut WriteBatch) -> WriteTxn<'a> {
         let main = self.read_state().current_rev + 1;
@@ -368,6 +311,51 @@ impl KvStore {
 
 fn decode(b: &[u8]) -> Result<KeyValue> {
     KeyValue::decode(b).map_err(|e| Error::Internal(format!("mvcc: bad stored value: {e}")))
+}
+
+/// What reads see: a [`ReadTxn`] at one revision, or a [`WriteTxn`] (which sees its own writes).
+pub trait ReadView {
+    /// Reads keys as of `opts.rev` (0 or less: [`ReadView::rev`]).
+    fn range(&self, kr: &KeyRange, opts: RangeOptions) -> Result<RangeResult>;
+    /// The revision reads see.
+    fn rev(&self) -> i64;
+    /// The oldest revision still readable.
+    fn compact_rev(&self) -> i64;
+}
+
+/// A read of the store at one revision (from [`KvStore::read`]).
+pub struct ReadTxn<'a> {
+    store: &'a KvStore,
+    rev: i64,
+}
+
+impl ReadView for ReadTxn<'_> {
+    fn range(&self, kr: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
+        let st = self.store.read_state();
+        self.store.range_in(&st, kr, opts, self.rev)
+    }
+
+    fn rev(&self) -> i64 {
+        self.rev
+    }
+
+    fn compact_rev(&self) -> i64 {
+        self.store.compact_rev()
+    }
+}
+
+impl ReadView for WriteTxn<'_> {
+    fn range(&self, kr: &KeyRange, opts: RangeOptions) -> Result<RangeResult> {
+        WriteTxn::range(self, kr, opts)
+    }
+
+    fn rev(&self) -> i64 {
+        self.read_rev()
+    }
+
+    fn compact_rev(&self) -> i64 {
+        self.store_compact_rev()
+    }
 }
 
 /// The changes that make one revision. Reads inside it see its own earlier writes.
@@ -528,16 +516,5 @@ mod tests {
         assert_eq!(get(&s, "k", 4).unwrap(), Some(("2".into(), 2, 4, 3)));
         let all = s.range(&KeyRange::new(b"\0", b"\0"), RangeOptions { limit: 1, ..Default::default() }).unwrap();
         assert_eq!((all.kvs.len(), all.count, all.rev), (1, 2, 7));
-    }
-
-    #[test]
-    fn key_ranges() {
-        let r = KeyRange::new(b"a", b"c");
-        assert!(r.contains(b"b") && !r.contains(b"c"));
-        assert!(KeyRange::new(b"b", b"\0").contains(b"zzz"));
-        assert!(r.overlaps(&KeyRange::single(b"b")));
-        assert!(!r.overlaps(&KeyRange::single(b"c")));
-        assert!(KeyRange::new(b"x", b"\0").overlaps(&KeyRange::new(b"a", b"y")));
-        assert!(!KeyRange::single(b"a").overlaps(&KeyRange::single(b"ab")));
     }
 }

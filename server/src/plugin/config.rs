@@ -32,6 +32,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::mvcc::KeyRange;
+
 pub const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
 /// The pooling allocator's slot size: no plugin gets more linear memory than this.
 pub const MAX_MEMORY_BYTES: u64 = 256 << 20;
@@ -166,19 +168,6 @@ impl PluginConfig {
     }
 }
 
-/// etcd's `GetPrefixRangeEnd`: the first key after every key that starts with `prefix`; `None` when
-/// there is none (the prefix is empty or all 0xff).
-pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
-}
-
 /// Whether the keys in `[key, range_end)` (etcd's range semantics: empty `range_end` is the single key,
 /// `"\0"` every key from `key` on) all lie under one of `prefixes`.
 pub fn granted(prefixes: &[Vec<u8>], key: &[u8], range_end: &[u8]) -> bool {
@@ -189,10 +178,11 @@ pub fn granted(prefixes: &[Vec<u8>], key: &[u8], range_end: &[u8]) -> bool {
         if range_end.is_empty() {
             return true;
         }
-        match prefix_end(p) {
-            None => true,
-            Some(_) if range_end == b"\0" => false,
-            Some(end) => range_end <= end.as_slice(),
+        match KeyRange::prefix_end(p).as_slice() {
+            // No key follows the prefix's keys: every key from `p` on is under it.
+            [0] => true,
+            _ if range_end == b"\0" => false,
+            end => range_end <= end,
         }
     })
 }
@@ -259,7 +249,5 @@ mod tests {
         assert!(!granted(&p, b"b", b""));
         assert!(granted(&[Vec::new()], b"", b"\0"));
         assert!(!granted(&[], b"a/x", b""));
-        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
-        assert_eq!(prefix_end(b"\xff"), None);
     }
 }

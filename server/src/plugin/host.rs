@@ -25,9 +25,10 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Stor
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::config::{granted, prefix_end, PluginConfig, MAX_MEMORY_BYTES};
+use super::config::{granted, PluginConfig, MAX_MEMORY_BYTES};
 use super::versions::Pre;
 use crate::metrics::plugin::{CallOutcome, MetricKind, PluginMetricSet};
+use crate::mvcc::KeyRange;
 use crate::server::EtcdServer;
 
 wasmtime::component::bindgen!({
@@ -480,7 +481,7 @@ fn describe(key: &[u8], end: &[u8]) -> String {
         b"" => format!("key {k:?}"),
         b"\0" if key.is_empty() || key == b"\0" => "every key".to_string(),
         b"\0" => format!("keys from {k:?} on"),
-        _ if prefix_end(key).as_deref() == Some(end) => format!("keys under {k:?}"),
+        _ if KeyRange::prefix_end(key) == end => format!("keys under {k:?}"),
         _ => format!("keys [{k:?}, {:?})", String::from_utf8_lossy(end)),
     }
 }
@@ -494,7 +495,7 @@ fn grant_for(key: &[u8], end: &[u8]) -> Vec<u8> {
             None => key.to_vec(),
         },
         b"\0" => Vec::new(),
-        _ if prefix_end(key).as_deref() == Some(end) => key.to_vec(),
+        _ if KeyRange::prefix_end(key) == end => key.to_vec(),
         _ => key.iter().zip(end).take_while(|(a, b)| a == b).map(|(a, _)| *a).collect(),
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::lock::{by_create, prefix_end, range_op, Watching};
+use super::lock::{by_create, range_op, Watching};
 use super::EtcdServer;
 use crate::error::{Error, Result};
 use crate::mvcc::KeyRange;
@@ -162,7 +162,7 @@ impl EtcdServer {
                 Some(kv) => kv,
                 None => {
                     // No leader: the first key put under the prefix is.
-                    let range = KeyRange::new(prefix, &prefix_end(prefix));
+                    let range = KeyRange::prefix(prefix);
                     let mut w = self.watch_from(range, header.revision);
                     let kv = loop {
                         let Some(batch) = next_batch(&mut w.1, out).await? else { return Ok(()) };

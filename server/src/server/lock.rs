@@ -29,16 +29,11 @@ use crate::proto::etcdserverpb::{
 use crate::proto::mvccpb::event::EventType;
 use crate::watch::{WatchHub, WatchSpec};
 
-/// The range end that makes `prefix` a prefix range (etcd's `GetPrefixRangeEnd`).
-pub(super) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    crate::plugin::config::prefix_end(prefix).unwrap_or_else(|| vec![0])
-}
-
 /// The oldest (`Ascend`) or newest (`Descend`) key under `prefix` by create revision.
 pub(super) fn by_create(prefix: &[u8], order: SortOrder) -> RangeRequest {
     RangeRequest {
         key: prefix.to_vec(),
-        range_end: prefix_end(prefix),
+        range_end: KeyRange::prefix_end(prefix),
         limit: 1,
         sort_target: SortTarget::Create as i32,
         sort_order: order as i32,

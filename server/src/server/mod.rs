@@ -39,7 +39,7 @@ use crate::proto::etcdserverpb::{
 };
 use crate::proto::modkvpb::{InternalRaftRequest, RequestHeader};
 use crate::raft::RaftHandle;
-use crate::storage::{Backend, WriteBatch};
+use crate::storage::Backend;
 use crate::wait::Wait;
 use crate::watch::WatchHub;
 use hooks::PrePut;
@@ -191,7 +191,7 @@ impl EtcdServer {
             self.not_learner()?;
             self.linearizable_read().await?;
         }
-        let mut resp = apply::kv::range(&*self.kv, &r)?;
+        let mut resp = apply::kv::range(&self.kv.read(), &r)?;
         self.fill(&mut resp.header);
         Ok(resp)
     }
@@ -226,9 +226,7 @@ impl EtcdServer {
             if !apply::txn::is_serializable(&r) {
                 self.linearizable_read().await?;
             }
-            let mut unused = WriteBatch::default();
-            let mut w = self.kv.write(&mut unused);
-            let mut resp = apply::txn::txn(&mut w, &r, &self.lessor)?;
+            let mut resp = apply::txn::txn(&mut self.kv.read(), &r, &self.lessor)?;
             self.fill(&mut resp.header);
             return Ok(resp);
         }

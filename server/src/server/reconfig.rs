@@ -258,17 +258,7 @@ impl EtcdServer {
 
     /// A lease's remaining time on this member's clock, with this member's header.
     pub fn lease_time_to_live_here(&self, r: &pb::LeaseTimeToLiveRequest) -> pb::LeaseTimeToLiveResponse {
-        let header = Some(self.headers.current());
-        match self.lessor.time_to_live(r.id) {
-            None => pb::LeaseTimeToLiveResponse { header, id: r.id, ttl: -1, ..Default::default() },
-            Some(t) => pb::LeaseTimeToLiveResponse {
-                header,
-                id: r.id,
-                ttl: t.remaining,
-                granted_ttl: t.granted,
-                keys: if r.keys { t.keys } else { vec![] },
-            },
-        }
+        pb::LeaseTimeToLiveResponse { header: Some(self.headers.current()), ..self.lessor.time_to_live_response(r) }
     }
 
     /// Refuses what a learner cannot serve (everything but serializable reads and status).
