@@ -18,6 +18,7 @@
 //!   servers comparable.
 //! * [`grpc`] — raw `KV/Range` for request fields etcdctl 3.4 has no flags for.
 //! * [`netns`] — clusters whose members run in their own network namespaces (partition tests).
+//! * [`test_plugins`] — the guest crates of `tests/plugins/`, built and installed into a plugin dir.
 
 pub mod cluster;
 pub mod grpc;
@@ -26,6 +27,7 @@ pub mod h2stall;
 pub mod http;
 pub mod netns;
 pub mod procstat;
+pub mod test_plugins;
 pub mod tls;
 pub mod txnwire;
 pub mod watch;

@@ -63,6 +63,8 @@ const KEEP_RESIDENT_STACK: usize = 128 << 10;
 const DECOMMIT_BATCH: usize = 16;
 /// Longest log line or message taken from a plugin.
 const MAX_MESSAGE: usize = 4096;
+/// Bytes of a key a denied call's message shows (a plugin may pass megabytes; the message stays short).
+const MAX_KEY_SHOWN: usize = 256;
 
 /// What a plugin is, for the calls into it: its name, settings and metrics, and the server its host
 /// imports act on.
@@ -104,7 +106,7 @@ impl PluginInfo {
         };
         let want = grant_for(key, end);
         let mut list: Vec<String> = granted.iter().map(|g| format!("{g:?}")).collect();
-        list.push(format!("{:?}", String::from_utf8_lossy(&want)));
+        list.push(format!("{:?}", shown(&want)));
         format!(
             "permission denied: plugin {} may not {verb} {}; grant it in {}: [grants] {line} = [{}]",
             self.name,
@@ -474,15 +476,34 @@ impl State {
     }
 }
 
+/// etcd checks a request before the caller's permissions: an empty key is refused as etcd refuses it, not
+/// as a grant the plugin lacks (whose suggested fix, granting every key, would not help).
+fn key_given(key: &[u8]) -> Result<(), String> {
+    match key {
+        [] => Err(crate::error::Error::EmptyKey.to_string()),
+        _ => Ok(()),
+    }
+}
+
+/// A key as a denied call's message shows it: lossy UTF-8, at most [`MAX_KEY_SHOWN`] bytes of it.
+fn shown(key: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&key[..key.len().min(MAX_KEY_SHOWN)]);
+    if key.len() > MAX_KEY_SHOWN {
+        format!("{s}…")
+    } else {
+        s.into_owned()
+    }
+}
+
 /// What a denied call touched, in a user's terms: a key, the keys under a prefix, every key, a range.
 fn describe(key: &[u8], end: &[u8]) -> String {
-    let k = String::from_utf8_lossy(key);
+    let k = shown(key);
     match end {
         b"" => format!("key {k:?}"),
         b"\0" if key.is_empty() || key == b"\0" => "every key".to_string(),
         b"\0" => format!("keys from {k:?} on"),
         _ if KeyRange::prefix_end(key) == end => format!("keys under {k:?}"),
-        _ => format!("keys [{k:?}, {:?})", String::from_utf8_lossy(end)),
+        _ => format!("keys [{k:?}, {:?})", shown(end)),
     }
 }
 
@@ -526,6 +547,7 @@ impl modkv::plugin::host::Host for State {
         limit: i64,
         serializable: bool,
     ) -> Result<wit::RangeResult, String> {
+        key_given(&key)?;
         if !granted(&self.info.config.read, &key, &range_end) {
             return Err(self.info.denied("read", &key, &range_end));
         }
@@ -552,6 +574,7 @@ impl modkv::plugin::host::Host for State {
     }
 
     async fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<i64, String> {
+        key_given(&key)?;
         if !granted(&self.info.config.write, &key, b"") {
             return Err(self.info.denied("write", &key, b""));
         }
@@ -562,6 +585,7 @@ impl modkv::plugin::host::Host for State {
     }
 
     async fn delete(&mut self, key: Vec<u8>, range_end: Vec<u8>) -> Result<i64, String> {
+        key_given(&key)?;
         if !granted(&self.info.config.write, &key, &range_end) {
             return Err(self.info.denied("delete", &key, &range_end));
         }
@@ -617,6 +641,17 @@ mod tests {
         assert!(p
             .denied("read", b"ab/c", b"ab/x")
             .contains("keys [\"ab/c\", \"ab/x\"); grant it in counter.toml: [grants] read = [\"hello/\", \"ab/\"]"));
+        // A key of megabytes is shown cut (lossy UTF-8, 256 bytes of it).
+        let key = [&b"b/"[..], &[0xff; 1 << 20]].concat();
+        assert_eq!(
+            p.denied("write", &key, b""),
+            format!(
+                "permission denied: plugin counter may not write key \"b/{}…\"; grant it in counter.toml: [grants] \
+                 write = [\"b/\"]",
+                "\u{fffd}".repeat(254)
+            )
+        );
+        assert_eq!(key_given(b""), Err("etcdserver: key is not provided".to_string()));
         // What each suggestion grants does cover the call.
         for (key, end) in
             [(&b"app/"[..], &b"app0"[..]), (b"app/x/y", b""), (b"\0", b"\0"), (b"a", b"\0"), (b"ab/c", b"ab/x")]

@@ -41,6 +41,79 @@ fn param<'a>(query: &'a str, name: &str) -> &'a str {
         .map_or("", |(_, v)| v)
 }
 
+/// Standard base64 with padding (the `kv` page's byte strings).
+fn b64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { ABC[(n >> (18 - 6 * i)) as usize & 63] as char } else { '=' });
+        }
+    }
+    out
+}
+
+/// Takes a u32 length and that many bytes off the front of `rest`.
+fn field<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let b = rest.get(4..4usize.checked_add(len)?)?;
+    *rest = &rest[4 + len..];
+    Some(b)
+}
+
+/// Reads the `kv` page's body: the op byte, then key, range-end and value (each a u32 length and the
+/// bytes), the limit (i64) and serializable (one byte), all little-endian. `None`: malformed.
+fn kv_args(body: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8], i64, bool)> {
+    let (&op, mut rest) = body.split_first()?;
+    let (key, end, value) = (field(&mut rest)?, field(&mut rest)?, field(&mut rest)?);
+    let limit = i64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+    match rest.get(8..)? {
+        [s] => Some((op, key, end, value, limit, *s != 0)),
+        _ => None,
+    }
+}
+
+/// The `kv` page: one host KV call with exactly the argument bytes given, answered with its result.
+fn kv_call(body: &[u8]) -> HttpResponse {
+    let Some((op, key, end, value, limit, serializable)) = kv_args(body) else {
+        return json(400, r#"{"error":"malformed kv arguments"}"#.into());
+    };
+    let ok = match op {
+        b'r' => host::range(key, end, limit, serializable).map(|r| {
+            let kvs: Vec<String> = r
+                .kvs
+                .iter()
+                .map(|kv| {
+                    format!(
+                        r#"{{"key":"{}","value":"{}","create_revision":{},"mod_revision":{},"version":{},"lease":{}}}"#,
+                        b64(&kv.key),
+                        b64(&kv.value),
+                        kv.create_revision,
+                        kv.mod_revision,
+                        kv.version,
+                        kv.lease
+                    )
+                })
+                .collect();
+            format!(
+                r#"{{"revision":{},"count":{},"more":{},"kvs":[{}]}}"#,
+                r.revision,
+                r.count,
+                r.more,
+                kvs.join(",")
+            )
+        }),
+        b'p' => host::put(key, value).map(|rev| format!(r#"{{"revision":{rev}}}"#)),
+        b'd' => host::delete(key, end).map(|n| format!(r#"{{"deleted":{n}}}"#)),
+        _ => return json(400, r#"{"error":"unknown kv op"}"#.into()),
+    };
+    match ok {
+        Ok(result) => json(200, format!(r#"{{"ok":{result}}}"#)),
+        Err(e) => json(200, format!(r#"{{"err":{}}}"#, quote(&e))),
+    }
+}
+
 impl Guest for Good {
     fn manifest() -> Manifest {
         Manifest {
@@ -129,6 +202,7 @@ impl Guest for Good {
                 Ok(n) => json(200, format!(r#"{{"deleted":{n}}}"#)),
                 Err(e) => json(403, format!(r#"{{"error":{}}}"#, quote(&e))),
             },
+            "kv" => kv_call(&req.body),
             _ => json(404, r#"{"error":"no such page"}"#.into()),
         };
         host::gauge_set("last_status", &[], resp.status as f64);

@@ -1,0 +1,53 @@
+//! The test plugins of `tests/plugins/` (their own Cargo workspace of small guest crates): [`built`] builds
+//! them once per test binary for wasm32-wasip2 into `$CARGO_TARGET_DIR/test-plugins`; [`install`] puts
+//! one into a member's plugin dir as an operator's deploy would.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use crate::workspace_root;
+
+/// Builds the test plugins (once per test binary) and returns the directory holding the `.wasm` files.
+pub fn built() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()).map(PathBuf::from) {
+            Some(t) if t.is_absolute() => t,
+            Some(t) => workspace_root().join(t),
+            None => workspace_root().join("target"),
+        }
+        .join("test-plugins");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let started = Instant::now();
+        let out = Command::new(cargo)
+            .current_dir(workspace_root().join("tests/plugins"))
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("RUSTFLAGS")
+            .output()
+            .expect("run cargo to build the test plugins");
+        assert!(
+            out.status.success(),
+            "building tests/plugins failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("test plugins built in {:?}", started.elapsed());
+        target.join("wasm32-wasip2/release")
+    })
+}
+
+/// Copies the built plugin `crate_name` into `dir` as `<name>.wasm`, atomically (written under a name the
+/// server ignores, then renamed), as an operator's deploy would.
+pub fn install(dir: &Path, crate_name: &str, name: &str) {
+    let src = built().join(format!("{}.wasm", crate_name.replace('-', "_")));
+    write_atomic(dir, &format!("{name}.wasm"), &std::fs::read(&src).unwrap_or_else(|e| panic!("{src:?}: {e}")));
+}
+
+/// Writes `data` to `dir/name` atomically: under a name the server ignores, then renamed.
+pub fn write_atomic(dir: &Path, name: &str, data: &[u8]) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, data).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
