@@ -3,53 +3,51 @@
 //! Every test talks to a server process through the real `etcdctl` 3.4 client,
 //! so the same test body can run against the reference etcd 3.4
 //! (`/usr/bin/etcd`) and against modkv. See [`both_kinds!`] for how a test is
-//! instantiated for both, and the `modkv` feature in `tests/Cargo.toml` for the
-//! switch that un-ignores the modkv variants.
+//! instantiated for both (the `modkv` feature of `tests/Cargo.toml`, on by
+//! default, runs the modkv variants).
 //!
 //! Overview:
-//! * [`Kind`] — which server binary to run.
-//! * [`Server::start`] / [`ServerOpts`] — a single-member cluster on free ports
-//!   with a temporary data dir; [`Server::kill9`], [`Server::restart`],
-//!   [`Server::stop`]; the process log is printed when a test panics.
-//! * [`Server::etcdctl`] / [`Server::etcdctl_stdin`] → [`CtlOutput`].
-//! * [`run_to_exit`] — run a server binary that is expected to exit (startup
-//!   errors).
+//! * [`Kind`] — which server binary to run; [`free_port`] — ports for it.
+//! * [`process`] — THE server process type, [`process::Member`]: spawn with a log file, kill9, stop,
+//!   restart, pause/resume, etcdctl against it, its log printed when a test panics.
+//! * [`server`] — [`Server::start`] / [`ServerOpts`]: a one-member cluster on free ports with a
+//!   temporary data dir (a `Server` dereferences to its [`process::Member`]); [`run_to_exit`] — run a
+//!   server binary that is expected to exit (startup errors).
+//! * [`cluster`] — multi-member clusters on loopback; [`netns`] — clusters whose members run in their
+//!   own network namespaces (partition tests); [`load`] — client load while members fail.
+//! * [`ctl`] — [`etcdctl_at`] / [`run_command`] → [`CtlOutput`].
 //! * [`Normalizer`] / [`normalize`] — make `-w json` output of independent
-//!   servers comparable.
+//!   servers comparable; [`kvs`], [`header_rev`], base64 — read it.
 //! * [`grpc`] — raw `KV/Range` for request fields etcdctl 3.4 has no flags for.
-//! * [`netns`] — clusters whose members run in their own network namespaces (partition tests).
 //! * [`test_plugins`] — the guest crates of `tests/plugins/`, built and installed into a plugin dir.
 
 pub mod cluster;
+pub mod ctl;
 pub mod grpc;
 pub mod h2frame;
 pub mod h2stall;
 pub mod http;
+pub mod load;
 pub mod netns;
+pub mod process;
 pub mod procstat;
+pub mod server;
 pub mod test_plugins;
 pub mod tls;
 pub mod txnwire;
 pub mod watch;
 
 use std::collections::{HashMap, HashSet};
-use std::fs::OpenOptions;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::thread;
-use std::time::{Duration, Instant};
 
+pub use ctl::{etcdctl_at, run_command, wait_timeout, CtlOutput, ETCDCTL_TIMEOUT};
+pub use process::StartError;
 pub use serde_json::{json, Value};
-
-/// How long to wait for a server to answer `etcdctl endpoint health`.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
-/// Hard limit for a single etcdctl invocation (etcdctl's own
-/// `--command-timeout` is 5 s; this only guards against hangs).
-pub const ETCDCTL_TIMEOUT: Duration = Duration::from_secs(30);
+pub use server::{run_to_exit, standard_args, start_all, ExitOutput, Server, ServerOpts, READY_TIMEOUT};
 
 // ---------------------------------------------------------------------------
 // Binaries
@@ -71,6 +69,13 @@ impl Kind {
             Kind::Modkv => modkv_bin(),
             Kind::Etcd => etcd_bin(),
         }
+    }
+
+    /// A command running this binary (with `RUST_BACKTRACE=1`, so a panic shows where); arguments follow.
+    pub fn command(self) -> Command {
+        let mut cmd = Command::new(self.binary());
+        cmd.env("RUST_BACKTRACE", "1");
+        cmd
     }
 
     pub fn label(self) -> &'static str {
@@ -167,515 +172,6 @@ pub fn free_port() -> u16 {
     // Fall back to an OS-assigned port.
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().unwrap().port()
-}
-
-// ---------------------------------------------------------------------------
-// Process helpers
-// ---------------------------------------------------------------------------
-
-/// Output of a finished child process.
-#[derive(Clone, Debug)]
-pub struct CtlOutput {
-    /// Exit code; -1 if killed by a signal or timed out.
-    pub status: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl CtlOutput {
-    pub fn success(&self) -> bool {
-        self.status == 0
-    }
-
-    /// Asserts exit code 0 and returns stdout.
-    #[track_caller]
-    pub fn ok(&self) -> &str {
-        assert_eq!(self.status, 0, "command failed: {self:#?}");
-        &self.stdout
-    }
-
-    /// Asserts exit code 0 and parses stdout as JSON.
-    #[track_caller]
-    pub fn json(&self) -> Value {
-        let out = self.ok();
-        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
-    }
-
-    /// `(status, stdout, stderr)`.
-    pub fn into_tuple(self) -> (i32, String, String) {
-        (self.status, self.stdout, self.stderr)
-    }
-
-    /// stderr lines that are not etcdctl's structured client-side log lines
-    /// (those carry a timestamp and a random client id), e.g.
-    /// `["Error: etcdserver: key not found"]`.
-    pub fn error_lines(&self) -> Vec<String> {
-        self.stderr
-            .lines()
-            .filter(|l| !l.trim().is_empty() && client_log_line(l).is_none())
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// The `error` field of etcdctl's client-side log lines, i.e. the gRPC
-    /// status as the client saw it, e.g.
-    /// `["rpc error: code = InvalidArgument desc = etcdserver: key not found"]`.
-    pub fn rpc_errors(&self) -> Vec<String> {
-        self.stderr
-            .lines()
-            .filter_map(client_log_line)
-            .filter_map(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
-            .collect()
-    }
-
-    /// Asserts that the command failed the way etcdctl reports a server-side
-    /// error: exit code 1, `Error: <desc>` as the only plain stderr line, and
-    /// the gRPC status `code = <code> desc = <desc>`.
-    #[track_caller]
-    pub fn assert_server_error(&self, code: &str, desc: &str) {
-        assert_eq!(
-            (self.status, self.stdout.as_str(), self.error_lines()),
-            (1, "", vec![format!("Error: {desc}")]),
-            "unexpected result: {self:#?}"
-        );
-        let rpc = self.rpc_errors();
-        assert!(!rpc.is_empty(), "no client log line with the gRPC status: {self:#?}");
-        for e in rpc {
-            assert_eq!(e, format!("rpc error: code = {code} desc = {desc}"), "{self:#?}");
-        }
-    }
-}
-
-fn client_log_line(line: &str) -> Option<Value> {
-    let t = line.trim();
-    if !t.starts_with('{') {
-        return None;
-    }
-    let v: Value = serde_json::from_str(t).ok()?;
-    (v.get("level").is_some() && v.get("msg").is_some()).then_some(v)
-}
-
-/// Runs `cmd` with `stdin` to completion, with a hard timeout.
-pub fn run_command(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> CtlOutput {
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let writer = stdin.map(|data| {
-        let data = data.to_vec();
-        let mut pipe = child.stdin.take().unwrap();
-        thread::spawn(move || {
-            let _ = pipe.write_all(&data);
-        })
-    });
-    let out_reader = read_to_end_thread(child.stdout.take().unwrap());
-    let err_reader = read_to_end_thread(child.stderr.take().unwrap());
-    let status = wait_timeout(&mut child, timeout);
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    if let Some(w) = writer {
-        let _ = w.join();
-    }
-    let stdout = out_reader.join().unwrap();
-    let stderr = err_reader.join().unwrap();
-    CtlOutput {
-        status: status.and_then(|s| s.code()).unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: match status {
-            Some(_) => String::from_utf8_lossy(&stderr).into_owned(),
-            None => format!("{}\n<harness: timed out after {timeout:?}>", String::from_utf8_lossy(&stderr)),
-        },
-    }
-}
-
-fn read_to_end_thread<R: Read + Send + 'static>(mut r: R) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
-        buf
-    })
-}
-
-/// Waits for `child` to exit, polling; `None` on timeout (child left running).
-pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if let Ok(Some(s)) = child.try_wait() {
-            return Some(s);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
-    }
-}
-
-/// Runs etcdctl (API v3) against `endpoint` (e.g. `http://127.0.0.1:2379`).
-pub fn etcdctl_at(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> CtlOutput {
-    let mut cmd = Command::new(etcdctl_bin());
-    cmd.env("ETCDCTL_API", "3").env_remove("ETCDCTL_ENDPOINTS").arg("--endpoints").arg(endpoint).args(args);
-    run_command(cmd, stdin, ETCDCTL_TIMEOUT)
-}
-
-// ---------------------------------------------------------------------------
-// Servers
-// ---------------------------------------------------------------------------
-
-/// Options for [`Server::start`].
-#[derive(Clone, Debug)]
-pub struct ServerOpts {
-    /// `--name`, also used in `--initial-cluster`.
-    pub name: String,
-    /// Extra command-line arguments appended after the standard ones.
-    pub args: Vec<String>,
-    /// How long to wait for `endpoint health` to succeed.
-    pub ready_timeout: Duration,
-}
-
-impl Default for ServerOpts {
-    fn default() -> Self {
-        ServerOpts { name: "node1".to_string(), args: Vec::new(), ready_timeout: READY_TIMEOUT }
-    }
-}
-
-impl ServerOpts {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn name(mut self, name: &str) -> Self {
-        self.name = name.to_string();
-        self
-    }
-    pub fn arg(mut self, arg: impl Into<String>) -> Self {
-        self.args.push(arg.into());
-        self
-    }
-    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
-        self.args.extend(args.into_iter().map(Into::into));
-        self
-    }
-}
-
-/// The standard single-member arguments shared by etcd and modkv.
-pub fn standard_args(name: &str, data_dir: &Path, client_port: u16, peer_port: u16) -> Vec<String> {
-    let client = format!("http://127.0.0.1:{client_port}");
-    let peer = format!("http://127.0.0.1:{peer_port}");
-    vec![
-        "--name".into(),
-        name.into(),
-        "--data-dir".into(),
-        data_dir.display().to_string(),
-        "--listen-client-urls".into(),
-        client.clone(),
-        "--advertise-client-urls".into(),
-        client,
-        "--listen-peer-urls".into(),
-        peer.clone(),
-        "--initial-advertise-peer-urls".into(),
-        peer.clone(),
-        "--initial-cluster".into(),
-        format!("{name}={peer}"),
-    ]
-}
-
-/// A running single-member server with its own temporary directory.
-///
-/// The directory holds the data dir (`<tmp>/data`) and the process log
-/// (`<tmp>/server.log`, stdout and stderr of every incarnation). Dropping the
-/// server SIGKILLs it; if the thread is panicking, the log is printed first.
-pub struct Server {
-    pub kind: Kind,
-    pub opts: ServerOpts,
-    pub client_port: u16,
-    pub peer_port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    starts: u32,
-}
-
-/// Why a server did not become ready.
-#[derive(Debug)]
-pub enum StartError {
-    /// The process exited before becoming ready.
-    Exited(ExitStatus),
-    /// Not healthy within the timeout.
-    Timeout,
-    /// The binary could not be spawned.
-    Spawn(std::io::Error),
-}
-
-impl Server {
-    /// Starts a server and waits until `etcdctl endpoint health` succeeds.
-    /// Panics (printing the server log) if it does not become ready.
-    #[track_caller]
-    pub fn start(kind: Kind, opts: ServerOpts) -> Server {
-        Server::start_retrying(kind, "", || {
-            let mut server = Server::spawn(kind, opts.clone());
-            let ready = server.wait_ready();
-            (server, ready)
-        })
-    }
-
-    /// Runs `attempt` (spawn a server and wait for it) until it is ready. A port can be taken by another
-    /// process between our check and the server's bind: only then is it retried, with fresh ports, up to
-    /// three times. Panics with the server log otherwise; `how` qualifies the message (e.g. " over https").
-    #[track_caller]
-    pub fn start_retrying(
-        kind: Kind,
-        how: &str,
-        mut attempt: impl FnMut() -> (Server, Result<(), StartError>),
-    ) -> Server {
-        let mut last = String::new();
-        for _ in 0..3 {
-            let (mut server, ready) = attempt();
-            match ready {
-                Ok(()) => return server,
-                Err(e) => {
-                    let log = server.log();
-                    server.kill9();
-                    if log.contains("address already in use") {
-                        last = format!("{e:?}\n{log}");
-                        continue;
-                    }
-                    let dir = server.dir.path().display().to_string();
-                    drop(server);
-                    panic!("{kind} did not become ready{how}: {e:?}\n--- log ({dir}) ---\n{log}\n--- end of log ---");
-                }
-            }
-        }
-        panic!("{kind} did not become ready after 3 attempts (ports in use):\n{last}");
-    }
-
-    /// Spawns the server on fresh ports without waiting for it.
-    pub fn spawn(kind: Kind, opts: ServerOpts) -> Server {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("modkv-test-{}-", kind.label()))
-            .tempdir()
-            .expect("create tempdir");
-        let mut server =
-            Server { kind, opts, client_port: free_port(), peer_port: free_port(), dir, child: None, starts: 0 };
-        if let Err(e) = server.spawn_process() {
-            panic!("cannot spawn {}: {e}", kind.binary().display());
-        }
-        server
-    }
-
-    fn spawn_process(&mut self) -> std::io::Result<()> {
-        self.starts += 1;
-        let mut log = OpenOptions::new().create(true).append(true).open(self.log_path())?;
-        writeln!(log, "=== harness: start #{} of {}: {:?}", self.starts, self.kind, self.args())?;
-        let mut cmd = Command::new(self.kind.binary());
-        cmd.args(self.args()).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).env("RUST_BACKTRACE", "1");
-        self.child = Some(cmd.spawn()?);
-        Ok(())
-    }
-
-    /// Full argument list used to start the server.
-    pub fn args(&self) -> Vec<String> {
-        let mut args = standard_args(&self.opts.name, &self.data_dir(), self.client_port, self.peer_port);
-        args.extend(self.opts.args.iter().cloned());
-        args
-    }
-
-    /// Polls until the client port accepts connections and
-    /// `etcdctl endpoint health` succeeds.
-    pub fn wait_ready(&mut self) -> Result<(), StartError> {
-        let endpoint = self.endpoint();
-        self.wait_ready_at(&endpoint, &[])
-    }
-
-    /// Like [`Server::wait_ready`], against `endpoint` with extra etcdctl flags (e.g. TLS ones).
-    pub fn wait_ready_at(&mut self, endpoint: &str, ctl: &[&str]) -> Result<(), StartError> {
-        let deadline = Instant::now() + self.opts.ready_timeout;
-        let addr: SocketAddr = ([127, 0, 0, 1], self.client_port).into();
-        let mut pause = Duration::from_millis(5);
-        let mut args = ctl.to_vec();
-        args.extend(["--dial-timeout", "1s", "--command-timeout", "2s", "endpoint", "health"]);
-        loop {
-            match self.child.as_mut() {
-                None => return Err(StartError::Timeout),
-                Some(c) => {
-                    if let Ok(Some(status)) = c.try_wait() {
-                        return Err(StartError::Exited(status));
-                    }
-                }
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-                && etcdctl_at(endpoint, &args, None).success()
-            {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(StartError::Timeout);
-            }
-            thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
-    }
-
-    /// `http://127.0.0.1:<client_port>`.
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
-    }
-
-    /// `http://127.0.0.1:<peer_port>`.
-    pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
-    }
-
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// The temporary directory owned by this server.
-    pub fn tmp_dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("server.log")
-    }
-
-    /// Everything the server wrote to stdout/stderr so far.
-    pub fn log(&self) -> String {
-        std::fs::read(self.log_path()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
-    }
-
-    /// OS process id, if running.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// Runs `etcdctl --endpoints <this server> <args>`.
-    pub fn etcdctl(&self, args: &[&str]) -> CtlOutput {
-        etcdctl_at(&self.endpoint(), args, None)
-    }
-
-    /// Like [`Server::etcdctl`], feeding `stdin` (for `txn`, or `put <key>`
-    /// reading the value from stdin).
-    pub fn etcdctl_stdin(&self, args: &[&str], stdin: &[u8]) -> CtlOutput {
-        etcdctl_at(&self.endpoint(), args, Some(stdin))
-    }
-
-    /// `etcdctl <args>`, asserting success; returns stdout.
-    #[track_caller]
-    pub fn ctl_ok(&self, args: &[&str]) -> String {
-        self.etcdctl(args).ok().to_string()
-    }
-
-    /// `etcdctl -w json <args>`, asserting success; returns the parsed JSON.
-    #[track_caller]
-    pub fn ctl_json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["-w", "json"];
-        a.extend_from_slice(args);
-        self.etcdctl(&a).json()
-    }
-
-    /// Current store revision (`header.revision` of a `get`).
-    #[track_caller]
-    pub fn revision(&self) -> i64 {
-        self.ctl_json(&["get", "revision-probe"])["header"]["revision"].as_i64().expect("header.revision")
-    }
-
-    /// SIGKILLs the process and reaps it (no-op if not running).
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Sends SIGTERM and waits up to 15 s for a clean exit (then SIGKILL).
-    /// Returns the exit status (`None` if it had to be killed or was not running).
-    pub fn stop(&mut self) -> Option<ExitStatus> {
-        let mut c = self.child.take()?;
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
-        }
-        match wait_timeout(&mut c, Duration::from_secs(15)) {
-            Some(s) => Some(s),
-            None => {
-                let _ = c.kill();
-                let _ = c.wait();
-                None
-            }
-        }
-    }
-
-    /// Restarts with the same data dir, ports and arguments (SIGKILLing the
-    /// current process first if it is still running) and waits until ready.
-    #[track_caller]
-    pub fn restart(&mut self) {
-        self.kill9();
-        if let Err(e) = self.spawn_process() {
-            panic!("cannot respawn {}: {e}", self.kind.binary().display());
-        }
-        if let Err(e) = self.wait_ready() {
-            let log = self.log();
-            panic!("{} did not become ready after restart: {e:?}\n--- log ---\n{log}\n--- end of log ---", self.kind);
-        }
-    }
-
-    /// True if the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill9();
-        if thread::panicking() {
-            let log = self.log();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(300)..];
-            eprintln!(
-                "--- {} log ({}, last {} lines) ---\n{}\n--- end of {} log ---",
-                self.kind,
-                self.log_path().display(),
-                tail.len(),
-                tail.join("\n"),
-                self.kind
-            );
-        }
-    }
-}
-
-/// Starts several servers concurrently (startup dominates test time).
-pub fn start_all(specs: Vec<(Kind, ServerOpts)>) -> Vec<Server> {
-    let handles: Vec<_> = specs.into_iter().map(|(k, o)| thread::spawn(move || Server::start(k, o))).collect();
-    handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-}
-
-/// Result of [`run_to_exit`].
-#[derive(Debug)]
-pub struct ExitOutput {
-    /// Exit code; `None` if the process did not exit within the timeout
-    /// (it is killed) or was killed by a signal.
-    pub code: Option<i32>,
-    pub timed_out: bool,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// Runs `kind` with exactly `args`, expecting it to exit by itself within
-/// `timeout` (used for startup-error tests).
-pub fn run_to_exit(kind: Kind, args: &[String], timeout: Duration) -> ExitOutput {
-    let mut cmd = Command::new(kind.binary());
-    cmd.args(args).env("RUST_BACKTRACE", "1");
-    let out = run_command(cmd, None, timeout);
-    let timed_out = out.stderr.ends_with(&format!("<harness: timed out after {timeout:?}>"));
-    ExitOutput {
-        code: if out.status == -1 { None } else { Some(out.status) },
-        timed_out,
-        stdout: out.stdout,
-        stderr: out.stderr,
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -892,9 +388,9 @@ pub fn normalize(v: &Value) -> Value {
 /// expands to a module `put_get` with `#[test] fn etcd()` and
 /// `#[test] fn modkv()`, i.e. test names `put_get::etcd` / `put_get::modkv`.
 ///
-/// The modkv variants are `#[ignore]`d unless the crate feature `modkv` is
-/// enabled — THE single switch is `default = [...]` in `tests/Cargo.toml`
-/// (or pass `--features modkv`, or run with `-- --include-ignored`).
+/// The modkv variants run when the crate feature `modkv` is enabled, as it is
+/// by default (`tests/Cargo.toml`); with `--no-default-features` only the
+/// etcd variants run and the modkv ones are `#[ignore]`d.
 #[macro_export]
 macro_rules! both_kinds {
     ($( $(#[doc = $doc:expr])* fn $name:ident($kind:ident) $body:block )*) => {
@@ -913,7 +409,7 @@ macro_rules! both_kinds {
                 #[test]
                 #[cfg_attr(
                     not(feature = "modkv"),
-                    ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests"
+                    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
                 )]
                 fn modkv() {
                     body($crate::Kind::Modkv)

@@ -12,65 +12,28 @@
 //!   heal(i): it comes up again
 //! ```
 //!
+//! [`NsCluster`] is a [`Cluster`] (it dereferences to one) whose members are the harness's one process
+//! type, [`Member`], launched through `ip netns exec`; [`NsCluster::cut`] / [`NsCluster::heal`] are what
+//! it adds, and [`NsCluster::wait_leader`] waits for the members it names to agree on a leader.
+//!
 //! Addresses are in 198.18.0.0/15 (set aside for network tests), N picked so no interface of the host
 //! has it yet; names carry the test's pid. Dropping the cluster kills its members and removes its
 //! namespaces and bridges; when the test panics, each member's log tail is printed.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::ops::{Deref, DerefMut};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::cluster::LOG_TAIL;
-use crate::{etcdctl_at, CtlOutput, Kind, Value};
+use crate::cluster::{cluster_flags, poll, Cluster, CLUSTER_READY_TIMEOUT};
+use crate::process::Member;
+use crate::Kind;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// One member: its namespace, addresses and process.
-pub struct NsMember {
-    pub name: String,
-    pub client_ip: String,
-    pub peer_ip: String,
-    /// `--name`'s raft id, from `endpoint status` once ready.
-    pub id: u64,
-    namespace: String,
-    /// Host end of the member's peer veth (down while cut).
-    peer_link: String,
-    log_path: PathBuf,
-    child: Option<Child>,
-}
-
-impl NsMember {
-    /// `http://<client address>:2379`.
-    pub fn endpoint(&self) -> String {
-        format!("http://{}:2379", self.client_ip)
-    }
-
-    /// `etcdctl --endpoints <this member> <args>`.
-    pub fn etcdctl(&self, args: &[&str]) -> CtlOutput {
-        etcdctl_at(&self.endpoint(), args, None)
-    }
-
-    /// `Status` of `endpoint status`, or `None` if the member does not answer.
-    pub fn status(&self) -> Option<Value> {
-        crate::cluster::status_of(&self.etcdctl(crate::cluster::STATUS_ARGS))
-    }
-
-    pub fn log_tail(&self, n: usize) -> String {
-        let log = std::fs::read(&self.log_path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    }
-
-    fn note(&self, msg: &str) {
-        if let Ok(mut log) = OpenOptions::new().append(true).open(&self.log_path) {
-            let _ = writeln!(log, "=== harness: {msg}");
-        }
-    }
-}
+/// One member: a [`Member`] whose process runs in its own namespace, reached at its namespace's
+/// addresses (client port 2379, peer port 2380).
+pub type NsMember = Member;
 
 /// Runs `ip <args>`, panicking with its error output if it fails.
 #[track_caller]
@@ -84,12 +47,24 @@ fn ip_quiet(args: &[&str]) {
     let _ = Command::new("ip").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
 }
 
-/// A cluster of members in namespaces (see the module docs).
+/// A cluster of members in namespaces (see the module docs): a [`Cluster`] (which it dereferences to)
+/// plus the namespaces and bridges it owns.
 pub struct NsCluster {
-    pub kind: Kind,
-    pub members: Vec<NsMember>,
+    cluster: Cluster,
     prefix: String,
-    _dir: tempfile::TempDir,
+}
+
+impl Deref for NsCluster {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        &self.cluster
+    }
+}
+
+impl DerefMut for NsCluster {
+    fn deref_mut(&mut self) -> &mut Cluster {
+        &mut self.cluster
+    }
 }
 
 impl NsCluster {
@@ -102,7 +77,10 @@ impl NsCluster {
         let prefix = format!("mk{uid:04x}");
         let subnet = free_subnet(uid);
         let dir = tempfile::Builder::new().prefix(&format!("modkv-netns-{}-", kind.label())).tempdir().unwrap();
-        let mut c = NsCluster { kind, members: Vec::new(), prefix: prefix.clone(), _dir: dir };
+        let extra: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        let cluster = Cluster::of(kind, prefix.clone(), extra.clone(), dir, Vec::new());
+        // Owned from here on: dropping it (also on a panic below) removes what `ip` made.
+        let mut c = NsCluster { cluster, prefix: prefix.clone() };
         let (brc, brp) = (format!("{prefix}c"), format!("{prefix}p"));
         ip(&["link", "add", &brc, "type", "bridge"]);
         ip(&["link", "add", &brp, "type", "bridge"]);
@@ -120,47 +98,21 @@ impl NsCluster {
                 ip(&["-n", &ns, "addr", "add", &format!("198.{net}.{subnet}.{i}/24"), "dev", side]);
                 ip(&["-n", &ns, "link", "set", side, "up"]);
             }
-            c.members.push(NsMember {
-                name: format!("m{i}"),
-                client_ip: format!("198.18.{subnet}.{i}"),
-                peer_ip: format!("198.19.{subnet}.{i}"),
-                id: 0,
-                namespace: ns,
-                peer_link: format!("{prefix}p{i}"),
-                log_path: c._dir.path().join(format!("m{i}.log")),
-                child: None,
-            });
+            let (client_ip, peer_ip) = (format!("198.18.{subnet}.{i}"), format!("198.19.{subnet}.{i}"));
+            let dir = c.cluster.dir().to_path_buf();
+            let mut m = Member::new(kind, &format!("m{i}"), &dir, (&client_ip, 2379), (&peer_ip, 2380));
+            m.namespace = Some(ns);
+            c.cluster.members.push(m);
         }
-        let initial: Vec<String> = c.members.iter().map(|m| format!("{}=http://{}:2380", m.name, m.peer_ip)).collect();
+        let initial: Vec<String> = c.members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect();
         let initial = initial.join(",");
-        for m in &mut c.members {
-            let (client, peer) = (m.endpoint(), format!("http://{}:2380", m.peer_ip));
-            let data_dir = c._dir.path().join(format!("{}.data", m.name));
-            let mut args = crate::cluster::member_flags(&m.name, &data_dir, &client, &peer, &initial, "new", &prefix);
-            args.extend(extra_args.iter().map(|s| s.to_string()));
-            let log = OpenOptions::new().create(true).append(true).open(&m.log_path).unwrap();
-            let mut cmd = Command::new("ip");
-            cmd.args(["netns", "exec", &m.namespace]).arg(kind.binary()).args(&args);
-            cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).env("RUST_BACKTRACE", "1");
-            m.note(&format!("start {kind} member {} in namespace {}: {args:?}", m.name, m.namespace));
-            // `ip netns exec` execs the binary: the child is the member itself.
-            m.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", kind.binary().display())));
+        for m in &mut c.cluster.members {
+            m.args = cluster_flags(&m.name, &m.data_dir(), &m.endpoint(), &m.peer_url(), &initial, "new", &prefix);
+            m.args.extend(extra.iter().cloned());
+            m.launch_or_panic();
         }
-        let deadline = Instant::now() + crate::cluster::CLUSTER_READY_TIMEOUT;
-        for m in &mut c.members {
-            loop {
-                let healthy =
-                    m.etcdctl(&["--dial-timeout", "1s", "--command-timeout", "2s", "endpoint", "health"]).success();
-                if let Some(s) = m.status().filter(|_| healthy) {
-                    m.id = s["header"]["member_id"].as_u64().expect("member_id in endpoint status");
-                    break;
-                }
-                if let Some(Ok(Some(status))) = m.child.as_mut().map(|c| c.try_wait()) {
-                    panic!("{kind} member {} exited: {status}\n{}", m.name, m.log_tail(LOG_TAIL));
-                }
-                assert!(Instant::now() < deadline, "{kind} member {} not healthy in time", m.name);
-                thread::sleep(Duration::from_millis(100));
-            }
+        if let Err(e) = c.cluster.wait_all_ready(CLUSTER_READY_TIMEOUT) {
+            panic!("{kind} cluster of {n} in network namespaces did not become ready: {e}");
         }
         c
     }
@@ -168,7 +120,7 @@ impl NsCluster {
     /// Index of the member every member names as leader, once they agree (at most `timeout`).
     #[track_caller]
     pub fn wait_leader(&self, among: &[usize], timeout: Duration) -> usize {
-        crate::cluster::poll(timeout, "an agreed leader", || {
+        poll(timeout, "an agreed leader", || {
             let leaders: Vec<u64> = among
                 .iter()
                 .map(|&i| self.members[i].status().and_then(|s| s["leader"].as_u64()).unwrap_or(0))
@@ -181,47 +133,35 @@ impl NsCluster {
         })
     }
 
+    /// The host end of member `i`'s peer veth (down while it is cut off).
+    fn peer_link(&self, i: usize) -> String {
+        format!("{}p{}", self.prefix, i + 1)
+    }
+
     /// Cuts member `i` off from its peers (clients still reach it).
     pub fn cut(&self, i: usize) {
-        ip(&["link", "set", &self.members[i].peer_link, "down"]);
+        ip(&["link", "set", &self.peer_link(i), "down"]);
         self.members[i].note("peer link cut");
     }
 
     /// Reconnects member `i` to its peers.
     pub fn heal(&self, i: usize) {
-        ip(&["link", "set", &self.members[i].peer_link, "up"]);
+        ip(&["link", "set", &self.peer_link(i), "up"]);
         self.members[i].note("peer link restored");
-    }
-}
-
-impl std::ops::Index<usize> for NsCluster {
-    type Output = NsMember;
-    fn index(&self, i: usize) -> &NsMember {
-        &self.members[i]
     }
 }
 
 impl Drop for NsCluster {
     fn drop(&mut self) {
-        for m in &mut self.members {
-            if let Some(mut c) = m.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+        // The members go first (their logs are printed when the cluster itself is dropped, after this).
+        for m in &mut self.cluster.members {
+            m.kill9();
         }
-        if thread::panicking() {
-            for m in &self.members {
-                eprintln!(
-                    "--- {} member {} log (last {LOG_TAIL} lines) ---\n{}",
-                    self.kind,
-                    m.name,
-                    m.log_tail(LOG_TAIL)
-                );
-            }
-        }
-        for m in &self.members {
+        for m in &self.cluster.members {
             // Removing the namespace removes the veth pairs too.
-            ip_quiet(&["netns", "del", &m.namespace]);
+            if let Some(ns) = &m.namespace {
+                ip_quiet(&["netns", "del", ns]);
+            }
         }
         ip_quiet(&["link", "del", &format!("{}c", self.prefix)]);
         ip_quiet(&["link", "del", &format!("{}p", self.prefix)]);

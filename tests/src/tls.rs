@@ -5,7 +5,8 @@
 //!   peer certificate too), a client certificate signed by the CA, a client certificate signed
 //!   by another CA, and a key that belongs to nothing.
 //! * [`start_https`] — like [`Server::start`], but the client URLs (and optionally the peer
-//!   URLs) are `https://`; readiness is checked with etcdctl and the given TLS flags.
+//!   URLs) are `https://`; readiness is checked (also after a restart) with etcdctl and the given
+//!   TLS flags.
 //! * [`https_endpoint`], [`etcdctl_tls`], [`curl`].
 
 use std::path::{Path, PathBuf};
@@ -175,22 +176,12 @@ pub fn https_server_args(
 #[track_caller]
 pub fn start_https(kind: Kind, opts: ServerOpts, peer_https: bool, ready_ctl: &[String]) -> Server {
     Server::start_retrying(kind, " over https", || {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("modkv-test-{}-", kind.label()))
-            .tempdir()
-            .expect("create tempdir");
         let (client_port, peer_port) = (free_port(), free_port());
-        let mut opts = opts.clone();
-        let mut args = https_args(&opts.name, client_port, peer_port, peer_https);
-        args.append(&mut opts.args);
-        opts.args = args;
-        let mut server = Server { kind, opts, client_port, peer_port, dir, child: None, starts: 0 };
-        if let Err(e) = server.spawn_process() {
-            panic!("cannot spawn {}: {e}", kind.binary().display());
-        }
-        let ctl: Vec<&str> = ready_ctl.iter().map(String::as_str).collect();
-        let endpoint = https_endpoint(&server);
-        let ready = server.wait_ready_at(&endpoint, &ctl);
+        let https = https_args(&opts.name, client_port, peer_port, peer_https);
+        let mut server = Server::unstarted(kind, opts.clone(), client_port, peer_port, https);
+        server.probe = Some((https_endpoint(&server), ready_ctl.to_vec()));
+        server.launch_or_panic();
+        let ready = server.wait_ready();
         (server, ready)
     })
 }

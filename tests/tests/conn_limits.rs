@@ -460,7 +460,10 @@ fn half_sent_put(port: u16, len: u32) -> (String, String) {
 }
 
 #[test]
-#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+#[cfg_attr(
+    not(feature = "modkv"),
+    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
+)]
 fn huge_max_request_bytes() {
     // etcd adds its gRPC overhead to the flag in a 64-bit integer, which wraps around; modkv saturates.
     let (mut s, _) = start(Kind::Modkv, &["--max-request-bytes", "18446744073709551615"]);

@@ -141,7 +141,10 @@ fn etcd_vs_etcd() {
 }
 
 #[test]
-#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+#[cfg_attr(
+    not(feature = "modkv"),
+    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
+)]
 fn etcd_vs_modkv() {
     differential(Kind::Etcd, Kind::Modkv);
 }

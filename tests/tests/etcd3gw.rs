@@ -138,7 +138,10 @@ both_kinds! {
 }
 
 #[test]
-#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+#[cfg_attr(
+    not(feature = "modkv"),
+    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
+)]
 fn etcd_vs_modkv() {
     let servers = start_all(vec![(Kind::Etcd, ServerOpts::new()), (Kind::Modkv, ServerOpts::new())]);
     let (etcd, modkv) = std::thread::scope(|sc| {

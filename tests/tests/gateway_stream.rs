@@ -127,7 +127,10 @@ both_kinds! {
 }
 
 #[test]
-#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+#[cfg_attr(
+    not(feature = "modkv"),
+    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
+)]
 fn watch_requests_are_served_while_the_body_is_open_modkv() {
     let s = Server::start(Kind::Modkv, ServerOpts::new());
     let mut call =
@@ -149,7 +152,10 @@ fn watch_requests_are_served_while_the_body_is_open_modkv() {
 }
 
 #[test]
-#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+#[cfg_attr(
+    not(feature = "modkv"),
+    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
+)]
 fn keepalives_are_answered_while_the_body_is_open_modkv() {
     let s = Server::start(Kind::Modkv, ServerOpts::new());
     let granted = http::post(&s.endpoint(), "/v3/lease/grant", r#"{"TTL":"60","ID":"1234"}"#).json();

@@ -764,7 +764,10 @@ both_kinds! {
 /// there is no etcd answer to match; etcd 3.5 refuses such a request with `etcdserver: invalid sort
 /// option`. modkv must answer, one way or the other, and live.
 #[test]
-#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+#[cfg_attr(
+    not(feature = "modkv"),
+    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
+)]
 fn unknown_sort_target_modkv() {
     let mut s = Server::start(Kind::Modkv, ServerOpts::new());
     seed(&s);

@@ -279,7 +279,10 @@ both_kinds! {
 /// etcd's key and value encoding, and hashes them as etcd does. Compacted and future revisions are
 /// refused with etcd's errors.
 #[test]
-#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+#[cfg_attr(
+    not(feature = "modkv"),
+    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
+)]
 fn hashkv_matches_etcd_over_the_same_history() {
     let servers = [Server::start(Kind::Etcd, ServerOpts::new()), Server::start(Kind::Modkv, ServerOpts::new())];
     let hashkv = |s: &Server, rev: i64| {

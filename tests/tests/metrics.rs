@@ -421,7 +421,10 @@ both_kinds! {
 
 /// The families above exist in both scrapes with the same TYPE, HELP and label names.
 #[test]
-#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+#[cfg_attr(
+    not(feature = "modkv"),
+    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
+)]
 fn families_match_etcd() {
     let servers = start_all(vec![(Kind::Etcd, ServerOpts::new()), (Kind::Modkv, ServerOpts::new())]);
     let scrapes: Vec<Scrape> = servers

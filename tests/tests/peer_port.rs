@@ -64,7 +64,10 @@ fn send(c: &Cluster, to: usize, from: u64, msgs: &[RaftMessage]) -> Result<SendR
 }
 
 #[test]
-#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+#[cfg_attr(
+    not(feature = "modkv"),
+    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
+)]
 fn forged_peer_messages_are_refused() {
     let mut c = Cluster::start(Kind::Modkv, 3, &[]);
     let leader = c.wait_leader(Duration::from_secs(10));

@@ -562,7 +562,10 @@ fn hand_cases(ep: &str, m: &mut Model) {
 }
 
 #[test]
-#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+#[cfg_attr(
+    not(feature = "modkv"),
+    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
+)]
 fn arbitrary_arguments_get_etcds_answers() {
     let seed = env_number("FUZZ_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
@@ -649,7 +652,10 @@ fn arbitrary_arguments_get_etcds_answers() {
 }
 
 #[test]
-#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+#[cfg_attr(
+    not(feature = "modkv"),
+    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
+)]
 fn calls_without_a_leader_time_out() {
     // `good` may wait past the member's request timeout (5 s + 2 election timeouts); `short` has the
     // default time limit of 1 s, which ends its call first.

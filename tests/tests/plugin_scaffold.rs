@@ -81,7 +81,10 @@ fn new_plugin(dir: &Path) -> PathBuf {
 }
 
 #[test]
-#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+#[cfg_attr(
+    not(feature = "modkv"),
+    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
+)]
 fn a_new_plugin_builds_checks_loads_and_serves() {
     let tmp = tempfile::tempdir().unwrap();
     let wasm = new_plugin(tmp.path());

@@ -117,7 +117,10 @@ fn hostile_dir() -> tempfile::TempDir {
 }
 
 #[test]
-#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+#[cfg_attr(
+    not(feature = "modkv"),
+    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
+)]
 fn routes_hooks_metrics_and_hostile_plugins() {
     let dir = hostile_dir();
     let s = start(dir.path());
@@ -326,7 +329,10 @@ impl Load {
 }
 
 #[test]
-#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+#[cfg_attr(
+    not(feature = "modkv"),
+    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
+)]
 fn hot_reload_replace_remove_restore_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -394,7 +400,10 @@ fn hot_reload_replace_remove_restore_under_load() {
 }
 
 #[test]
-#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+#[cfg_attr(
+    not(feature = "modkv"),
+    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
+)]
 fn compiled_components_are_cached_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     install(dir.path(), "good", "good");
@@ -413,7 +422,10 @@ fn compiled_components_are_cached_across_restarts() {
 /// its own answer. Good JSON is written, bad JSON is rejected with its message, and a hook that traps
 /// refuses only its own put, never the puts of the instances around it.
 #[test]
-#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+#[cfg_attr(
+    not(feature = "modkv"),
+    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
+)]
 fn reused_instances_answer_each_put() {
     use modkv_tests::grpc::{Client, PutRequest, RangeRequest};
     let dir = tempfile::tempdir().unwrap();
@@ -490,7 +502,10 @@ fn calls(s: &Server, route: &str) -> u64 {
 /// (contract 0.2.0) or the operator's TOML sets `calls-per-instance`; a plugin built against contract
 /// 0.1.0 loads, serves routes, hooks puts and reports metrics as before, with a fresh instance per call.
 #[test]
-#[cfg_attr(not(feature = "modkv"), ignore = "modkv server not runnable yet; enable feature `modkv` of modkv-tests")]
+#[cfg_attr(
+    not(feature = "modkv"),
+    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
+)]
 fn instances_reused_as_declared_and_old_contract_plugins_load() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
