@@ -57,6 +57,7 @@ run: build plugins
 test: deps-test build plugins
 	$(CARGO) test --release -p modkv --lib
 	$(CARGO) test --release -p modkv --test layers
+	$(CARGO) test --release -p modkv --doc
 	FUZZ_MS=$$(( $(FUZZ_TEST_SECS) * 1000 )) MODKV_PLUGIN_DIR="$(abspath $(PLUGIN_DIR))" \
 		$(CARGO) test --release -p modkv --test fuzz
 	$(CARGO) test --manifest-path plugins/Cargo.toml --workspace

@@ -141,11 +141,6 @@ impl EtcdServer {
         self.raft.status.commit.load(Ordering::SeqCst)
     }
 
-    /// A response header for this member at `revision`.
-    pub fn header(&self, revision: i64) -> ResponseHeader {
-        self.headers.at(revision)
-    }
-
     /// Builds this member's response headers.
     pub fn headers(&self) -> &Headers {
         &self.headers
@@ -182,7 +177,7 @@ impl EtcdServer {
 
     fn fill(&self, h: &mut Option<ResponseHeader>) {
         let rev = h.as_ref().map(|h| h.revision).unwrap_or_else(|| self.kv.current_rev());
-        *h = Some(self.header(rev));
+        *h = Some(self.headers.at(rev));
     }
 
     pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse> {

@@ -252,7 +252,7 @@ impl EtcdServer {
         req.set_timeout(self.cfg.request_timeout);
         let mut resp = client.lease_time_to_live(req).await?.into_inner();
         // The answer is this member's: its header.
-        resp.header = Some(self.header(self.kv.current_rev()));
+        resp.header = Some(self.headers.current());
         Ok(resp)
     }
 
