@@ -9,31 +9,50 @@ use std::time::Instant;
 
 use crate::workspace_root;
 
+/// The suite's target dir (`$CARGO_TARGET_DIR`, relative to the workspace, else `<workspace>/target`)
+/// joined with `sub`: where a guest crate is built, so a second run only relinks.
+pub fn target_dir(sub: &str) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()).map(PathBuf::from) {
+        Some(t) if t.is_absolute() => t,
+        Some(t) => workspace_root().join(t),
+        None => workspace_root().join("target"),
+    }
+    .join(sub)
+}
+
+/// Runs `cargo <args>` in the guest crate or workspace `dir` with `target` as its target dir, failing
+/// the test with cargo's output (and `hint`) if it fails; prints how long it took. Returns its stdout.
+pub fn cargo_in(dir: &Path, target: &Path, args: &[&str], hint: &str) -> String {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let started = Instant::now();
+    let out = Command::new(cargo)
+        .current_dir(dir)
+        .args(args)
+        .env("CARGO_TARGET_DIR", target)
+        .env_remove("RUSTFLAGS")
+        .output()
+        .unwrap_or_else(|e| panic!("run cargo {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "cargo {args:?} in {} failed ({hint}):\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("cargo {args:?} in {} took {:?}", dir.display(), started.elapsed());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Builds the test plugins (once per test binary) and returns the directory holding the `.wasm` files.
 pub fn built() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let target = match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()).map(PathBuf::from) {
-            Some(t) if t.is_absolute() => t,
-            Some(t) => workspace_root().join(t),
-            None => workspace_root().join("target"),
-        }
-        .join("test-plugins");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let started = Instant::now();
-        let out = Command::new(cargo)
-            .current_dir(workspace_root().join("tests/plugins"))
-            .args(["build", "--release", "--target", "wasm32-wasip2"])
-            .env("CARGO_TARGET_DIR", &target)
-            .env_remove("RUSTFLAGS")
-            .output()
-            .expect("run cargo to build the test plugins");
-        assert!(
-            out.status.success(),
-            "building tests/plugins failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`):\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        let target = target_dir("test-plugins");
+        cargo_in(
+            &workspace_root().join("tests/plugins"),
+            &target,
+            &["build", "--release", "--target", "wasm32-wasip2"],
+            "is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`",
         );
-        eprintln!("test plugins built in {:?}", started.elapsed());
         target.join("wasm32-wasip2/release")
     })
 }

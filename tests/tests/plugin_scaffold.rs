@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use modkv_tests::http::request;
 use modkv_tests::*;
@@ -45,37 +45,11 @@ fn new_plugin(dir: &Path) -> PathBuf {
         "{out:#?}"
     );
     // Its own target dir under the suite's, so a second run only relinks.
-    let target = match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()).map(PathBuf::from) {
-        Some(t) if t.is_absolute() => t,
-        Some(t) => workspace_root().join(t),
-        None => workspace_root().join("target"),
-    }
-    .join("scaffold-plugin");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let started = Instant::now();
-    let build = Command::new(&cargo)
-        .current_dir(&krate)
-        .args(["build", "--offline", "--release", "--target", "wasm32-wasip2"])
-        .env("CARGO_TARGET_DIR", &target)
-        .env_remove("RUSTFLAGS")
-        .output()
-        .expect("run cargo");
-    assert!(
-        build.status.success(),
-        "building the scaffold failed (`make plugins` fetches its crates; wasm32-wasip2 installed?):\n{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-    eprintln!("scaffold built in {:?}", started.elapsed());
+    let target = test_plugins::target_dir("scaffold-plugin");
+    let build = ["build", "--offline", "--release", "--target", "wasm32-wasip2"];
+    test_plugins::cargo_in(&krate, &target, &build, "`make plugins` fetches its crates; wasm32-wasip2 installed?");
     // Its unit test passes on the host too.
-    let test = Command::new(&cargo)
-        .current_dir(&krate)
-        .args(["test", "--offline", "--release"])
-        .env("CARGO_TARGET_DIR", &target)
-        .env_remove("RUSTFLAGS")
-        .output()
-        .expect("run cargo");
-    let stdout = String::from_utf8_lossy(&test.stdout);
-    assert!(test.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&test.stderr));
+    let stdout = test_plugins::cargo_in(&krate, &target, &["test", "--offline", "--release"], "its unit test");
     assert!(stdout.contains("test tests::manifest_names_the_crate ... ok"), "{stdout}");
     target.join("wasm32-wasip2/release/my_counter.wasm")
 }

@@ -38,7 +38,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use modkv::plugin::types as wit;
+pub use self::modkv::plugin::types as wit;
 
 /// The contract version this host is built on (`plugin-sdk/wit/plugin.wit`); older ones: `versions`.
 pub mod current {
@@ -521,11 +521,11 @@ fn grant_for(key: &[u8], end: &[u8]) -> Vec<u8> {
     }
 }
 
-impl modkv::plugin::types::Host for State {}
+impl self::modkv::plugin::types::Host for State {}
 
-impl modkv::plugin::host::Host for State {
-    async fn log(&mut self, level: modkv::plugin::host::Level, message: String) {
-        use modkv::plugin::host::Level;
+impl self::modkv::plugin::host::Host for State {
+    async fn log(&mut self, level: self::modkv::plugin::host::Level, message: String) {
+        use self::modkv::plugin::host::Level;
         let name = &self.info.name;
         let message = truncate(&message, MAX_MESSAGE);
         match level {
