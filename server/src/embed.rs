@@ -512,7 +512,11 @@ fn serve_clients(
         addrs.push(addr);
         let l =
             tokio::net::TcpListener::from_std(l).map_err(|e| EmbedError::Server(format!("client listener: {e}")))?;
-        let mux = crate::api::client_mux(handles, plugins.clone(), metrics.clone(), cfg.max_request_bytes);
+        let client_cfg = crate::api::ClientConfig {
+            max_request_bytes: cfg.max_request_bytes,
+            watch_progress_notify_interval: cfg.watch_progress_notify_interval,
+        };
+        let mux = crate::api::client_mux(handles, plugins.clone(), metrics.clone(), &client_cfg);
         let https = acceptor.is_some();
         serving.push(tokio::spawn(crate::api::mux::serve(l, mux, acceptor, stop.clone(), fatal.clone())));
         tracing::info!(%addr, https, "serving client traffic (gRPC and HTTP)");

@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod election;
 pub mod gateway;
 pub mod grpc_limit;
+pub mod health;
 pub mod http;
 pub mod kv;
 pub mod lease;
@@ -68,8 +69,17 @@ pub struct Services {
     pub election: election::ElectionService,
 }
 
+/// What the client port is configured with.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientConfig {
+    /// `--max-request-bytes`: the largest request (gRPC messages may be 512 KiB larger).
+    pub max_request_bytes: usize,
+    /// `--experimental-watch-progress-notify-interval`.
+    pub watch_progress_notify_interval: std::time::Duration,
+}
+
 impl Services {
-    pub fn new(h: &Handles) -> Services {
+    pub fn new(h: &Handles, cfg: &ClientConfig) -> Services {
         Services {
             kv: kv::KvService { server: h.kv.clone() },
             lease: lease::LeaseService { server: h.leases.clone() },
@@ -79,7 +89,12 @@ impl Services {
                 kv: h.store.clone(),
                 backend: h.backend.clone(),
             },
-            watch: watch::WatchService { hub: h.watch_hub.clone(), kv: h.store.clone(), headers: h.headers.clone() },
+            watch: watch::WatchService {
+                hub: h.watch_hub.clone(),
+                kv: h.store.clone(),
+                headers: h.headers.clone(),
+                progress_interval: cfg.watch_progress_notify_interval,
+            },
             lock: lock::LockService { server: h.locks.clone() },
             election: election::ElectionService { server: h.elections.clone() },
         }
@@ -96,6 +111,7 @@ pub fn grpc_routes(s: &Services, max_request_bytes: usize) -> tonic::service::Ro
         .add_service(MaintenanceServer::new(s.maintenance.clone()).max_decoding_message_size(max))
         .add_service(LockServer::new(s.lock.clone()).max_decoding_message_size(max))
         .add_service(ElectionServer::new(s.election.clone()).max_decoding_message_size(max))
+        .add_service(health::HealthService::server())
 }
 
 /// Everything a client port serves: the gRPC services, their messages limited as etcd's and counted by
@@ -104,15 +120,15 @@ pub fn client_mux(
     handles: &Handles,
     plugins: Arc<crate::plugin::Plugins>,
     metrics: Arc<Metrics>,
-    max_request_bytes: usize,
+    cfg: &ClientConfig,
 ) -> mux::Mux {
-    let services = Services::new(handles);
-    let grpc = grpc_routes(&services, max_request_bytes)
+    let services = Services::new(handles, cfg);
+    let grpc = grpc_routes(&services, cfg.max_request_bytes)
         .into_axum_router()
-        .layer(grpc_limit::layer(max_grpc_message(max_request_bytes)))
+        .layer(grpc_limit::layer(max_grpc_message(cfg.max_request_bytes)))
         .layer(metrics.grpc_layer());
     let http = http::router(handles.health.clone(), plugins)
         .merge(http::metrics_router(metrics.clone()))
-        .merge(gateway::router(services, metrics, max_request_bytes));
+        .merge(gateway::router(services, metrics, cfg.max_request_bytes));
     mux::Mux::new(grpc, http)
 }

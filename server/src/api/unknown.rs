@@ -19,15 +19,17 @@ const SERVED: &[&str] = &[
     "v3lockpb.Lock",
     "v3electionpb.Election",
     "modkvpb.Peer",
+    "grpc.health.v1.Health",
 ];
 
 /// `/package.Service/Method` of every method of the served services, from the protos.
 fn methods() -> &'static HashSet<String> {
     static METHODS: OnceLock<HashSet<String>> = OnceLock::new();
     METHODS.get_or_init(|| {
-        let fds = prost_types::FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET).unwrap_or_default();
+        let ours = prost_types::FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET).unwrap_or_default();
+        let health = prost_types::FileDescriptorSet::decode(tonic_health::pb::FILE_DESCRIPTOR_SET).unwrap_or_default();
         let mut out = HashSet::new();
-        for file in &fds.file {
+        for file in ours.file.iter().chain(&health.file) {
             for svc in &file.service {
                 let name = format!("{}.{}", file.package(), svc.name());
                 for m in &svc.method {
@@ -60,6 +62,7 @@ mod tests {
     fn grpc_gos_words_for_what_is_not_served() {
         assert!(unimplemented("/etcdserverpb.KV/Range").is_none());
         assert!(unimplemented("/modkvpb.Peer/Send").is_none());
+        assert!(unimplemented("/grpc.health.v1.Health/Watch").is_none());
         let msg = |p: &str| unimplemented(p).map(|s| (s.code(), s.message().to_string()));
         let unimpl = |m: &str| Some((tonic::Code::Unimplemented, m.to_string()));
         assert_eq!(

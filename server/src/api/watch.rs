@@ -22,9 +22,6 @@ use crate::server::Headers;
 use crate::watch::WatchHub;
 use crate::watch::{WatchBatch, WatchHandle, WatchSpec};
 
-/// How often a watcher that asked for progress notifications hears the current revision when idle
-/// (etcd's default).
-const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
 /// Responses buffered towards one client stream.
 const OUT_BUFFER: usize = 128;
 /// Event batches buffered per stream before its watchers fall back to catching up from history.
@@ -39,6 +36,9 @@ pub struct WatchService {
     pub hub: Arc<WatchHub>,
     pub kv: Arc<KvStore>,
     pub headers: Headers,
+    /// How often a watcher that asked for progress notifications hears the current revision when idle
+    /// (`--experimental-watch-progress-notify-interval`).
+    pub progress_interval: Duration,
 }
 
 struct Watching {
@@ -73,7 +73,7 @@ impl Session {
         S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin,
     {
         let (batch_tx, mut batches) = mpsc::channel::<WatchBatch>(BATCH_BUFFER);
-        let mut progress = tokio::time::interval(PROGRESS_INTERVAL);
+        let mut progress = tokio::time::interval(self.svc.progress_interval);
         progress.tick().await;
         // As in etcd, a client that closes its send side (grpcurl, grpc-gateway after the request body) keeps
         // its watchers: the session ends on a stream error or when the client goes, not at the end of requests.
@@ -203,7 +203,7 @@ impl Session {
         let due: Vec<i64> = self
             .watching
             .iter()
-            .filter(|(_, w)| w.progress_notify && w.last_sent.elapsed() >= PROGRESS_INTERVAL / 2)
+            .filter(|(_, w)| w.progress_notify && w.last_sent.elapsed() >= self.svc.progress_interval / 2)
             .map(|(id, _)| *id)
             .collect();
         for id in due {

@@ -135,6 +135,16 @@ pub(super) struct Cli {
     #[arg(long, env = "MODKV_AUTO_COMPACTION_RETENTION", value_name = "RETENTION", default_value = "0")]
     pub auto_compaction_retention: String,
 
+    /// How often a watcher that asked for progress notifications hears the current revision while idle
+    /// (a Go duration; 0: the default).
+    #[arg(
+        long,
+        env = "MODKV_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
+        value_name = "DURATION",
+        default_value = "10m"
+    )]
+    pub experimental_watch_progress_notify_interval: String,
+
     /// Log level: debug, info, warn or error.
     #[arg(long, env = "MODKV_LOG_LEVEL", value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
@@ -268,6 +278,7 @@ impl Cli {
             "max_txn_ops" => self.max_txn_ops = value,
             "auto_compaction_mode" => self.auto_compaction_mode = value,
             "auto_compaction_retention" => self.auto_compaction_retention = value,
+            "experimental_watch_progress_notify_interval" => self.experimental_watch_progress_notify_interval = value,
             "log_level" => self.log_level = value,
             "plugin_dir" => self.plugin_dir = Some(value),
             "cert_file" => self.cert_file = Some(value),

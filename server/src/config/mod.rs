@@ -77,6 +77,8 @@ use parse::UrlUse;
 pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// etcd warns when the backend quota exceeds this (8 GiB).
 pub const MAX_QUOTA_BACKEND_BYTES: u64 = 8 * 1024 * 1024 * 1024;
+/// Default for `--experimental-watch-progress-notify-interval` (used when it is 0), as etcd's.
+pub const DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
 /// Default for `--snapshot-count` (used when it is 0).
 pub const DEFAULT_SNAPSHOT_COUNT: u64 = 100_000;
 /// Largest accepted `--election-timeout`, in milliseconds (etcd's limit).
@@ -164,6 +166,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub auto_compaction: AutoCompaction,
+    /// `--experimental-watch-progress-notify-interval` (etcd's default 10 minutes; 0 keeps it).
+    pub watch_progress_notify_interval: Duration,
     /// One of `debug`, `info`, `warn`, `error` (lower-cased).
     pub log_level: String,
     pub plugin_dir: Option<PathBuf>,
@@ -346,6 +350,19 @@ fn resolve(raw: Cli, initial_cluster_given: bool) -> Result<Config, ConfigError>
     let max_request_bytes = parse::positive("--max-request-bytes", &raw.max_request_bytes, "bytes")?;
     let max_txn_ops = parse::positive("--max-txn-ops", &raw.max_txn_ops, "operations")?;
     let auto_compaction = parse::auto_compaction(&raw.auto_compaction_mode, &raw.auto_compaction_retention)?;
+    let flag = "--experimental-watch-progress-notify-interval";
+    let raw_interval = &raw.experimental_watch_progress_notify_interval;
+    let watch_progress_notify_interval = match parse::go_duration(raw_interval.trim()) {
+        Ok(d) if d.is_zero() => DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
+        Ok(d) => d,
+        Err(reason) => {
+            return Err(ConfigError::InvalidValue {
+                flag,
+                value: raw_interval.to_owned(),
+                expected: format!("a duration such as \"10m\" or \"500ms\" ({reason})"),
+            })
+        }
+    };
     let log_level = parse::log_level(&raw.log_level)?;
     let plugin_dir = raw.plugin_dir.filter(|dir| !dir.is_empty()).map(PathBuf::from);
     let path = |p: Option<String>| p.filter(|p| !p.is_empty()).map(PathBuf::from);
@@ -384,6 +401,7 @@ fn resolve(raw: Cli, initial_cluster_given: bool) -> Result<Config, ConfigError>
         max_request_bytes,
         max_txn_ops,
         auto_compaction,
+        watch_progress_notify_interval,
         log_level,
         plugin_dir,
         client_tls,

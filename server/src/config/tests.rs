@@ -278,6 +278,16 @@ fn zero_means_default_for_quota_and_snapshot_count() {
 }
 
 #[test]
+fn watch_progress_notify_interval_is_a_go_duration_and_zero_means_default() {
+    assert_eq!(ok(&[]).watch_progress_notify_interval, Duration::from_secs(600));
+    let flag = "--experimental-watch-progress-notify-interval";
+    assert_eq!(ok(&[flag, "1s"]).watch_progress_notify_interval, Duration::from_secs(1));
+    assert_eq!(ok(&[flag, "1m30s"]).watch_progress_notify_interval, Duration::from_secs(90));
+    assert_eq!(ok(&[flag, "0"]).watch_progress_notify_interval, DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL);
+    assert!(err(&[flag, "soon"]).starts_with(&format!("invalid value \"soon\" for {flag}: expected a duration")));
+}
+
+#[test]
 fn empty_paths_mean_unset() {
     let c = ok(&["--name", "x", "--data-dir", "", "--plugin-dir", ""]);
     assert_eq!(c.data_dir, PathBuf::from("x.modkv"));

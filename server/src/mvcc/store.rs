@@ -40,6 +40,8 @@ struct State {
     pending: HashMap<Revision, Vec<u8>>,
     /// The changes made since the last commit, in revision order, for watchers.
     events: Vec<Event>,
+    /// Bytes (key + value) of the revisions stored and not compacted away.
+    live_bytes: u64,
 }
 
 pub struct KvStore {
@@ -57,7 +59,9 @@ impl KvStore {
         let mut index: BTreeMap<Vec<u8>, KeyIndex> = BTreeMap::new();
         let mut max_rev = 1;
         let mut bad = None;
+        let mut live_bytes = 0u64;
         backend.scan(Cf::Kv, &[], None, &mut |k, v| {
+            live_bytes += (k.len() + v.len()) as u64;
             let Some((rev, tombstone)) = Revision::from_bytes(k) else {
                 bad = Some(format!("bad revision key {k:?}"));
                 return false;
@@ -90,7 +94,7 @@ impl KvStore {
                 !ki.is_empty()
             });
         }
-        let state = State { index, current_rev, compact_rev, pending: HashMap::new(), events: Vec::new() };
+        let state = State { index, current_rev, compact_rev, pending: HashMap::new(), events: Vec::new(), live_bytes };
         Ok(KvStore { backend, state: RwLock::new(state) })
     }
 
@@ -108,6 +112,19 @@ impl KvStore {
 
     fn write_state(&self) -> RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bytes of the backend in use (etcd's `dbSizeInUse`): its size on disk less the share of what
+    /// compactions deleted and no defragment has reclaimed yet, in proportion to the live revisions.
+    /// Right after a restart nothing is known to be reclaimable: the whole size is in use.
+    pub fn db_size_in_use(&self) -> u64 {
+        let on_disk = self.backend.size_on_disk();
+        let reclaimable = self.backend.reclaimable();
+        if reclaimable == 0 {
+            return on_disk;
+        }
+        let live = self.read_state().live_bytes;
+        (on_disk as u128 * live as u128 / (live as u128 + reclaimable as u128)) as u64
     }
 
     pub fn current_rev(&self) -> i64 {
@@ -293,10 +310,12 @@ impl KvStore {
         }
         let end = Revision::new(rev + 1, 0).to_bytes(false);
         let mut doomed = Vec::new();
-        self.backend.scan(Cf::Kv, &[], Some(&end), &mut |k, _| {
+        let mut freed = 0u64;
+        self.backend.scan(Cf::Kv, &[], Some(&end), &mut |k, v| {
             if let Some((r, _)) = Revision::from_bytes(k) {
                 if !keep.contains(&r) {
                     doomed.push(k.to_vec());
+                    freed += (k.len() + v.len()) as u64;
                 }
             }
             true
@@ -304,6 +323,10 @@ impl KvStore {
         for k in doomed {
             batch.delete(Cf::Kv, k);
         }
+        batch.reclaims += freed;
+        let mut st = self.write_state();
+        st.live_bytes = st.live_bytes.saturating_sub(freed);
+        drop(st);
         batch.put(Cf::Meta, meta::COMPACT_REV, meta::encode_u64(rev as u64));
         Ok(())
     }
@@ -398,7 +421,9 @@ impl WriteTxn<'_> {
         ki.put(rev);
         let kv = KeyValue { key: key.to_vec(), create_revision, mod_revision: self.main, version, value, lease };
         let enc = kv.encode_to_vec();
-        self.batch.put(Cf::Kv, rev.to_bytes(false), enc.clone());
+        let stored = rev.to_bytes(false);
+        st.live_bytes += (stored.len() + enc.len()) as u64;
+        self.batch.put(Cf::Kv, stored, enc.clone());
         st.pending.insert(rev, enc);
         st.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None });
         self.sub += 1;
@@ -417,7 +442,9 @@ impl WriteTxn<'_> {
                 ki.tombstone(rev);
             }
             let enc = KeyValue { key: key.clone(), ..Default::default() }.encode_to_vec();
-            self.batch.put(Cf::Kv, rev.to_bytes(true), enc.clone());
+            let stored = rev.to_bytes(true);
+            st.live_bytes += (stored.len() + enc.len()) as u64;
+            self.batch.put(Cf::Kv, stored, enc.clone());
             st.pending.insert(rev, enc);
             let kv = KeyValue { key: key.clone(), mod_revision: self.main, ..Default::default() };
             st.events.push(Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: None });

@@ -155,7 +155,7 @@ impl EtcdServer {
             raft_index: self.commit_index(),
             raft_term: self.term(),
             raft_applied_index: self.applied_index(),
-            db_size_in_use: self.backend.size_in_use() as i64,
+            db_size_in_use: self.kv.db_size_in_use() as i64,
             is_learner: self.cluster.is_learner(self.cluster.member_id),
             errors: self.status_errors(),
             ..Default::default()
@@ -411,7 +411,7 @@ impl crate::metrics::MemberView for EtcdServer {
             current_rev: self.kv.current_rev(),
             compact_rev: self.kv.compact_rev(),
             db_size: self.backend.size_on_disk(),
-            db_size_in_use: self.backend.size_in_use(),
+            db_size_in_use: self.kv.db_size_in_use(),
         }
     }
 }

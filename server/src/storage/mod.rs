@@ -70,6 +70,9 @@ pub enum Op {
 #[derive(Debug, Default, Clone)]
 pub struct WriteBatch {
     pub ops: Vec<Op>,
+    /// Bytes of stored entries this batch deletes (mvcc compaction says): space a defragment would
+    /// reclaim, for the in-use estimate (etcd's `dbSizeInUse`).
+    pub reclaims: u64,
 }
 
 impl WriteBatch {
@@ -87,6 +90,7 @@ impl WriteBatch {
     }
     pub fn extend(&mut self, other: WriteBatch) {
         self.ops.extend(other.ops);
+        self.reclaims += other.reclaims;
     }
 }
 
@@ -104,8 +108,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Bytes the state machine occupies on disk, live and not yet reclaimed (etcd's `dbSize`; the raft
     /// log is not counted, as etcd does not count its WAL).
     fn size_on_disk(&self) -> u64;
-    /// Bytes of live state machine data, an estimate (etcd's `dbSizeInUse`).
-    fn size_in_use(&self) -> u64;
+    /// Bytes of stored entries deleted (as batches said, [`WriteBatch::reclaims`]) since the space was
+    /// last reclaimed by [`Backend::defragment`] or the backend was opened.
+    fn reclaimable(&self) -> u64;
     /// Reclaims the space of deleted and overwritten data (etcd's defragment).
     fn defragment(&self) -> Result<()>;
     /// Makes everything written so far durable.

@@ -1,6 +1,7 @@
 //! [`Backend`] on RocksDB: one database, one column family per [`Cf`].
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,6 +12,8 @@ use super::{Backend, Cf, Op, Result, StateSnapshot, StorageError, WriteBatch, Wr
 pub struct RocksDb {
     db: DB,
     observer: Option<Arc<dyn WriteObserver>>,
+    /// See [`Backend::reclaimable`].
+    reclaimable: AtomicU64,
 }
 
 fn err(e: rocksdb::Error) -> StorageError {
@@ -32,7 +35,7 @@ impl RocksDb {
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(err)?;
-        Ok(RocksDb { db, observer: None })
+        Ok(RocksDb { db, observer: None, reclaimable: AtomicU64::new(0) })
     }
 
     /// Reports the duration of every write to `observer`.
@@ -93,6 +96,7 @@ impl Backend for RocksDb {
     }
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        let reclaims = batch.reclaims;
         let mut wb = rocksdb::WriteBatch::default();
         for op in batch.ops {
             match op {
@@ -108,6 +112,9 @@ impl Backend for RocksDb {
         if let Some(o) = &self.observer {
             o.observe_write(sync, started.elapsed());
         }
+        if result.is_ok() {
+            self.reclaimable.fetch_add(reclaims, Ordering::Relaxed);
+        }
         result
     }
 
@@ -115,14 +122,17 @@ impl Backend for RocksDb {
         self.int_property("rocksdb.total-sst-files-size") + self.int_property("rocksdb.cur-size-all-mem-tables")
     }
 
-    fn size_in_use(&self) -> u64 {
-        self.int_property("rocksdb.estimate-live-data-size") + self.int_property("rocksdb.cur-size-all-mem-tables")
+    fn reclaimable(&self) -> u64 {
+        self.reclaimable.load(Ordering::Relaxed)
     }
 
     fn defragment(&self) -> Result<()> {
+        let before = self.reclaimable.load(Ordering::Relaxed);
         for cf in Cf::ALL {
             self.db.compact_range_cf(self.cf(cf), None::<&[u8]>, None::<&[u8]>);
         }
+        // What was deleted before the compaction is gone now; deletions since then are not.
+        self.reclaimable.fetch_sub(before, Ordering::Relaxed);
         self.db.flush().map_err(err)
     }
 

@@ -69,7 +69,11 @@ async fn gateway_answers_as_etcd() {
 
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let services = crate::api::Services::new(&etcd.server.handles());
+    let client_cfg = crate::api::ClientConfig {
+        max_request_bytes: super::DEFAULT_MAX_REQUEST_BYTES,
+        watch_progress_notify_interval: std::time::Duration::from_secs(600),
+    };
+    let services = crate::api::Services::new(&etcd.server.handles(), &client_cfg);
     let app = super::router(services, crate::metrics::Metrics::new(0), super::DEFAULT_MAX_REQUEST_BYTES);
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
 
