@@ -6,11 +6,18 @@
 //!   api ──▶ EtcdServer ──validate──▶ propose(id) ──▶ raft ──▶ apply ──▶ Wait::trigger(id) ──▶ api
 //!                    └──read_index──▶ wait until applied ≥ index ──▶ mvcc read
 //! ```
+//!
+//! Beside this file: `v3` (the narrow handle each client service holds, and response headers),
+//! `validate` (etcd's request checks), `hooks` (the pre-put hook trait plugins implement), `reconfig`
+//! (membership changes, leader moves), `lease_forward` (keep-alives and time-to-live on the leader's
+//! clock), `lock` / `election` (the Lock and Election services' recipes), `compactor` (auto compaction),
+//! `idgen` (request and lease ids).
 
 pub mod compactor;
 pub mod election;
 pub mod hooks;
 pub mod idgen;
+pub mod lease_forward;
 pub mod lock;
 pub mod reconfig;
 pub mod v3;
