@@ -20,6 +20,11 @@
 //!
 //! The library takes already-bound listeners and a shutdown future, so tests can bind port 0.
 
+mod cluster;
+mod listeners;
+
+pub use listeners::Listeners;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,11 +32,10 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use url::Url;
 
 use crate::alarm::AlarmStore;
 use crate::apply::{self, Applier};
-use crate::config::{ClusterState, Config};
+use crate::config::Config;
 use crate::fatal::{Reporter, Stop};
 use crate::lease::Lessor;
 use crate::membership::{self, Cluster};
@@ -40,7 +44,7 @@ use crate::mvcc::KvStore;
 use crate::raft::log::RaftLog;
 use crate::raft::{NodeConfig, PeerDialer, RaftNode, Transport};
 use crate::server::{EtcdServer, Parts, ServerConfig};
-use crate::storage::{Backend, RocksDb, WriteBatch};
+use crate::storage::{Backend, RocksDb};
 use crate::wait::Wait;
 use crate::watch::WatchHub;
 
@@ -81,47 +85,6 @@ impl From<crate::error::Error> for EmbedError {
     }
 }
 
-/// The sockets a member serves on, bound before it starts.
-pub struct Listeners {
-    pub client: Vec<std::net::TcpListener>,
-    pub peer: Vec<std::net::TcpListener>,
-    pub metrics: Vec<std::net::TcpListener>,
-}
-
-impl Listeners {
-    /// Binds every `--listen-*-urls` URL of `cfg`.
-    pub fn bind(cfg: &Config) -> Result<Listeners, EmbedError> {
-        Ok(Listeners {
-            peer: bind_all("listen-peer-urls", &cfg.listen_peer_urls)?,
-            client: bind_all("listen-client-urls", &cfg.listen_client_urls)?,
-            metrics: bind_all("listen-metrics-urls", &cfg.listen_metrics_urls)?,
-        })
-    }
-}
-
-fn bind_all(flag: &'static str, urls: &[Url]) -> Result<Vec<std::net::TcpListener>, EmbedError> {
-    urls.iter()
-        .map(|u| {
-            let bad = |reason: &str| EmbedError::BadUrl { flag, url: u.to_string(), reason: reason.into() };
-            let host = u.host_str().ok_or_else(|| bad("no host"))?;
-            let port = u.port_or_known_default().ok_or_else(|| bad("no port"))?;
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let addr = format!("{host}:{port}");
-            let l = std::net::TcpListener::bind((host, port)).map_err(|source| EmbedError::Listen {
-                flag,
-                addr,
-                source,
-            })?;
-            l.set_nonblocking(true).map_err(|source| EmbedError::Listen {
-                flag,
-                addr: format!("{host}:{port}"),
-                source,
-            })?;
-            Ok(l)
-        })
-        .collect()
-}
-
 /// A running member.
 pub struct Etcd {
     pub server: Arc<EtcdServer>,
@@ -136,110 +99,6 @@ pub struct Etcd {
     plugins: Option<crate::plugin::PluginHost>,
 }
 
-/// `--initial-cluster` grouped by member name, URLs as etcd prints them.
-fn initial_members(cfg: &Config) -> Vec<(String, Vec<String>)> {
-    let mut initial: Vec<(String, Vec<String>)> = Vec::new();
-    for (name, url) in &cfg.initial_cluster {
-        let u = membership::url_string(url);
-        match initial.iter_mut().find(|(n, _)| n == name) {
-            Some((_, urls)) => urls.push(u),
-            None => initial.push((name.clone(), vec![u])),
-        }
-    }
-    initial
-}
-
-/// Asks the other members of `--initial-cluster` for the running cluster and finds this member in it
-/// (added before with `etcdctl member add`, by its peer URLs).
-async fn join_cluster(cfg: &Config, dialer: &PeerDialer) -> Result<Cluster, EmbedError> {
-    let mut mine: Vec<String> = cfg.initial_advertise_peer_urls.iter().map(membership::url_string).collect();
-    mine.sort();
-    let peers: Vec<String> = initial_members(cfg)
-        .into_iter()
-        .filter(|(name, _)| *name != cfg.name)
-        .flat_map(|(_, urls)| urls)
-        .filter(|u| !mine.contains(u))
-        .collect();
-    if peers.is_empty() {
-        return Err(EmbedError::Cluster(
-            "--initial-cluster-state existing: --initial-cluster names no other member to join through".into(),
-        ));
-    }
-    let mut last_error = String::new();
-    for _ in 0..10 {
-        for url in &peers {
-            let mut client = match dialer.client(url) {
-                Ok(c) => c,
-                Err(e) => {
-                    last_error = e;
-                    continue;
-                }
-            };
-            let mut req = tonic::Request::new(crate::proto::modkvpb::MembersRequest {});
-            req.set_timeout(Duration::from_secs(2));
-            let resp = match client.members(req).await {
-                Ok(r) => r.into_inner(),
-                Err(e) => {
-                    last_error = format!("{url}: {}", e.message());
-                    continue;
-                }
-            };
-            let members: Vec<membership::Member> = serde_json::from_slice(&resp.members_json)
-                .map_err(|e| EmbedError::Cluster(format!("{url} sent an unreadable member list: {e}")))?;
-            let me = members.iter().find(|m| {
-                let mut urls = m.peer_urls.clone();
-                urls.sort();
-                urls == mine
-            });
-            let Some(me) = me else {
-                return Err(EmbedError::Cluster(format!(
-                    "--initial-cluster-state existing: the cluster {:x} (asked at {url}) has no member with peer URLs {}; add this member first with `etcdctl member add {} --peer-urls={}`",
-                    resp.cluster_id,
-                    mine.join(","),
-                    cfg.name,
-                    mine.join(",")
-                )));
-            };
-            tracing::info!(cluster_id = format_args!("{:x}", resp.cluster_id), via = %url, "joining a running cluster");
-            return Ok(Cluster::joined(me.id, resp.cluster_id, members));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    Err(EmbedError::Cluster(format!(
-        "--initial-cluster-state existing: cannot reach any member of the cluster to join ({last_error})"
-    )))
-}
-
-/// Step 2: loads the cluster from the data dir, or bootstraps it from `--initial-cluster` on a new member (or
-/// joins the running one).
-async fn load_cluster(cfg: &Config, backend: &dyn Backend, dialer: &PeerDialer) -> Result<Arc<Cluster>, EmbedError> {
-    let cluster = match Cluster::load(backend)? {
-        Some(c) => {
-            tracing::info!("restarting member from its data dir; --initial-cluster* flags are ignored");
-            c
-        }
-        None => {
-            let c = if cfg.initial_cluster_state == ClusterState::Existing {
-                join_cluster(cfg, dialer).await?
-            } else {
-                Cluster::bootstrap(&cfg.name, &initial_members(cfg), &cfg.initial_cluster_token).ok_or_else(|| {
-                    EmbedError::Cluster(format!(
-                        "couldn't find local name {:?} in the initial cluster configuration",
-                        cfg.name
-                    ))
-                })?
-            };
-            let mut batch = WriteBatch::default();
-            c.save(&mut batch);
-            backend.write(batch, true).map_err(crate::error::Error::from)?;
-            c
-        }
-    };
-    let me = cluster.member_id;
-    cluster.set_attributes(me, &cfg.name, cfg.advertise_client_urls.iter().map(membership::url_string).collect());
-    Ok(Arc::new(cluster))
-}
-
 /// Starts a member on already-bound listeners, in etcd's order: storage, membership, raft, then what
 /// serves — plugins first, so no put reaches a client port before the hooks that check it.
 pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedError> {
@@ -251,7 +110,7 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
     let tls = crate::tls::TlsConfigs::build(cfg)?;
     let state = open_storage(cfg, &db_path, &metrics)?;
     let dialer = PeerDialer::new(tls.peer.as_ref());
-    let cluster = load_cluster(cfg, &*state.backend, &dialer).await?;
+    let cluster = cluster::load_cluster(cfg, &*state.backend, &dialer).await?;
     let (fatal, errors) = mpsc::unbounded_channel();
     let (core, raft) = start_raft(cfg, &state, &cluster, &dialer, &fatal)?;
     let plugins = Arc::new(crate::plugin::Plugins::default());
