@@ -17,6 +17,7 @@
 //!             snapshots from the leader installed
 //!   mvcc      the revisioned key space (etcd's data model)
 //!   lease     leases, their TTLs and attached keys
+//!   auth      users, roles, key-range permissions, tokens (beside mvcc and lease)
 //!   watch     watchers fed by apply, caught up from history when behind
 //!   storage   the Backend trait, RocksDB behind it
 //!   plugin    WebAssembly components from --plugin-dir: routes on the client port, pre-put hook, metrics
@@ -31,6 +32,7 @@
 pub mod alarm;
 pub mod api;
 pub mod apply;
+pub mod auth;
 pub mod backup;
 pub mod config;
 pub mod embed;
