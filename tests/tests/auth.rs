@@ -271,7 +271,63 @@ both_kinds! {
                 fails(&s, &[ALICE, "lease", "list"], 2, "Error: etcdserver: permission denied");
                 let st = s.etcdctl(&[ALICE, "endpoint", "status"]);
                 assert!(!st.success() && st.stderr.contains("auth: permission denied"), "{st:#?}");
+                // READ on the key "\0" alone (etcdctl's key ""); a watch of every key (clientv3's prefix
+                // "": key "\0", range_end "\0") is checked against all of them. etcd 3.4.23 checks it as
+                // the key "\0" and lets it through.
+                assert_eq!(s.etcdctl(&[ROOT, "role", "grant-permission", "reader", "read", ""]).ok(), "Role reader updated\n");
+                let w = s.etcdctl(&[ALICE, "watch", "--prefix", ""]);
+                assert_eq!(w.status, 5, "{w:#?}");
             }
         }
+    }
+}
+
+both_kinds! {
+    /// `--auth-token-ttl 2`: a token used within its TTL stays good, one left unused longer is refused,
+    /// and a new one works.
+    fn token_expires_unless_used(kind) {
+        let s = Server::start(kind, ServerOpts::new().args(["--auth-token-ttl", "2"]));
+        setup(&s);
+        let t = token(&s, "alice", "apw");
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(1000));
+            assert_eq!(gw(&s, "/v3/kv/range", r#"{"key":"Zm9v"}"#, Some(&t)).0, 200, "used within its TTL");
+        }
+        std::thread::sleep(Duration::from_millis(4500));
+        let (st, j) = gw(&s, "/v3/kv/range", r#"{"key":"Zm9v"}"#, Some(&t));
+        assert_eq!((st, &j["message"], &j["code"]), (401, &"etcdserver: invalid auth token".into(), &16.into()), "{j}");
+        let t = token(&s, "alice", "apw");
+        assert_eq!(gw(&s, "/v3/kv/range", r#"{"key":"Zm9v"}"#, Some(&t)).0, 200);
+    }
+
+    /// A user added with `--no-password` cannot authenticate (etcd's unmapped error, `Unknown`).
+    fn no_password_user(kind) {
+        let s = Server::start(kind, ServerOpts::new());
+        setup(&s);
+        assert_eq!(s.etcdctl(&[ROOT, "user", "add", "bob", "--no-password"]).ok(), "User bob created\n");
+        assert_eq!(s.etcdctl(&[ROOT, "user", "get", "bob"]).ok(), "User: bob\nRoles:\n");
+        let (st, j) = gw(&s, "/v3/auth/authenticate", r#"{"name":"bob","password":"x"}"#, None);
+        let msg = "auth: authentication failed, password was given for no password user";
+        assert_eq!((st, &j["message"], &j["code"]), (500, &msg.into(), &2.into()), "{j}");
+    }
+
+    /// The lock and election services run as the caller: inside alice's grant they work, outside it
+    /// they are refused.
+    fn lock_and_election_run_as_the_caller(kind) {
+        let s = Server::start(kind, ServerOpts::new());
+        setup(&s);
+        let alice = token(&s, "alice", "apw");
+        let (st, j) = gw(&s, "/v3/lock/lock", r#"{"name":"L2FwcC9sb2Nr"}"#, Some(&alice));
+        assert_eq!(st, 200, "{j}");
+        let key = b64decode(j["key"].as_str().unwrap()).unwrap();
+        assert!(key.starts_with(b"/app/lock/"), "{j}");
+        let (st, j) = gw(&s, "/v3/lock/lock", r#"{"name":"bG9jaw=="}"#, Some(&alice));
+        assert_eq!((st, &j["message"]), (500, &"etcdserver: permission denied".into()), "{j}");
+        let (st, j) = gw(&s, "/v3/election/campaign", r#"{"name":"L2FwcC9l","value":"dg=="}"#, Some(&alice));
+        assert_eq!(st, 200, "{j}");
+        let (st, j) = gw(&s, "/v3/election/campaign", r#"{"name":"ZQ==","value":"dg=="}"#, Some(&alice));
+        assert_eq!((st, &j["message"]), (500, &"etcdserver: permission denied".into()), "{j}");
+        let (st, j) = gw(&s, "/v3/lock/lock", r#"{"name":"L2FwcC9sb2Nr"}"#, None);
+        assert_eq!((st, &j["message"]), (500, &"etcdserver: user name is empty".into()), "{j}");
     }
 }

@@ -9,7 +9,7 @@
 //! attached key.
 
 use crate::auth::{Access, AuthInfo, AuthStore};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::proto::etcdserverpb::request_op::Request as Op;
 use crate::proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest};
@@ -74,13 +74,23 @@ fn caller_of(req: &InternalRaftRequest) -> Option<AuthInfo> {
     (!h.username.is_empty()).then(|| AuthInfo { user: h.username.clone(), revision: 0 })
 }
 
-/// Checks a write of the entry's user again at apply (nothing for an entry without one: proposed while
-/// auth was off, or by the member itself, e.g. an expired lease's revoke).
+/// Checks a client's write again at apply, as the user named in the entry: a write proposed without a
+/// user (while auth was off) and applied after auth was enabled is refused, as etcd refuses it. The
+/// member's own writes (an expired lease's revoke) are proposed as root.
 pub fn check_write(auth: &AuthStore, req: &InternalRaftRequest, lessor: &Lessor) -> Result<()> {
     if !auth.is_enabled() {
         return Ok(());
     }
-    let Some(caller) = caller_of(req) else { return Ok(()) };
+    let client_write = req.put.is_some()
+        || req.delete_range.is_some()
+        || req.txn.is_some()
+        || req.lease_revoke.is_some()
+        || req.lease_grant.is_some()
+        || req.compaction.is_some();
+    if !client_write {
+        return Ok(());
+    }
+    let Some(caller) = caller_of(req) else { return Err(Error::UserEmpty) };
     if let Some(p) = &req.put {
         return check_put(auth, Some(&caller), p, lessor);
     }
@@ -96,7 +106,7 @@ pub fn check_write(auth: &AuthStore, req: &InternalRaftRequest, lessor: &Lessor)
     if req.compaction.is_some() {
         return auth.check_admin(Some(&caller));
     }
-    Ok(())
+    auth.check_user(Some(&caller))
 }
 
 pub fn check_range(auth: &AuthStore, caller: Option<&AuthInfo>, r: &RangeRequest) -> Result<()> {

@@ -133,8 +133,14 @@ impl AuthStore {
         }
         self.revision.store(s.revision, Ordering::SeqCst);
         self.enabled.store(enabled, Ordering::SeqCst);
+        // Tokens stay valid across a snapshot from the leader unless their user is gone or auth is off.
+        if enabled {
+            let users: std::collections::HashSet<String> = s.users.keys().cloned().collect();
+            self.tokens.retain_users(&|u| users.contains(u));
+        } else {
+            self.tokens.invalidate_all();
+        }
         *self.write() = s;
-        self.tokens.invalidate_all();
         Ok(())
     }
 

@@ -28,6 +28,8 @@ pub trait TokenProvider: Send + Sync {
     fn invalidate_user(&self, user: &str);
     /// Drops every token (auth disabled).
     fn invalidate_all(&self);
+    /// Keeps only the tokens of the users `keep` accepts (after a snapshot replaced the auth state).
+    fn retain_users(&self, keep: &dyn Fn(&str) -> bool);
 }
 
 /// 16 random letters `[a-zA-Z]`, the first part of a simple token (etcd's `GenTokenPrefix`).
@@ -102,6 +104,10 @@ impl TokenProvider for SimpleTokens {
 
     fn invalidate_all(&self) {
         self.lock().issued.clear();
+    }
+
+    fn retain_users(&self, keep: &dyn Fn(&str) -> bool) {
+        self.lock().issued.retain(|_, i| keep(&i.user));
     }
 }
 

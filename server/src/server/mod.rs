@@ -340,7 +340,10 @@ impl EtcdServer {
             }
             for id in self.lessor.take_expired() {
                 let s = self.clone();
-                tokio::spawn(async move {
+                // The member revokes as root (etcd mints a root token for it), so the revoke passes the
+                // checks made at apply while auth is enabled.
+                let root = Some(crate::auth::AuthInfo { user: crate::auth::ROOT.to_string(), revision: 0 });
+                tokio::spawn(crate::auth::with_caller(root, async move {
                     match s.revoke_lease(LeaseRevokeRequest { id }).await {
                         Ok(_) => tracing::debug!(lease = format_args!("{id:x}"), "revoked expired lease"),
                         Err(Error::LeaseNotFound) => {}
@@ -349,7 +352,7 @@ impl EtcdServer {
                             s.lessor.revoke_failed(id);
                         }
                     }
-                });
+                }));
             }
         }
     }
