@@ -53,7 +53,7 @@ impl Lease for LeaseService {
         let server = self.server.clone();
         let (tx, rx) = mpsc::channel(16);
         // Each renewal is made as the caller of the stream.
-        tokio::spawn(crate::auth::with_caller(crate::auth::caller(), async move {
+        tokio::spawn(crate::auth::with_caller(crate::auth::stream_caller(), async move {
             while let Some(Ok(r)) = requests.next().await {
                 let resp = keep_alive_once(server.clone(), r.id).await.map_err(Status::from);
                 let failed = resp.is_err();

@@ -60,7 +60,7 @@ where
 {
     let (out, rx) = mpsc::channel(OUT_BUFFER);
     // The stream's caller; checked at each watch's creation against the auth state of that moment.
-    let caller = crate::auth::caller().map(|c| AuthInfo { revision: 0, ..c });
+    let caller = crate::auth::stream_caller();
     tokio::spawn(Session { svc, out, watching: HashMap::new(), next_id: 0, caller }.run(requests));
     rx
 }

@@ -578,7 +578,7 @@ async fn bidirectional(gw: &Gateway, rpc: Rpc, body: Body) -> Response {
     let leases = gw.lease.server.clone();
     let mut failed = false;
     // Each renewal as the caller (the answers are made after this call returns).
-    let caller = crate::auth::caller();
+    let caller = crate::auth::stream_caller();
     let answers = futures::stream::iter(first).chain(reader.into_stream()).then(move |r| {
         let renew = lease::keep_alive_once(leases.clone(), r.id).map(|a| a.map_err(Status::from));
         crate::auth::with_caller(caller.clone(), renew)
