@@ -231,7 +231,8 @@ pub fn restore(path: &Path, data_dir: &Path, skip_hash_check: bool) -> Result<i6
     let mut revision = 0;
     for (cf, k, v) in pairs {
         match cf {
-            Cf::Kv | Cf::Lease => batch.put(cf, k, v),
+            // Users and roles are kept, as etcd's restore keeps its auth buckets.
+            Cf::Kv | Cf::Lease | Cf::Auth => batch.put(cf, k, v),
             Cf::Meta if RESTORED_META.contains(&k.as_slice()) => {
                 if k == meta::CURRENT_REV {
                     revision = meta::decode_u64(&v).unwrap_or(0) as i64;

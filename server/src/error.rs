@@ -67,6 +67,45 @@ pub enum Error {
     BadLeaderTransferee,
     #[error("etcdserver: rpc not supported for learner")]
     NotSupportedForLearner,
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    /// Not mapped by etcd: clients see the auth store's own words as `Unknown`.
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
+    /// An auth error as etcd's maintenance service answers it (not mapped: `Unknown`, the auth store's
+    /// own words, e.g. `auth: permission denied`).
+    #[error("{0}")]
+    AuthUnmapped(String),
     /// A plugin's pre-put hook refused the put (or one put of a txn, which fails the whole txn).
     #[error("etcdserver: plugin {plugin} rejected the put: {message}")]
     PluginRejected { plugin: String, message: String },
@@ -102,7 +141,17 @@ impl Error {
             | DuplicateKey
             | RequestTooLarge
             | MemberBadUrls
+            | UserEmpty
+            | RoleEmpty
+            | AuthFailed
+            | InvalidAuthMgmt
+            | AuthOldRevision
             | PluginRejected { .. } => Code::InvalidArgument,
+            RootUserNotExist | RootRoleNotExist | UserAlreadyExist | UserNotFound | RoleAlreadyExist | RoleNotFound
+            | RoleNotGranted | PermissionNotGranted | AuthNotEnabled => Code::FailedPrecondition,
+            PermissionDenied => Code::PermissionDenied,
+            InvalidAuthToken => Code::Unauthenticated,
+            NoPasswordUser | AuthUnmapped(_) => Code::Unknown,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
@@ -126,6 +175,21 @@ impl Error {
             Internal(_) => Code::Internal,
             ElectionNotLeader | ElectionNoLeader | MissingLeaderKey => Code::Unknown,
             Peer { code, .. } => *code,
+        }
+    }
+}
+
+impl Error {
+    /// This error as etcd's maintenance service answers an auth failure: the auth store's words
+    /// (`auth: permission denied`), code `Unknown`; other errors unchanged.
+    pub fn unmapped_auth(self) -> Error {
+        match self {
+            Error::PermissionDenied | Error::UserEmpty | Error::InvalidAuthToken | Error::UserNotFound => {
+                let text = self.to_string().replace("etcdserver: ", "auth: ");
+                // etcd's store says `auth: user not found` where the client error says `user name not found`.
+                Error::AuthUnmapped(text.replace("user name not found", "user not found"))
+            }
+            e => e,
         }
     }
 }

@@ -26,6 +26,7 @@
 //!   metrics   Prometheus metrics under etcd's names
 //!   mvcc      the revisioned key space (etcd's data model)
 //!   lease     leases, their TTLs and attached keys
+//!   auth      users, roles, key-range permissions, tokens (beside mvcc and lease)
 //!   watch     watchers fed by apply, caught up from history when behind
 //!   membership, wait, tls, alarm, proto, error, version, fatal
 //!   storage   the Backend trait, RocksDB behind it, the data dir
@@ -72,6 +73,7 @@
 pub mod alarm;
 pub mod api;
 pub mod apply;
+pub mod auth;
 pub mod backup;
 pub mod config;
 pub mod embed;

@@ -65,6 +65,24 @@ pub fn request(endpoint: &str, method: &str, path: &str, body: &[u8]) -> HttpRes
     parse(&raw).unwrap_or_else(|| panic!("{method} {path}: malformed response: {}", String::from_utf8_lossy(&raw)))
 }
 
+/// `POST` with extra request headers (e.g. `Authorization: <token>`).
+#[track_caller]
+pub fn post_with_headers(endpoint: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    let host = authority(endpoint);
+    let mut s = TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
+    s.set_read_timeout(Some(HTTP_TIMEOUT)).unwrap();
+    let mut head = format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse(&raw).unwrap_or_else(|| panic!("POST {path}: malformed response: {}", String::from_utf8_lossy(&raw)))
+}
+
 /// `POST` with a JSON (or deliberately malformed) body.
 #[track_caller]
 pub fn post(endpoint: &str, path: &str, body: &str) -> HttpResponse {

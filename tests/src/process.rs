@@ -384,6 +384,11 @@ impl Member {
         etcdctl_at(&url, &health, None).success()
     }
 
+    /// Probes readiness with these extra etcdctl flags (e.g. `--user=root:pw` once auth is enabled).
+    pub fn probe_with(&mut self, flags: &[&str]) {
+        self.probe = Some((self.endpoint(), flags.iter().map(|f| f.to_string()).collect()));
+    }
+
     /// Polls until the client port accepts connections and the member answers (see `answers`), at most
     /// `timeout`.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<(), StartError> {

@@ -41,6 +41,7 @@ impl Cluster for ClusterService {
     async fn member_list(&self, _: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
         // etcd's member list header carries no revision.
         let s = &self.server;
+        s.may_list()?;
         let members = s.members().into_iter().map(Into::into).collect();
         Ok(Response::new(MemberListResponse { header: Some(s.headers().at(0)), members }))
     }

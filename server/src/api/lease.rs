@@ -52,7 +52,8 @@ impl Lease for LeaseService {
         let mut requests = req.into_inner();
         let server = self.server.clone();
         let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(async move {
+        // Each renewal is made as the caller of the stream.
+        tokio::spawn(crate::auth::with_caller(crate::auth::stream_caller(), async move {
             while let Some(Ok(r)) = requests.next().await {
                 let resp = keep_alive_once(server.clone(), r.id).await.map_err(Status::from);
                 let failed = resp.is_err();
@@ -60,7 +61,7 @@ impl Lease for LeaseService {
                     return;
                 }
             }
-        });
+        }));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -72,6 +73,6 @@ impl Lease for LeaseService {
     }
 
     async fn lease_leases(&self, _: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
-        Ok(Response::new(self.server.leases()))
+        Ok(Response::new(self.server.leases()?))
     }
 }

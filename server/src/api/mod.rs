@@ -1,8 +1,8 @@
 //! The client API: one file per gRPC service, and how they are served on the client listeners.
 //!
 //! ```text
-//!   client listener ──▶ mux ──application/grpc──▶ KV / Watch / Lease / Cluster / Maintenance /    ─┐
-//!                                                   Lock / Election
+//!   client listener ──▶ mux ──application/grpc──▶ caller (token) ─▶ KV / Watch / Lease / Cluster / ─┐
+//!                                                   Maintenance / Lock / Election / Auth
 //!     (HTTP/1.1, h2)     └──anything else──────▶ http (health, version)                            ├─▶ EtcdServer
 //!                                                                                                   ┘
 //! ```
@@ -11,6 +11,7 @@
 //! it), `mux` (the HTTP/1.1 and HTTP/2 settings, failing accepts), `grpc_limit` (gRPC messages, etcd's
 //! `ResourceExhausted`). `unknown`: grpc-go's answer to a method or service not served.
 
+pub mod auth;
 pub mod authority;
 pub mod cluster;
 pub mod election;
@@ -30,6 +31,7 @@ pub mod watch;
 use std::sync::Arc;
 
 use crate::metrics::Metrics;
+use crate::proto::etcdserverpb::auth_server::AuthServer;
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
@@ -67,6 +69,7 @@ pub struct Services {
     pub watch: watch::WatchService,
     pub lock: lock::LockService,
     pub election: election::ElectionService,
+    pub auth: auth::AuthService,
 }
 
 /// What the client port is configured with.
@@ -94,7 +97,9 @@ impl Services {
                 kv: h.store.clone(),
                 headers: h.headers.clone(),
                 progress_interval: cfg.watch_progress_notify_interval,
+                auth: h.auth_store.clone(),
             },
+            auth: auth::AuthService { server: h.auth.clone() },
             lock: lock::LockService { server: h.locks.clone() },
             election: election::ElectionService { server: h.elections.clone() },
         }
@@ -112,6 +117,7 @@ pub fn grpc_routes(s: &Services, max_request_bytes: usize) -> tonic::service::Ro
         .add_service(LockServer::new(s.lock.clone()).max_decoding_message_size(max))
         .add_service(ElectionServer::new(s.election.clone()).max_decoding_message_size(max))
         .add_service(health::HealthService::server())
+        .add_service(AuthServer::new(s.auth.clone()).max_decoding_message_size(max))
 }
 
 /// Everything a client port serves: the gRPC services, their messages limited as etcd's and counted by
@@ -125,6 +131,7 @@ pub fn client_mux(
     let services = Services::new(handles, cfg);
     let grpc = grpc_routes(&services, cfg.max_request_bytes)
         .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(handles.auth.clone(), auth::resolve_caller))
         .layer(grpc_limit::layer(max_grpc_message(cfg.max_request_bytes)))
         .layer(metrics.grpc_layer());
     let http = http::router(handles.health.clone(), plugins)

@@ -8,14 +8,14 @@ use std::sync::OnceLock;
 use prost::Message as _;
 use tonic::Status;
 
-/// The gRPC services modkv serves (client and peer port). `etcdserverpb.Auth` is in the protos but not
-/// served yet.
+/// The gRPC services modkv serves (client and peer port).
 const SERVED: &[&str] = &[
     "etcdserverpb.KV",
     "etcdserverpb.Watch",
     "etcdserverpb.Lease",
     "etcdserverpb.Cluster",
     "etcdserverpb.Maintenance",
+    "etcdserverpb.Auth",
     "v3lockpb.Lock",
     "v3electionpb.Election",
     "modkvpb.Peer",
@@ -69,7 +69,10 @@ mod tests {
             msg("/etcdserverpb.Maintenance/Downgrade"),
             unimpl("unknown method Downgrade for service etcdserverpb.Maintenance")
         );
-        assert_eq!(msg("/etcdserverpb.Auth/AuthStatus"), unimpl("unknown service etcdserverpb.Auth"));
+        assert_eq!(
+            msg("/etcdserverpb.Auth/AuthStatus"),
+            unimpl("unknown method AuthStatus for service etcdserverpb.Auth")
+        );
         assert_eq!(msg("/foo.Bar/Baz"), unimpl("unknown service foo.Bar"));
     }
 }

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{Access, AuthInfo, AuthStore};
 use crate::mvcc::KvStore;
 use crate::mvcc::{KeyRange, RangeOptions};
 use crate::proto::etcdserverpb::watch_create_request::FilterType;
@@ -39,6 +40,8 @@ pub struct WatchService {
     /// How often a watcher that asked for progress notifications hears the current revision when idle
     /// (`--experimental-watch-progress-notify-interval`).
     pub progress_interval: Duration,
+    /// A watch needs READ on its whole range while auth is enabled.
+    pub auth: Arc<AuthStore>,
 }
 
 struct Watching {
@@ -56,7 +59,9 @@ where
     S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
 {
     let (out, rx) = mpsc::channel(OUT_BUFFER);
-    tokio::spawn(Session { svc, out, watching: HashMap::new(), next_id: 0 }.run(requests));
+    // The stream's caller; checked at each watch's creation against the auth state of that moment.
+    let caller = crate::auth::stream_caller();
+    tokio::spawn(Session { svc, out, watching: HashMap::new(), next_id: 0, caller }.run(requests));
     rx
 }
 
@@ -65,6 +70,17 @@ struct Session {
     out: mpsc::Sender<Result<WatchResponse, Status>>,
     watching: HashMap<i64, Watching>,
     next_id: i64,
+    caller: Option<AuthInfo>,
+}
+
+/// A refusal as etcd writes it in a watch's cancel reason: the whole gRPC status text.
+fn status_text(e: &crate::error::Error) -> String {
+    let code = match e.code() {
+        tonic::Code::Unauthenticated => "Unauthenticated",
+        tonic::Code::InvalidArgument => "InvalidArgument",
+        _ => return format!("rpc error: code = PermissionDenied desc = {}", crate::error::Error::PermissionDenied),
+    };
+    format!("rpc error: code = {code} desc = {e}")
 }
 
 impl Session {
@@ -142,6 +158,10 @@ impl Session {
             cancel_reason: reason.to_string(),
             ..self.response(rev, -1)
         };
+        // READ on the whole range (etcd 3.4.23 checks a from-key watch as its first key only).
+        if let Err(e) = self.svc.auth.check(self.caller.as_ref(), Access::Read, &c.key, &c.range_end) {
+            return fail(&status_text(&e));
+        }
         let range = KeyRange::new(&c.key, &c.range_end);
         if matches!(&range.end, Some(end) if !end.is_empty() && end.as_slice() <= c.key.as_slice()) {
             return fail(ERR_EMPTY_RANGE);

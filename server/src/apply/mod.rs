@@ -11,11 +11,15 @@
 //! revisions. The applied index is written in the same batch as the changes it covers, so after a crash
 //! the entries after it are applied again exactly once.
 //!
+//! `auth` applies auth changes and checks a write's permissions again at apply, in log order with the
+//! auth changes (etcd's `applierV3` with auth).
+//!
 //! `kv` and `txn` are the request evaluator (etcd's `apply.go` / `txn.go`): Range, Put, DeleteRange and
 //! Txn over a read view or a write transaction. The apply loop runs every write through them, and the
 //! server its reads (a Range, a txn that only reads) over the store at one revision; they use only
 //! `mvcc`, `lease`, `proto` and `error`.
 
+pub mod auth;
 pub mod kv;
 pub mod txn;
 
@@ -26,6 +30,7 @@ use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType};
 use tokio::sync::{mpsc, watch};
 
 use crate::alarm::AlarmStore;
+use crate::auth::AuthStore;
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::membership::{ChangeContext, Cluster, Member};
@@ -72,6 +77,8 @@ applied! {
     LeaseRevoke(LeaseRevokeResponse),
     Alarm(AlarmResponse),
     Members(Vec<Member>),
+    // An auth change applied; `Some(token)` for an `Authenticate`.
+    Auth(Option<String>),
 }
 
 pub type ApplyResult = Result<Applied>;
@@ -85,6 +92,7 @@ pub struct Applier {
     pub wait: Arc<Wait<Applied>>,
     pub backend: Arc<dyn Backend>,
     pub cluster: Arc<Cluster>,
+    pub auth: Arc<AuthStore>,
     /// The last applied index (from storage at start).
     pub applied_index: u64,
     pub applied_tx: watch::Sender<u64>,
@@ -150,6 +158,7 @@ impl Applier {
         self.lessor.reload(&*self.backend, &self.kv)?;
         self.alarms.reload(&*self.backend)?;
         self.cluster.reload(&*self.backend)?;
+        self.auth.reload(&*self.backend)?;
         self.applied_index = index;
         self.watch.notify(&[], self.kv.current_rev());
         self.applied_tx.send_replace(index);
@@ -168,7 +177,7 @@ impl Applier {
                 match crate::proto::deep::decode_entry(&e.data, crate::proto::MAX_TXN_DEPTH) {
                     Ok(req) => {
                         let id = req.header.as_ref().map(|h| h.id).unwrap_or(req.id);
-                        let r = self.apply_request(&req, &mut batch);
+                        let r = self.apply_request(&req, e.index, &mut batch);
                         if let Err(Error::Internal(msg)) = &r {
                             return Err(Error::Internal(msg.clone()));
                         }
@@ -227,7 +236,11 @@ impl Applier {
         ctx.map(|c| (c.request_id, self.cluster.members()))
     }
 
-    fn apply_request(&self, req: &InternalRaftRequest, batch: &mut WriteBatch) -> ApplyResult {
+    fn apply_request(&self, req: &InternalRaftRequest, index: u64, batch: &mut WriteBatch) -> ApplyResult {
+        if let Some(r) = auth::apply(&self.auth, req, index, batch) {
+            return r.map(Applied::Auth);
+        }
+        auth::check_write(&self.auth, req, &self.lessor)?;
         // Out of space: nothing that grows the database is applied until the alarm is cleared.
         let grows =
             req.put.is_some() || req.lease_grant.is_some() || req.txn.as_ref().is_some_and(|t| !txn::is_read_only(t));

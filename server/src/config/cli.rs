@@ -123,6 +123,18 @@ pub(super) struct Cli {
     #[arg(long, env = "MODKV_MAX_TXN_OPS", value_name = "N", default_value = "128")]
     pub max_txn_ops: String,
 
+    /// Token type for authentication: "simple" (random tokens kept in the member's memory).
+    #[arg(long, env = "MODKV_AUTH_TOKEN", value_name = "TYPE", default_value = "simple")]
+    pub auth_token: String,
+
+    /// Time (in seconds) a simple token lives unused; every use renews it.
+    #[arg(long, env = "MODKV_AUTH_TOKEN_TTL", value_name = "SECONDS", default_value = "300")]
+    pub auth_token_ttl: String,
+
+    /// bcrypt cost of user passwords (4..=31; other values fall back to 10).
+    #[arg(long, env = "MODKV_BCRYPT_COST", value_name = "N", default_value = "10")]
+    pub bcrypt_cost: String,
+
     /// Interpret --auto-compaction-retention as "periodic" (a duration) or "revision"
     /// (a number of revisions).
     #[arg(long, env = "MODKV_AUTO_COMPACTION_MODE", value_name = "MODE", default_value = "periodic")]
@@ -276,6 +288,9 @@ impl Cli {
             "quota_backend_bytes" => self.quota_backend_bytes = value,
             "max_request_bytes" => self.max_request_bytes = value,
             "max_txn_ops" => self.max_txn_ops = value,
+            "auth_token" => self.auth_token = value,
+            "auth_token_ttl" => self.auth_token_ttl = value,
+            "bcrypt_cost" => self.bcrypt_cost = value,
             "auto_compaction_mode" => self.auto_compaction_mode = value,
             "auto_compaction_retention" => self.auto_compaction_retention = value,
             "experimental_watch_progress_notify_interval" => self.experimental_watch_progress_notify_interval = value,

@@ -165,6 +165,8 @@ pub struct Config {
     pub quota_backend_bytes: u64,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// `--auth-token`, `--auth-token-ttl`, `--bcrypt-cost`.
+    pub auth: AuthFlags,
     pub auto_compaction: AutoCompaction,
     /// `--experimental-watch-progress-notify-interval` (etcd's default 10 minutes; 0 keeps it).
     pub watch_progress_notify_interval: Duration,
@@ -349,6 +351,7 @@ fn resolve(raw: Cli, initial_cluster_given: bool) -> Result<Config, ConfigError>
     }
     let max_request_bytes = parse::positive("--max-request-bytes", &raw.max_request_bytes, "bytes")?;
     let max_txn_ops = parse::positive("--max-txn-ops", &raw.max_txn_ops, "operations")?;
+    let auth = parse_auth(&raw.auth_token, &raw.auth_token_ttl, &raw.bcrypt_cost)?;
     let auto_compaction = parse::auto_compaction(&raw.auto_compaction_mode, &raw.auto_compaction_retention)?;
     let flag = "--experimental-watch-progress-notify-interval";
     let raw_interval = &raw.experimental_watch_progress_notify_interval;
@@ -400,6 +403,7 @@ fn resolve(raw: Cli, initial_cluster_given: bool) -> Result<Config, ConfigError>
         quota_backend_bytes,
         max_request_bytes,
         max_txn_ops,
+        auth,
         auto_compaction,
         watch_progress_notify_interval,
         log_level,
@@ -407,6 +411,41 @@ fn resolve(raw: Cli, initial_cluster_given: bool) -> Result<Config, ConfigError>
         client_tls,
         peer_tls,
     })
+}
+
+/// How clients authenticate when auth is enabled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFlags {
+    /// Simple tokens live this long unused (`--auth-token-ttl`).
+    pub token_ttl: Duration,
+    /// bcrypt cost of password hashes (`--bcrypt-cost`).
+    pub bcrypt_cost: u32,
+}
+
+impl Default for AuthFlags {
+    fn default() -> AuthFlags {
+        AuthFlags { token_ttl: Duration::from_secs(300), bcrypt_cost: 10 }
+    }
+}
+
+/// `--auth-token` (`simple`; JWT is not served yet), `--auth-token-ttl` and `--bcrypt-cost` (out of
+/// [4, 31] it falls back to 10 with a warning, as etcd).
+fn parse_auth(token: &str, ttl: &str, cost: &str) -> Result<AuthFlags, ConfigError> {
+    let kind = token.split(',').next().unwrap_or_default();
+    if kind != "simple" {
+        return Err(ConfigError::InvalidValue {
+            flag: "--auth-token",
+            value: token.to_string(),
+            expected: "\"simple\" (JWT tokens are not served yet)".into(),
+        });
+    }
+    let token_ttl = Duration::from_secs(parse::positive::<u64>("--auth-token-ttl", ttl, "seconds")?);
+    let mut bcrypt_cost: u32 = parse::number("--bcrypt-cost", cost, "cost")?;
+    if !(4..=31).contains(&bcrypt_cost) {
+        tracing::warn!(bcrypt_cost, "--bcrypt-cost out of [4, 31]; using 10");
+        bcrypt_cost = 10;
+    }
+    Ok(AuthFlags { token_ttl, bcrypt_cost })
 }
 
 #[derive(Clone, Copy)]

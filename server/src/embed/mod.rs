@@ -127,6 +127,7 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
         metrics: metrics.clone(),
         dialer,
         pre_put: plugins.clone(),
+        auth: state.auth.clone(),
     };
     let server = Arc::new(EtcdServer::new(server_config(cfg), parts));
     metrics.set_member(&server);
@@ -162,6 +163,7 @@ struct State {
     kv: Arc<KvStore>,
     lessor: Arc<Lessor>,
     alarms: Arc<AlarmStore>,
+    auth: Arc<crate::auth::AuthStore>,
     watch: Arc<WatchHub>,
     applied_index: u64,
 }
@@ -180,10 +182,12 @@ fn open_storage(cfg: &Config, db_path: &Path, metrics: &Arc<Metrics>) -> Result<
     let kv = Arc::new(KvStore::open(backend.clone())?);
     let lessor = Arc::new(Lessor::open(&*backend, &kv, cfg.election_timeout)?);
     let alarms = Arc::new(AlarmStore::open(&*backend)?);
+    let tokens = Arc::new(crate::auth::token::SimpleTokens::new(cfg.auth.token_ttl));
+    let auth = Arc::new(crate::auth::AuthStore::open(&*backend, tokens)?);
     let watch = WatchHub::new(kv.clone());
     let applied_index = apply::stored_applied_index(&*backend)?;
     tracing::info!(revision = kv.current_rev(), applied_index, "opened storage");
-    Ok(State { backend, kv, lessor, alarms, watch, applied_index })
+    Ok(State { backend, kv, lessor, alarms, auth, watch, applied_index })
 }
 
 /// The raft node and apply threads, and the receiving half of the peer transport.
@@ -248,6 +252,7 @@ fn start_raft(
         wait: wait.clone(),
         backend: state.backend.clone(),
         cluster: cluster.clone(),
+        auth: state.auth.clone(),
         applied_index: state.applied_index,
         applied_tx,
         fatal: fatal.clone(),
@@ -274,6 +279,7 @@ fn server_config(cfg: &Config) -> ServerConfig {
         max_request_bytes: cfg.max_request_bytes,
         max_txn_ops: cfg.max_txn_ops,
         request_timeout: Duration::from_secs(5) + 2 * cfg.election_timeout,
+        bcrypt_cost: cfg.auth.bcrypt_cost,
     }
 }
 

@@ -1,5 +1,7 @@
-//! [`KeyRange`]: which keys a request addresses (etcd's `key` / `range_end` pair), and prefix ranges.
+//! [`KeyRange`]: which keys a request addresses (etcd's `key` / `range_end` pair), and prefix ranges;
+//! [`IntervalSet`]: the keys of several ranges, merged (txn duplicate checks, auth permissions).
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 /// Which keys a request addresses, from etcd's `key` / `range_end` pair.
@@ -85,9 +87,108 @@ impl KeyRange {
 /// Bounds of a [`KeyRange`] over the index's ordered keys.
 pub(super) type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
 
+/// The keys a set of key ranges covers, kept as disjoint half-open intervals `[start, end)` (end `None`:
+/// unbounded) so a point lookup is one ordered-map search.
+#[derive(Debug, Default, Clone)]
+pub struct IntervalSet {
+    spans: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl IntervalSet {
+    pub fn insert(&mut self, r: &KeyRange) {
+        match &r.end {
+            None => {
+                let mut next = r.key.clone();
+                next.push(0);
+                self.insert_span(r.key.clone(), Some(next))
+            }
+            Some(e) if e.is_empty() => self.insert_span(r.key.clone(), None),
+            Some(e) if e.as_slice() <= r.key.as_slice() => {}
+            Some(e) => self.insert_span(r.key.clone(), Some(e.clone())),
+        }
+    }
+
+    fn insert_span(&mut self, mut start: Vec<u8>, mut end: Option<Vec<u8>>) {
+        // The span starting at or before `start` that reaches it is absorbed, and so is every span starting
+        // inside [start, end].
+        if let Some((s, e)) = self.spans.range(..=start.clone()).next_back() {
+            if e.as_ref().is_none_or(|e| *e >= start) {
+                let (s, e) = (s.clone(), e.clone());
+                self.spans.remove(&s);
+                start = s;
+                end = max_end(end, e);
+            }
+        }
+        loop {
+            let next = self.spans.range((Bound::Included(start.clone()), Bound::Unbounded)).next();
+            let Some((s, e)) = next else { break };
+            if end.as_ref().is_some_and(|end| s > end) {
+                break;
+            }
+            let (s, e) = (s.clone(), e.clone());
+            self.spans.remove(&s);
+            end = max_end(end, e);
+        }
+        self.spans.insert(start, end);
+    }
+
+    pub fn extend(&mut self, other: IntervalSet) {
+        for (start, end) in other.spans {
+            self.insert_span(start, end);
+        }
+    }
+
+    pub fn contains(&self, k: &[u8]) -> bool {
+        self.spans
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(k)))
+            .next_back()
+            .is_some_and(|(_, end)| end.as_ref().is_none_or(|e| k < e.as_slice()))
+    }
+
+    /// Whether every key of `r` is in the set (an empty range is checked as its first key). The spans
+    /// are merged, so a covered range lies inside one of them.
+    pub fn covers(&self, r: &KeyRange) -> bool {
+        let Some((_, end)) =
+            self.spans.range::<[u8], _>((Bound::Unbounded, Bound::Included(r.key.as_slice()))).next_back()
+        else {
+            return false;
+        };
+        let Some(end) = end else { return true };
+        match &r.end {
+            Some(e) if e.is_empty() => false,
+            Some(e) if e.as_slice() > r.key.as_slice() => end.as_slice() >= e.as_slice(),
+            _ => r.key.as_slice() < end.as_slice(),
+        }
+    }
+}
+
+fn max_end(a: Option<Vec<u8>>, b: Option<Vec<u8>>) -> Option<Vec<u8>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interval_set_merges_and_finds() {
+        let mut s = IntervalSet::default();
+        s.insert(&KeyRange::new(b"d", b"f"));
+        s.insert(&KeyRange::new(b"a", b"b"));
+        s.insert(&KeyRange::new(b"k", b""));
+        s.insert(&KeyRange::new(b"e", b"h"));
+        s.insert(&KeyRange::new(b"x", b"\0"));
+        for (k, inside) in [("a", true), ("b", false), ("c", false), ("d", true), ("g", true), ("h", false)] {
+            assert_eq!(s.contains(k.as_bytes()), inside, "{k}");
+        }
+        assert!(s.contains(b"k") && !s.contains(b"ka") && s.contains(b"x") && s.contains(b"zzz"));
+        s.insert(&KeyRange::new(b"a", b"z"));
+        assert!(s.contains(b"ka") && s.contains(b"zzz") && !s.contains(b"0"));
+        assert_eq!(s.spans.len(), 1);
+    }
 
     #[test]
     fn key_ranges() {

@@ -21,6 +21,6 @@ mod revision;
 mod store;
 
 pub use key_index::{KeyAt, KeyIndex};
-pub use key_range::KeyRange;
+pub use key_range::{IntervalSet, KeyRange};
 pub use revision::Revision;
 pub use store::{KvStore, RangeOptions, RangeResult, ReadTxn, ReadView, WriteTxn};

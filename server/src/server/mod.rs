@@ -13,6 +13,7 @@
 //! clock), `lock` / `election` (the Lock and Election services' recipes), `compactor` (auto compaction),
 //! `idgen` (request and lease ids).
 
+pub mod auth;
 pub mod compactor;
 pub mod election;
 pub mod hooks;
@@ -31,7 +32,9 @@ use prost::Message;
 use tokio::sync::watch;
 
 use crate::alarm::AlarmStore;
+use crate::apply::auth::{check_delete, check_lease_keys, check_put, check_range, check_txn};
 use crate::apply::{self, Applied};
+use crate::auth::{caller, AuthStore};
 use crate::error::{Error, Result};
 use crate::lease::{Lessor, MAX_LEASE_TTL};
 use crate::membership::Cluster;
@@ -60,6 +63,8 @@ pub struct ServerConfig {
     pub max_txn_ops: usize,
     /// How long a request waits for raft before `etcdserver: request timed out`.
     pub request_timeout: Duration,
+    /// bcrypt cost of the password hashes made here (`--bcrypt-cost`).
+    pub bcrypt_cost: u32,
 }
 
 /// The parts a server is made of, as `embed` assembles them.
@@ -76,6 +81,7 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     pub dialer: Arc<crate::raft::PeerDialer>,
     pub pre_put: Arc<dyn PrePut>,
+    pub auth: Arc<AuthStore>,
 }
 
 /// Bytes etcd adds to a put's quota cost for the key's bookkeeping, and to a lease grant's.
@@ -103,6 +109,8 @@ pub struct EtcdServer {
     headers: Headers,
     /// Pre-put hooks (the WebAssembly plugins'): run in `put` and `txn` before the proposal.
     pre_put: Arc<dyn PrePut>,
+    /// Users, roles and permissions: every request is checked against them while auth is enabled.
+    auth: Arc<AuthStore>,
 }
 
 impl EtcdServer {
@@ -125,6 +133,7 @@ impl EtcdServer {
             dialer: p.dialer,
             ids,
             pre_put: p.pre_put,
+            auth: p.auth,
         }
     }
 
@@ -189,6 +198,7 @@ impl EtcdServer {
 
     pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse> {
         validate::range(&r)?;
+        check_range(&self.auth, caller().as_ref(), &r)?;
         if !r.serializable {
             self.not_learner()?;
             self.linearizable_read().await?;
@@ -206,6 +216,7 @@ impl EtcdServer {
     /// their own pre-put hooks are skipped, the others run.
     pub async fn put_by(&self, mut r: PutRequest, plugins: &[Arc<str>]) -> Result<PutResponse> {
         validate::put(&r)?;
+        check_put(&self.auth, caller().as_ref(), &r, &self.lessor)?;
         self.not_learner()?;
         self.pre_put.pre_put(&mut r, false, plugins).await?;
         self.check_quota(PUT_OVERHEAD + (r.key.len() + r.value.len()) as u64).await?;
@@ -214,12 +225,14 @@ impl EtcdServer {
 
     pub async fn delete_range(&self, r: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         validate::delete(&r)?;
+        check_delete(&self.auth, caller().as_ref(), &r)?;
         self.not_learner()?;
         self.propose_for(InternalRaftRequest { delete_range: Some(r), ..Default::default() }).await
     }
 
     pub async fn txn(&self, mut r: TxnRequest) -> Result<TxnResponse> {
         validate::txn(&r, self.cfg.max_txn_ops)?;
+        check_txn(&self.auth, caller().as_ref(), &r, &self.lessor)?;
         if !apply::txn::is_read_only(&r) || !apply::txn::is_serializable(&r) {
             self.not_learner()?;
         }
@@ -238,11 +251,15 @@ impl EtcdServer {
     }
 
     pub async fn compact(&self, r: CompactionRequest) -> Result<CompactionResponse> {
+        // Root only, as etcd 3.4.42+ (3.4.23 lets anyone compact).
+        self.auth.check_admin(caller().as_ref())?;
         self.not_learner()?;
         self.propose_for(InternalRaftRequest { compaction: Some(r), ..Default::default() }).await
     }
 
     pub async fn lease_grant(&self, mut r: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+        // Any user, as etcd 3.4.42+ (3.4.23 checks nothing).
+        self.auth.check_user(caller().as_ref())?;
         self.not_learner()?;
         if r.ttl > MAX_LEASE_TTL {
             return Err(Error::LeaseTtlTooLarge);
@@ -256,6 +273,13 @@ impl EtcdServer {
     }
 
     pub async fn lease_revoke(&self, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
+        self.auth.check_user(caller().as_ref())?;
+        check_lease_keys(&self.auth, caller().as_ref(), r.id, &self.lessor)?;
+        self.revoke_lease(r).await
+    }
+
+    /// Revokes a lease without a caller's checks (the leader's revoke of an expired lease).
+    async fn revoke_lease(&self, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
         self.not_learner()?;
         self.propose_for(InternalRaftRequest { lease_revoke: Some(r), ..Default::default() }).await
     }
@@ -318,8 +342,11 @@ impl EtcdServer {
             }
             for id in self.lessor.take_expired() {
                 let s = self.clone();
-                tokio::spawn(async move {
-                    match s.lease_revoke(LeaseRevokeRequest { id }).await {
+                // The member revokes as root (etcd mints a root token for it), so the revoke passes the
+                // checks made at apply while auth is enabled.
+                let root = Some(crate::auth::AuthInfo { user: crate::auth::ROOT.to_string(), revision: 0 });
+                tokio::spawn(crate::auth::with_caller(root, async move {
+                    match s.revoke_lease(LeaseRevokeRequest { id }).await {
                         Ok(_) => tracing::debug!(lease = format_args!("{id:x}"), "revoked expired lease"),
                         Err(Error::LeaseNotFound) => {}
                         Err(e) => {
@@ -327,7 +354,7 @@ impl EtcdServer {
                             s.lessor.revoke_failed(id);
                         }
                     }
-                });
+                }));
             }
         }
     }
@@ -347,7 +374,9 @@ impl EtcdServer {
     /// one (as etcd's does) until the request times out.
     async fn propose(&self, mut req: InternalRaftRequest) -> Result<Applied> {
         let id = self.ids.next();
-        req.header = Some(RequestHeader { id });
+        // The caller, for the checks made again at apply.
+        let username = caller().map(|c| c.user).unwrap_or_default();
+        req.header = Some(RequestHeader { id, username, auth_revision: self.auth.revision() });
         let data = req.encode_to_vec();
         if data.len() > self.cfg.max_request_bytes {
             return Err(Error::RequestTooLarge);

@@ -10,12 +10,17 @@
 //!                                      for hashes and snapshots)
 //!   api::lock         ─▶ Locks         lock / unlock
 //!   api::election     ─▶ Elections     campaign / proclaim / leader / observe / resign
+//!   api::auth         ─▶ Auth          users, roles, enable / disable, authenticate; the caller a token
+//!                                      names (for every service, `api::caller`)
 //!   api::http         ─▶ Health        /health
 //!   api::peer         ─▶ PeerRequests  the member list, and what followers forward to the leader
 //!                        (raft messages go to `raft::transport::Receiver`)
 //! ```
 //!
 //! Every response's header comes from [`Headers`]: cluster and member id, raft term, revision.
+//!
+//! With auth enabled the requests are checked here (and writes again at apply) as the caller the api
+//! layer resolved from the request's token (`crate::auth::caller`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,13 +30,22 @@ use tokio::sync::mpsc;
 
 use super::election::LeaderKey;
 use super::EtcdServer;
+use crate::apply::auth::check_lease_read;
+use crate::auth::{caller, AuthInfo, AuthStore};
 use crate::error::Result;
 use crate::mvcc::KvStore;
 use crate::proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
-    LeaseGrantRequest, LeaseGrantResponse, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
-    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    ResponseHeader, TxnRequest, TxnResponse,
+    AlarmRequest, AlarmResponse, AuthDisableRequest, AuthDisableResponse, AuthEnableRequest, AuthEnableResponse,
+    AuthRoleAddRequest, AuthRoleAddResponse, AuthRoleDeleteRequest, AuthRoleDeleteResponse, AuthRoleGetRequest,
+    AuthRoleGetResponse, AuthRoleGrantPermissionRequest, AuthRoleGrantPermissionResponse, AuthRoleListRequest,
+    AuthRoleListResponse, AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse, AuthUserAddRequest,
+    AuthUserAddResponse, AuthUserChangePasswordRequest, AuthUserChangePasswordResponse, AuthUserDeleteRequest,
+    AuthUserDeleteResponse, AuthUserGetRequest, AuthUserGetResponse, AuthUserGrantRoleRequest,
+    AuthUserGrantRoleResponse, AuthUserListRequest, AuthUserListResponse, AuthUserRevokeRoleRequest,
+    AuthUserRevokeRoleResponse, AuthenticateRequest, AuthenticateResponse, CompactionRequest, CompactionResponse,
+    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseLeasesResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use crate::proto::modkvpb::member_change_request::Request as Change;
 use crate::proto::modkvpb::MemberChangeResponse;
@@ -79,6 +93,9 @@ pub struct Handles {
     pub elections: Arc<dyn Elections>,
     pub health: Arc<dyn Health>,
     pub peer: Arc<dyn PeerRequests>,
+    pub auth: Arc<dyn Auth>,
+    /// The auth state (the watch service checks a watch's range against it).
+    pub auth_store: Arc<AuthStore>,
     /// The watchable store: watchers and the history they catch up from.
     pub watch_hub: Arc<crate::watch::WatchHub>,
     pub store: Arc<KvStore>,
@@ -99,6 +116,8 @@ impl EtcdServer {
             elections: self.clone(),
             health: self.clone(),
             peer: self.clone(),
+            auth: self.clone(),
+            auth_store: self.auth.clone(),
             watch_hub: self.watch.clone(),
             store: self.kv.clone(),
             backend: self.backend.clone(),
@@ -125,7 +144,7 @@ pub trait Leases: Send + Sync {
     /// A keep-alive: the lease's TTL (renewed on the leader).
     async fn renew(&self, id: i64) -> Result<i64>;
     async fn time_to_live(&self, r: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse>;
-    fn leases(&self) -> LeaseLeasesResponse;
+    fn leases(&self) -> Result<LeaseLeasesResponse>;
     fn headers(&self) -> &Headers;
 }
 
@@ -133,6 +152,8 @@ pub trait Leases: Send + Sync {
 #[async_trait]
 pub trait Members: Send + Sync {
     fn members(&self) -> Vec<crate::membership::Member>;
+    /// Whether the caller may list the members (any user, as etcd 3.4.42+).
+    fn may_list(&self) -> Result<()>;
     async fn change_members(&self, req: Change) -> Result<MemberChangeResponse>;
     fn headers(&self) -> &Headers;
 }
@@ -145,6 +166,11 @@ pub trait Maintenance: Send + Sync {
     fn status(&self) -> crate::proto::etcdserverpb::StatusResponse;
     async fn defragment(&self) -> Result<()>;
     async fn move_leader(&self, to: u64) -> Result<()>;
+    /// The caller must be root (defragment, snapshot, hash, status, move leader, alarm changes); the
+    /// error as etcd's maintenance service gives it (`Unknown`, `auth: permission denied`).
+    fn check_admin(&self) -> Result<()>;
+    /// The caller must be a user (alarm list).
+    fn check_user(&self) -> Result<()>;
     fn headers(&self) -> &Headers;
 }
 
@@ -184,6 +210,35 @@ pub trait PeerRequests: Send + Sync {
     fn lease_time_to_live_here(&self, r: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse;
 }
 
+/// The Auth service's view, and the caller a request's token names.
+#[async_trait]
+pub trait Auth: Send + Sync {
+    /// The caller `token` names (`etcdserver: invalid auth token` if none); waits until this member has
+    /// applied the entry the token was made at.
+    async fn caller_of(&self, token: &str) -> Result<AuthInfo>;
+    fn enabled(&self) -> bool;
+    async fn auth_enable(&self, r: AuthEnableRequest) -> Result<AuthEnableResponse>;
+    async fn auth_disable(&self, r: AuthDisableRequest) -> Result<AuthDisableResponse>;
+    async fn authenticate(&self, r: AuthenticateRequest) -> Result<AuthenticateResponse>;
+    async fn user_add(&self, r: AuthUserAddRequest) -> Result<AuthUserAddResponse>;
+    async fn user_get(&self, r: AuthUserGetRequest) -> Result<AuthUserGetResponse>;
+    async fn user_list(&self, r: AuthUserListRequest) -> Result<AuthUserListResponse>;
+    async fn user_delete(&self, r: AuthUserDeleteRequest) -> Result<AuthUserDeleteResponse>;
+    async fn user_change_password(&self, r: AuthUserChangePasswordRequest) -> Result<AuthUserChangePasswordResponse>;
+    async fn user_grant_role(&self, r: AuthUserGrantRoleRequest) -> Result<AuthUserGrantRoleResponse>;
+    async fn user_revoke_role(&self, r: AuthUserRevokeRoleRequest) -> Result<AuthUserRevokeRoleResponse>;
+    async fn role_add(&self, r: AuthRoleAddRequest) -> Result<AuthRoleAddResponse>;
+    async fn role_get(&self, r: AuthRoleGetRequest) -> Result<AuthRoleGetResponse>;
+    async fn role_list(&self, r: AuthRoleListRequest) -> Result<AuthRoleListResponse>;
+    async fn role_delete(&self, r: AuthRoleDeleteRequest) -> Result<AuthRoleDeleteResponse>;
+    async fn role_grant_permission(&self, r: AuthRoleGrantPermissionRequest)
+        -> Result<AuthRoleGrantPermissionResponse>;
+    async fn role_revoke_permission(
+        &self,
+        r: AuthRoleRevokePermissionRequest,
+    ) -> Result<AuthRoleRevokePermissionResponse>;
+}
+
 /// What `/health` asks.
 #[async_trait]
 pub trait Health: Send + Sync {
@@ -219,14 +274,19 @@ impl Leases for EtcdServer {
         self.lease_revoke(r).await
     }
     async fn renew(&self, id: i64) -> Result<i64> {
+        // Root, or READ on the lease's keys, as etcd 3.4.42+ (3.4.23 checks nothing).
+        check_lease_read(&self.auth, caller().as_ref(), id, &self.lessor)?;
         self.lease_renew(id).await
     }
     async fn time_to_live(&self, r: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
+        check_lease_read(&self.auth, caller().as_ref(), r.id, &self.lessor)?;
         self.lease_time_to_live(r).await
     }
-    fn leases(&self) -> LeaseLeasesResponse {
+    fn leases(&self) -> Result<LeaseLeasesResponse> {
+        // READ on every key, as etcd 3.4.42+.
+        self.auth.check(caller().as_ref(), crate::auth::Access::Read, &[], &[0])?;
         let leases = self.lessor.leases().into_iter().map(|id| LeaseStatus { id }).collect();
-        LeaseLeasesResponse { header: Some(self.headers.current()), leases }
+        Ok(LeaseLeasesResponse { header: Some(self.headers.current()), leases })
     }
     fn headers(&self) -> &Headers {
         &self.headers
@@ -238,7 +298,11 @@ impl Members for EtcdServer {
     fn members(&self) -> Vec<crate::membership::Member> {
         self.cluster.members()
     }
+    fn may_list(&self) -> Result<()> {
+        self.auth.check_user(caller().as_ref())
+    }
     async fn change_members(&self, req: Change) -> Result<MemberChangeResponse> {
+        self.auth.check_admin(caller().as_ref())?;
         EtcdServer::change_members(self, req).await
     }
     fn headers(&self) -> &Headers {
@@ -259,6 +323,12 @@ impl Maintenance for EtcdServer {
     }
     async fn move_leader(&self, to: u64) -> Result<()> {
         EtcdServer::move_leader(self, to).await
+    }
+    fn check_admin(&self) -> Result<()> {
+        self.auth.check_admin(caller().as_ref()).map_err(crate::error::Error::unmapped_auth)
+    }
+    fn check_user(&self) -> Result<()> {
+        self.auth.check_user(caller().as_ref()).map_err(crate::error::Error::unmapped_auth)
     }
     fn headers(&self) -> &Headers {
         &self.headers

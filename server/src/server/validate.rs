@@ -7,11 +7,10 @@
 //! On top of etcd's rules nesting is capped at [`MAX_TXN_DEPTH`] (etcd's default budget caps it there
 //! too; only a larger `--max-txn-ops` lets etcd nest deeper).
 
-use std::collections::{BTreeMap, HashSet};
-use std::ops::Bound;
+use std::collections::HashSet;
 
 use crate::error::{Error, Result};
-use crate::mvcc::KeyRange;
+use crate::mvcc::{IntervalSet, KeyRange};
 use crate::proto::etcdserverpb::request_op::Request;
 use crate::proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
 
@@ -111,72 +110,6 @@ fn check_intervals(ops: &[RequestOp]) -> Result<(HashSet<&[u8]>, IntervalSet)> {
         }
     }
     Ok((puts, dels))
-}
-
-/// The keys a set of key ranges covers, kept as disjoint half-open intervals `[start, end)` (end `None`:
-/// unbounded) so a point lookup is one ordered-map search.
-#[derive(Default)]
-struct IntervalSet {
-    spans: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-}
-
-impl IntervalSet {
-    fn insert(&mut self, r: &KeyRange) {
-        match &r.end {
-            None => {
-                let mut next = r.key.clone();
-                next.push(0);
-                self.insert_span(r.key.clone(), Some(next))
-            }
-            Some(e) if e.is_empty() => self.insert_span(r.key.clone(), None),
-            Some(e) if e.as_slice() <= r.key.as_slice() => {}
-            Some(e) => self.insert_span(r.key.clone(), Some(e.clone())),
-        }
-    }
-
-    fn insert_span(&mut self, mut start: Vec<u8>, mut end: Option<Vec<u8>>) {
-        // The span starting at or before `start` that reaches it is absorbed, and so is every span starting
-        // inside [start, end].
-        if let Some((s, e)) = self.spans.range(..=start.clone()).next_back() {
-            if e.as_ref().is_none_or(|e| *e >= start) {
-                let (s, e) = (s.clone(), e.clone());
-                self.spans.remove(&s);
-                start = s;
-                end = max_end(end, e);
-            }
-        }
-        loop {
-            let next = self.spans.range((Bound::Included(start.clone()), Bound::Unbounded)).next();
-            let Some((s, e)) = next else { break };
-            if end.as_ref().is_some_and(|end| s > end) {
-                break;
-            }
-            let (s, e) = (s.clone(), e.clone());
-            self.spans.remove(&s);
-            end = max_end(end, e);
-        }
-        self.spans.insert(start, end);
-    }
-
-    fn extend(&mut self, other: IntervalSet) {
-        for (start, end) in other.spans {
-            self.insert_span(start, end);
-        }
-    }
-
-    fn contains(&self, k: &[u8]) -> bool {
-        self.spans
-            .range::<[u8], _>((Bound::Unbounded, Bound::Included(k)))
-            .next_back()
-            .is_some_and(|(_, end)| end.as_ref().is_none_or(|e| k < e.as_slice()))
-    }
-}
-
-fn max_end(a: Option<Vec<u8>>, b: Option<Vec<u8>>) -> Option<Vec<u8>> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -286,23 +219,6 @@ mod tests {
         assert_eq!(txn(&t(vec![nested_del, txn_op(vec![], vec![put_op("o")])]), 128), Err(Error::DuplicateKey));
         // Deletes may overlap each other.
         assert_eq!(txn(&t(vec![del_op("a", "m"), del_op("c", "z"), put_op("z")]), 128), Ok(()));
-    }
-
-    #[test]
-    fn interval_set_merges_and_finds() {
-        let mut s = IntervalSet::default();
-        s.insert(&KeyRange::new(b"d", b"f"));
-        s.insert(&KeyRange::new(b"a", b"b"));
-        s.insert(&KeyRange::new(b"k", b""));
-        s.insert(&KeyRange::new(b"e", b"h"));
-        s.insert(&KeyRange::new(b"x", b"\0"));
-        for (k, inside) in [("a", true), ("b", false), ("c", false), ("d", true), ("g", true), ("h", false)] {
-            assert_eq!(s.contains(k.as_bytes()), inside, "{k}");
-        }
-        assert!(s.contains(b"k") && !s.contains(b"ka") && s.contains(b"x") && s.contains(b"zzz"));
-        s.insert(&KeyRange::new(b"a", b"z"));
-        assert!(s.contains(b"ka") && s.contains(b"zzz") && !s.contains(b"0"));
-        assert_eq!(s.spans.len(), 1);
     }
 
     #[test]

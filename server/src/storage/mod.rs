@@ -6,7 +6,8 @@
 //!                ├─ Backend (trait) ────┼─ Cf::RaftState (hard state, conf state, truncation point)
 //!   mvcc / apply ┘    └ RocksDb          ├─ Cf::Kv        (revision → mvccpb.KeyValue)
 //!                                        ├─ Cf::Meta      (applied index, current / compacted revision)
-//!                                        └─ Cf::Lease     (lease id → granted TTL)
+//!                                        ├─ Cf::Lease     (lease id → granted TTL)
+//!                                        └─ Cf::Auth      (users, roles, enabled flag, auth revision)
 //! ```
 //!
 //! Everything that must change together goes into one [`WriteBatch`]: the apply layer writes the applied
@@ -27,12 +28,15 @@ pub enum Cf {
     Kv,
     Meta,
     Lease,
+    /// Auth state (etcd's `auth`, `authUsers` and `authRoles` buckets); created when missing, so a data
+    /// dir from before it opens.
+    Auth,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 5] = [Cf::RaftLog, Cf::RaftState, Cf::Kv, Cf::Meta, Cf::Lease];
+    pub const ALL: [Cf; 6] = [Cf::RaftLog, Cf::RaftState, Cf::Kv, Cf::Meta, Cf::Lease, Cf::Auth];
     /// The state machine (etcd's backend database), without the raft log (etcd's WAL).
-    pub const STATE: [Cf; 3] = [Cf::Kv, Cf::Meta, Cf::Lease];
+    pub const STATE: [Cf; 4] = [Cf::Kv, Cf::Meta, Cf::Lease, Cf::Auth];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -41,6 +45,7 @@ impl Cf {
             Cf::Kv => "kv",
             Cf::Meta => "meta",
             Cf::Lease => "lease",
+            Cf::Auth => "auth",
         }
     }
 }

@@ -4,7 +4,7 @@
 //! ```text
 //!   leader:   Backend::scan_state (one RocksDB snapshot) ─▶ encode ─▶ raft Snapshot.data ─▶ peer
 //!   backup:   Backend::with_state_snapshot ─▶ encoded_len, then encode_to in pieces ─▶ backup::stream
-//!   follower: decode ─▶ WriteBatch { clear Kv, Lease, Meta; put every pair; keep own identity } ─▶ write
+//!   follower: decode ─▶ WriteBatch { clear Kv, Lease, Meta, Auth; put every pair; keep own identity } ─▶ write
 //! ```
 //!
 //! Encoding: a sequence of records `cf (1 byte) | key length (u32 BE) | key | value length (u32 BE) | value`.
@@ -19,6 +19,7 @@ fn cf_code(cf: Cf) -> u8 {
         Cf::Kv => 1,
         Cf::Meta => 2,
         Cf::Lease => 3,
+        Cf::Auth => 4,
         Cf::RaftLog | Cf::RaftState => 0,
     }
 }
@@ -28,6 +29,7 @@ fn cf_of(code: u8) -> Option<Cf> {
         1 => Some(Cf::Kv),
         2 => Some(Cf::Meta),
         3 => Some(Cf::Lease),
+        4 => Some(Cf::Auth),
         _ => None,
     }
 }

@@ -9,8 +9,8 @@
 //!                      errors ─▶ {"error","message","code"} with grpc-gateway's HTTP status
 //! ```
 //!
-//! `/v3beta/...` is an alias of `/v3/...` (etcd 3.4 rewrites it); services modkv does not have yet
-//! answer as a gRPC `Unimplemented` would reach etcd's gateway (501, code 12). Every response carries
+//! `/v3beta/...` is an alias of `/v3/...` (etcd 3.4 rewrites it). The `Authorization` header carries
+//! the caller's token (raw, no "Bearer"), as etcd's gateway passes it on in the metadata. Every response carries
 //! etcd's CORS headers; `OPTIONS` answers 200 with no body, other methods than POST 405, unknown
 //! paths under `/v3/` grpc-gateway's 404.
 
@@ -23,7 +23,7 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
 use axum::body::{Body, Bytes};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
@@ -32,6 +32,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Code, Request, Status};
 
+use crate::api::auth::AuthService;
 use crate::api::cluster::ClusterService;
 use crate::api::election::ElectionService;
 use crate::api::kv::KvService;
@@ -41,6 +42,7 @@ use crate::api::maintenance::MaintenanceService;
 use crate::api::watch::WatchService;
 use crate::api::Services;
 use crate::metrics::Metrics;
+use crate::proto::etcdserverpb::auth_server::Auth as _;
 use crate::proto::etcdserverpb::cluster_server::Cluster as _;
 use crate::proto::etcdserverpb::kv_server::Kv as _;
 use crate::proto::etcdserverpb::lease_server::Lease as _;
@@ -87,9 +89,9 @@ enum Rpc {
     Leader,
     Observe,
     Resign,
-    /// A (unary) method of a service modkv does not serve yet (auth): its service and request type.
-    Missing {
-        service: &'static str,
+    /// A method of the Auth service: its gRPC path and request type.
+    Auth {
+        path: &'static str,
         input: &'static str,
     },
 }
@@ -123,16 +125,15 @@ impl Rpc {
             Rpc::Proclaim => "/v3electionpb.Election/Proclaim",
             Rpc::Leader => "/v3electionpb.Election/Leader",
             Rpc::Resign => "/v3electionpb.Election/Resign",
-            Rpc::Snapshot | Rpc::LeaseKeepAlive | Rpc::Watch | Rpc::Observe | Rpc::Missing { .. } => return None,
+            Rpc::Auth { path, .. } => path,
+            Rpc::Snapshot | Rpc::LeaseKeepAlive | Rpc::Watch | Rpc::Observe => return None,
         })
     }
 }
 
-const fn missing(service: &'static str, input: &'static str) -> Rpc {
-    Rpc::Missing { service, input }
+const fn auth(path: &'static str, input: &'static str) -> Rpc {
+    Rpc::Auth { path, input }
 }
-
-const AUTH: &str = "etcdserverpb.Auth";
 
 /// etcd 3.4's gateway paths (from the `google.api.http` options of its protos).
 const ROUTES: &[(&str, Rpc)] = &[
@@ -162,22 +163,28 @@ const ROUTES: &[(&str, Rpc)] = &[
     ("maintenance/hash", Rpc::Hash),
     ("maintenance/snapshot", Rpc::Snapshot),
     ("maintenance/transfer-leadership", Rpc::MoveLeader),
-    ("auth/enable", missing(AUTH, ".etcdserverpb.AuthEnableRequest")),
-    ("auth/disable", missing(AUTH, ".etcdserverpb.AuthDisableRequest")),
-    ("auth/authenticate", missing(AUTH, ".etcdserverpb.AuthenticateRequest")),
-    ("auth/user/add", missing(AUTH, ".etcdserverpb.AuthUserAddRequest")),
-    ("auth/user/get", missing(AUTH, ".etcdserverpb.AuthUserGetRequest")),
-    ("auth/user/list", missing(AUTH, ".etcdserverpb.AuthUserListRequest")),
-    ("auth/user/delete", missing(AUTH, ".etcdserverpb.AuthUserDeleteRequest")),
-    ("auth/user/changepw", missing(AUTH, ".etcdserverpb.AuthUserChangePasswordRequest")),
-    ("auth/user/grant", missing(AUTH, ".etcdserverpb.AuthUserGrantRoleRequest")),
-    ("auth/user/revoke", missing(AUTH, ".etcdserverpb.AuthUserRevokeRoleRequest")),
-    ("auth/role/add", missing(AUTH, ".etcdserverpb.AuthRoleAddRequest")),
-    ("auth/role/get", missing(AUTH, ".etcdserverpb.AuthRoleGetRequest")),
-    ("auth/role/list", missing(AUTH, ".etcdserverpb.AuthRoleListRequest")),
-    ("auth/role/delete", missing(AUTH, ".etcdserverpb.AuthRoleDeleteRequest")),
-    ("auth/role/grant", missing(AUTH, ".etcdserverpb.AuthRoleGrantPermissionRequest")),
-    ("auth/role/revoke", missing(AUTH, ".etcdserverpb.AuthRoleRevokePermissionRequest")),
+    ("auth/enable", auth("/etcdserverpb.Auth/AuthEnable", ".etcdserverpb.AuthEnableRequest")),
+    ("auth/disable", auth("/etcdserverpb.Auth/AuthDisable", ".etcdserverpb.AuthDisableRequest")),
+    ("auth/authenticate", auth("/etcdserverpb.Auth/Authenticate", ".etcdserverpb.AuthenticateRequest")),
+    ("auth/user/add", auth("/etcdserverpb.Auth/UserAdd", ".etcdserverpb.AuthUserAddRequest")),
+    ("auth/user/get", auth("/etcdserverpb.Auth/UserGet", ".etcdserverpb.AuthUserGetRequest")),
+    ("auth/user/list", auth("/etcdserverpb.Auth/UserList", ".etcdserverpb.AuthUserListRequest")),
+    ("auth/user/delete", auth("/etcdserverpb.Auth/UserDelete", ".etcdserverpb.AuthUserDeleteRequest")),
+    (
+        "auth/user/changepw",
+        auth("/etcdserverpb.Auth/UserChangePassword", ".etcdserverpb.AuthUserChangePasswordRequest"),
+    ),
+    ("auth/user/grant", auth("/etcdserverpb.Auth/UserGrantRole", ".etcdserverpb.AuthUserGrantRoleRequest")),
+    ("auth/user/revoke", auth("/etcdserverpb.Auth/UserRevokeRole", ".etcdserverpb.AuthUserRevokeRoleRequest")),
+    ("auth/role/add", auth("/etcdserverpb.Auth/RoleAdd", ".etcdserverpb.AuthRoleAddRequest")),
+    ("auth/role/get", auth("/etcdserverpb.Auth/RoleGet", ".etcdserverpb.AuthRoleGetRequest")),
+    ("auth/role/list", auth("/etcdserverpb.Auth/RoleList", ".etcdserverpb.AuthRoleListRequest")),
+    ("auth/role/delete", auth("/etcdserverpb.Auth/RoleDelete", ".etcdserverpb.AuthRoleDeleteRequest")),
+    ("auth/role/grant", auth("/etcdserverpb.Auth/RoleGrantPermission", ".etcdserverpb.AuthRoleGrantPermissionRequest")),
+    (
+        "auth/role/revoke",
+        auth("/etcdserverpb.Auth/RoleRevokePermission", ".etcdserverpb.AuthRoleRevokePermissionRequest"),
+    ),
     ("lock/lock", Rpc::Lock),
     ("lock/unlock", Rpc::Unlock),
     ("election/campaign", Rpc::Campaign),
@@ -195,6 +202,7 @@ struct Gateway {
     watch: WatchService,
     lock: LockService,
     election: ElectionService,
+    auth: AuthService,
     /// Counts the calls as the gRPC layer counts gRPC's (`grpc_server_*`).
     metrics: Arc<Metrics>,
     schema: &'static Schema,
@@ -264,6 +272,7 @@ pub fn router(services: Services, metrics: Arc<Metrics>, max_request_bytes: usiz
         watch: services.watch,
         lock: services.lock,
         election: services.election,
+        auth: services.auth,
         metrics,
         schema: schema(),
         max_recv: crate::api::max_grpc_message(max_request_bytes),
@@ -275,7 +284,9 @@ pub fn router(services: Services, metrics: Arc<Metrics>, max_request_bytes: usiz
             let rpc = *rpc;
             router = router.route(
                 &format!("{prefix}{path}"),
-                any(move |method: Method, body: Body| async move { with_cors(serve(&gw, rpc, method, body).await) }),
+                any(move |method: Method, headers: HeaderMap, body: Body| async move {
+                    with_cors(serve(&gw, rpc, method, &headers, body).await)
+                }),
             );
         }
     }
@@ -390,13 +401,24 @@ impl Gateway {
     }
 }
 
-async fn serve(gw: &Gateway, rpc: Rpc, method: Method, body: Body) -> Response {
+async fn serve(gw: &Gateway, rpc: Rpc, method: Method, headers: &HeaderMap, body: Body) -> Response {
     if method == Method::OPTIONS {
         return Response::new(Body::empty());
     }
     if method != Method::POST {
         return text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
     }
+    // The caller: the raw token in `Authorization` (no "Bearer"), as grpc-gateway passes it on.
+    let token = headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+    let authenticate = matches!(rpc, Rpc::Auth { path: "/etcdserverpb.Auth/Authenticate", .. });
+    let caller = match crate::api::auth::caller_of(&*gw.auth.server, token.filter(|_| !authenticate)).await {
+        Ok(c) => c,
+        Err(e) => return status_error(&Status::from(e)),
+    };
+    crate::auth::with_caller(caller, serve_as_caller(gw, rpc, body)).await
+}
+
+async fn serve_as_caller(gw: &Gateway, rpc: Rpc, body: Body) -> Response {
     let cap = gw.max_json();
     if let Rpc::Watch | Rpc::LeaseKeepAlive = rpc {
         return bidirectional(gw, rpc, body).await;
@@ -503,12 +525,30 @@ async fn call(gw: &Gateway, rpc: Rpc, body: &Bytes) -> Response {
                 Err(s) => stream_error(&s),
             }
         }
-        Rpc::Missing { service, input } => {
-            if let Err(e) = gw.schema.canonical(input, body) {
-                return error(Code::InvalidArgument, &e);
-            }
-            status_error(&Status::unimplemented(format!("unknown service {service}")))
-        }
+        Rpc::Auth { path, input } => auth_call(gw, rpc, path, input, body).await,
+    }
+}
+
+async fn auth_call(gw: &Gateway, rpc: Rpc, path: &str, input: &str, body: &Bytes) -> Response {
+    let a = &gw.auth;
+    match path.trim_start_matches("/etcdserverpb.Auth/") {
+        "AuthEnable" => gw.unary(rpc, input, body, |r| a.auth_enable(Request::new(r))).await,
+        "AuthDisable" => gw.unary(rpc, input, body, |r| a.auth_disable(Request::new(r))).await,
+        "Authenticate" => gw.unary(rpc, input, body, |r| a.authenticate(Request::new(r))).await,
+        "UserAdd" => gw.unary(rpc, input, body, |r| a.user_add(Request::new(r))).await,
+        "UserGet" => gw.unary(rpc, input, body, |r| a.user_get(Request::new(r))).await,
+        "UserList" => gw.unary(rpc, input, body, |r| a.user_list(Request::new(r))).await,
+        "UserDelete" => gw.unary(rpc, input, body, |r| a.user_delete(Request::new(r))).await,
+        "UserChangePassword" => gw.unary(rpc, input, body, |r| a.user_change_password(Request::new(r))).await,
+        "UserGrantRole" => gw.unary(rpc, input, body, |r| a.user_grant_role(Request::new(r))).await,
+        "UserRevokeRole" => gw.unary(rpc, input, body, |r| a.user_revoke_role(Request::new(r))).await,
+        "RoleAdd" => gw.unary(rpc, input, body, |r| a.role_add(Request::new(r))).await,
+        "RoleGet" => gw.unary(rpc, input, body, |r| a.role_get(Request::new(r))).await,
+        "RoleList" => gw.unary(rpc, input, body, |r| a.role_list(Request::new(r))).await,
+        "RoleDelete" => gw.unary(rpc, input, body, |r| a.role_delete(Request::new(r))).await,
+        "RoleGrantPermission" => gw.unary(rpc, input, body, |r| a.role_grant_permission(Request::new(r))).await,
+        "RoleRevokePermission" => gw.unary(rpc, input, body, |r| a.role_revoke_permission(Request::new(r))).await,
+        _ => status_error(&Status::unimplemented(format!("unknown method {path}"))),
     }
 }
 
@@ -537,9 +577,12 @@ async fn bidirectional(gw: &Gateway, rpc: Rpc, body: Body) -> Response {
     // The call ends once the body has ended and every request is answered.
     let leases = gw.lease.server.clone();
     let mut failed = false;
-    let answers = futures::stream::iter(first)
-        .chain(reader.into_stream())
-        .then(move |r| lease::keep_alive_once(leases.clone(), r.id).map(|a| a.map_err(Status::from)));
+    // Each renewal as the caller (the answers are made after this call returns).
+    let caller = crate::auth::stream_caller();
+    let answers = futures::stream::iter(first).chain(reader.into_stream()).then(move |r| {
+        let renew = lease::keep_alive_once(leases.clone(), r.id).map(|a| a.map_err(Status::from));
+        crate::auth::with_caller(caller.clone(), renew)
+    });
     let answers = answers.take_while(move |a| {
         let go_on = !failed;
         failed |= a.is_err();

@@ -118,8 +118,8 @@ async fn gateway_answers_as_etcd() {
     assert_eq!(
         (st, b.as_str()),
         (
-            501,
-            r#"{"error":"unknown service etcdserverpb.Auth","message":"unknown service etcdserverpb.Auth","code":12}"#
+            412,
+            r#"{"error":"etcdserver: root user does not exist","message":"etcdserver: root user does not exist","code":9}"#
         )
     );
     let (st, _, b) = http(addr, "GET", "/v3/kv/range", "").await;

@@ -1,0 +1,80 @@
+//! The Auth service (`etcdserverpb.Auth`), and the caller of every gRPC request: its token (metadata
+//! `token`, or `authorization` as the gateway sends it) resolved to a user, under which the request is
+//! served (`crate::auth::with_caller`).
+
+use std::sync::Arc;
+
+use axum::extract::{Request as HttpRequest, State};
+use axum::middleware::Next;
+use axum::response::Response as HttpResponse;
+use tonic::{Request, Response, Status};
+
+use crate::auth::AuthInfo;
+use crate::error::Error;
+use crate::proto::etcdserverpb::auth_server::Auth as AuthRpc;
+use crate::proto::etcdserverpb::*;
+use crate::server::v3::Auth;
+
+#[derive(Clone)]
+pub struct AuthService {
+    pub server: Arc<dyn Auth>,
+}
+
+/// The caller a token names; no token is an anonymous caller. Nothing is looked at while auth is off
+/// (as etcd).
+pub async fn caller_of(auth: &dyn Auth, token: Option<&[u8]>) -> Result<Option<AuthInfo>, Error> {
+    if !auth.enabled() {
+        return Ok(None);
+    }
+    match token {
+        None => Ok(None),
+        Some(t) => {
+            let t = std::str::from_utf8(t).map_err(|_| Error::InvalidAuthToken)?;
+            auth.caller_of(t).await.map(Some)
+        }
+    }
+}
+
+/// Serves a gRPC request as the caller its token names; an unknown or expired token is refused with
+/// `etcdserver: invalid auth token`. `Authenticate` is served whatever token comes with it.
+pub async fn resolve_caller(State(auth): State<Arc<dyn Auth>>, req: HttpRequest, next: Next) -> HttpResponse {
+    if !auth.enabled() || req.uri().path() == "/etcdserverpb.Auth/Authenticate" {
+        return next.run(req).await;
+    }
+    let h = req.headers();
+    let token = h.get("token").or_else(|| h.get("authorization")).map(|v| v.as_bytes().to_vec());
+    match caller_of(&*auth, token.as_deref()).await {
+        Ok(caller) => crate::auth::with_caller(caller, next.run(req)).await,
+        Err(e) => Status::from(e).into_http(),
+    }
+}
+
+macro_rules! rpcs {
+    ($($method:ident($req:ty) -> $resp:ty;)*) => {
+        #[tonic::async_trait]
+        impl AuthRpc for AuthService {
+            $(async fn $method(&self, req: Request<$req>) -> Result<Response<$resp>, Status> {
+                Ok(Response::new(self.server.$method(req.into_inner()).await?))
+            })*
+        }
+    };
+}
+
+rpcs! {
+    auth_enable(AuthEnableRequest) -> AuthEnableResponse;
+    auth_disable(AuthDisableRequest) -> AuthDisableResponse;
+    authenticate(AuthenticateRequest) -> AuthenticateResponse;
+    user_add(AuthUserAddRequest) -> AuthUserAddResponse;
+    user_get(AuthUserGetRequest) -> AuthUserGetResponse;
+    user_list(AuthUserListRequest) -> AuthUserListResponse;
+    user_delete(AuthUserDeleteRequest) -> AuthUserDeleteResponse;
+    user_change_password(AuthUserChangePasswordRequest) -> AuthUserChangePasswordResponse;
+    user_grant_role(AuthUserGrantRoleRequest) -> AuthUserGrantRoleResponse;
+    user_revoke_role(AuthUserRevokeRoleRequest) -> AuthUserRevokeRoleResponse;
+    role_add(AuthRoleAddRequest) -> AuthRoleAddResponse;
+    role_get(AuthRoleGetRequest) -> AuthRoleGetResponse;
+    role_list(AuthRoleListRequest) -> AuthRoleListResponse;
+    role_delete(AuthRoleDeleteRequest) -> AuthRoleDeleteResponse;
+    role_grant_permission(AuthRoleGrantPermissionRequest) -> AuthRoleGrantPermissionResponse;
+    role_revoke_permission(AuthRoleRevokePermissionRequest) -> AuthRoleRevokePermissionResponse;
+}
