@@ -5,11 +5,12 @@
 //!   planted anomaly (a stale read, a lost acknowledged write, a watch gap, a duplicate watch event, a
 //!   compare-and-swap that contradicts the log) is caught by the checker meant for it.
 //! * `faults_three_members` / `faults_five_members` — a seeded fault schedule (kill -9 of the leader or
-//!   of a member, SIGSTOP longer than the election timeout, partitions, restarts; latency/loss where
-//!   the kernel has netem) under clients and watchers; the history must pass every checker. The run's
-//!   report (ops checked, faults, availability figures) is printed (`--nocapture` to see it);
-//!   `CHAOS_SEED=<n>` replays another seed. Runs are serialized: the figures of two clusters sharing
-//!   two cores mean little.
+//!   of a member, all members killed at once, SIGSTOP longer than the election timeout, partitions,
+//!   restarts; latency/loss where the kernel has netem) under clients and watchers; the history must
+//!   pass every checker, and the same history with a stale read, a lost write or a watch gap planted
+//!   into it must not. The run's report (ops checked, faults, availability figures) is printed
+//!   (`--nocapture` to see it); `CHAOS_SEED=<n>` replays another seed. Runs are serialized: the
+//!   figures of two clusters sharing two cores mean little.
 //!
 //! Needs root and iproute2 (network namespaces), like `tests/partition.rs`.
 
@@ -31,6 +32,16 @@ fn run(kind: modkv_tests::Kind, seed: u64, members: usize, secs: u64) {
     assert!(report.checked.acked > 100, "too few acknowledged ops:\n{}", report.summary());
     assert!(report.faults.iter().any(|f| !f.skipped), "no fault injected:\n{}", report.summary());
     report.assert_clean();
+    // The checkers are not blind to this very history: anomalies planted into it are caught.
+    let mut h = report.history.clone();
+    sim::plant_stale_read(&mut h).expect("a linearizable read after an acknowledged put");
+    assert_caught(&anomalies(&h), "kv", "stale read");
+    let mut h = report.history.clone();
+    sim::plant_lost_write(&mut h).expect("an acknowledged put");
+    assert_caught(&anomalies(&h), "final", "lost acknowledged write");
+    let mut h = report.history;
+    sim::plant_watch_gap(&mut h).expect("a watch stream with 3 events");
+    assert_caught(&anomalies(&h), "watch", "a gap");
 }
 
 both_kinds! {

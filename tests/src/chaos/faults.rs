@@ -3,7 +3,8 @@
 //! * [`Fault`] — what can go wrong: kill -9 (+ restart), SIGSTOP/SIGCONT longer than the election
 //!   timeout, a member isolated from its peers, a minority cut from the majority, a bridge (5 members:
 //!   two halves that only talk through the middle member), added latency and loss (`tc netem`, skipped
-//!   with a message where the kernel has no netem), a graceful restart. Targets are "the leader" (found
+//!   with a message where the kernel has no netem), a graceful restart, every member killed at once
+//!   (a power loss: acknowledged writes must survive it). Targets are "the leader" (found
 //!   when the fault starts) or a member picked by the seed.
 //! * [`schedule`] — the steps (quiet time, then one fault) a seed gives.
 //! * [`Injector`] — applies a step to an [`NsCluster`], heals it, waits until every member runs and
@@ -45,6 +46,8 @@ pub enum Fault {
     Netem { delay_ms: u64, loss_pct: u64, ms: u64 },
     /// SIGTERM, then started again.
     Restart { target: Target },
+    /// Every member SIGKILLed at once (a power loss), down for `down_ms`, then all started again.
+    KillAll { down_ms: u64 },
 }
 
 /// Quiet time, then a fault.
@@ -64,7 +67,7 @@ pub fn schedule(seed: u64, members: usize, election_ms: u64, secs: u64) -> Vec<S
     while planned < 3 * secs * 1000 {
         let target = if rng.percent(50) { Target::Leader } else { Target::Pick(rng.next_u64()) };
         let long = rng.between(2 * e, 6 * e);
-        let weights = [3, 2, 3, 2, 2, if members >= 5 { 1 } else { 0 }, 1, 1];
+        let weights = [3, 2, 3, 2, 2, if members >= 5 { 1 } else { 0 }, 1, 1, 1];
         let fault = match rng.weighted(&weights) {
             0 => Fault::Kill { target: Target::Leader, down_ms: rng.between(e, 4 * e) },
             1 => Fault::Kill { target, down_ms: rng.between(e, 4 * e) },
@@ -73,7 +76,8 @@ pub fn schedule(seed: u64, members: usize, election_ms: u64, secs: u64) -> Vec<S
             4 => Fault::Minority { salt: rng.next_u64(), ms: long },
             5 => Fault::Bridge { salt: rng.next_u64(), ms: long },
             6 => Fault::Netem { delay_ms: rng.between(20, 100), loss_pct: rng.between(5, 20), ms: long },
-            _ => Fault::Restart { target },
+            7 => Fault::Restart { target },
+            _ => Fault::KillAll { down_ms: rng.between(e / 2, 2 * e) },
         };
         let quiet_ms = rng.between(e, 3 * e);
         planned += quiet_ms + long + 2 * e;
@@ -215,12 +219,25 @@ impl<'a> Injector<'a> {
                 }
                 Err(_) => ("netem (skipped: not available)".to_string(), false, false, true),
             },
+            Fault::KillAll { down_ms } => {
+                start = self.clock.now();
+                for m in &mut self.cluster.members {
+                    m.kill9();
+                }
+                thread::sleep(Duration::from_millis(down_ms));
+                self.start_all_again();
+                (format!("kill -9 all {} members, down {down_ms} ms", self.n()), true, true, false)
+            }
             Fault::Restart { target } => {
                 let (i, lead) = self.resolve(target);
                 start = self.clock.now();
-                self.cluster.members[i].stop();
+                let t = Instant::now();
+                let exit = match self.cluster.members[i].stop() {
+                    Some(status) => format!("exited {status} after {:.1} s", t.elapsed().as_secs_f64()),
+                    None => format!("no exit in {:?}, killed", crate::process::STOP_TIMEOUT),
+                };
                 self.start_again(i);
-                (format!("restart {}{}", self.name(i), lead_tag(lead)), lead, false, false)
+                (format!("restart {}{} (SIGTERM: {exit})", self.name(i), lead_tag(lead)), lead, false, false)
             }
         };
         let healed = self.clock.now();
@@ -237,6 +254,20 @@ impl<'a> Injector<'a> {
         }
         if let Err(e) = m.wait_ready(RECOVERY_TIMEOUT) {
             self.problems.push(format!("{} not ready {RECOVERY_TIMEOUT:?} after its restart: {e}", m.name));
+        }
+    }
+
+    /// Starts every member again (launched together: none is ready before a majority runs).
+    fn start_all_again(&mut self) {
+        for m in &mut self.cluster.members {
+            if let Err(e) = m.launch() {
+                self.problems.push(format!("cannot start {} again: {e}", m.name));
+            }
+        }
+        for m in &mut self.cluster.members {
+            if let Err(e) = m.wait_ready(RECOVERY_TIMEOUT) {
+                self.problems.push(format!("{} not ready {RECOVERY_TIMEOUT:?} after a restart of all: {e}", m.name));
+            }
         }
     }
 

@@ -84,8 +84,9 @@ pub struct Report {
     pub faults: Vec<FaultRecord>,
     pub anomalies: Vec<Anomaly>,
     pub figures: Figures,
-    /// The recorded history, written out when anomalies were found.
+    /// Where the history was written out (when anomalies were found).
     pub history_file: Option<PathBuf>,
+    pub history: History,
 }
 
 impl Report {
@@ -177,7 +178,7 @@ pub fn run(cfg: &Config) -> Report {
     anomalies.extend(problems.into_iter().map(|p| Anomaly::new("liveness", p)));
     let figures = figures::compute(&h, &records, end);
     let history_file = (!anomalies.is_empty()).then(|| save(&h, cfg));
-    Report { config: cfg.clone(), checked, faults: records, anomalies, figures, history_file }
+    Report { config: cfg.clone(), checked, faults: records, anomalies, figures, history_file, history: h }
 }
 
 fn save(h: &History, cfg: &Config) -> PathBuf {
