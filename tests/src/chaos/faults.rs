@@ -59,28 +59,31 @@ pub struct Step {
 
 /// The steps of `seed` for `members` members with election timeout `election_ms` (pauses and cuts
 /// last 2–6 election timeouts). More steps than `secs` seconds take; the run stops where its time is up.
-pub fn schedule(seed: u64, members: usize, election_ms: u64, secs: u64) -> Vec<Step> {
+/// With `long`, a member may also stay down 15–25 s: long enough, under this load and with a small
+/// `--snapshot-count`, to fall behind the leader's compacted log and be sent a snapshot.
+pub fn schedule(seed: u64, members: usize, election_ms: u64, secs: u64, long: bool) -> Vec<Step> {
     let mut rng = Rng::derive(seed, 1);
     let e = election_ms;
     let mut steps = Vec::new();
     let mut planned = 0;
     while planned < 3 * secs * 1000 {
         let target = if rng.percent(50) { Target::Leader } else { Target::Pick(rng.next_u64()) };
-        let long = rng.between(2 * e, 6 * e);
-        let weights = [3, 2, 3, 2, 2, if members >= 5 { 1 } else { 0 }, 1, 1, 1];
+        let hold = rng.between(2 * e, 6 * e);
+        let weights = [3, 2, 3, 2, 2, if members >= 5 { 1 } else { 0 }, 1, 1, 1, if long { 1 } else { 0 }];
         let fault = match rng.weighted(&weights) {
             0 => Fault::Kill { target: Target::Leader, down_ms: rng.between(e, 4 * e) },
             1 => Fault::Kill { target, down_ms: rng.between(e, 4 * e) },
-            2 => Fault::Pause { target, ms: long },
-            3 => Fault::Isolate { target: Target::Leader, ms: long },
-            4 => Fault::Minority { salt: rng.next_u64(), ms: long },
-            5 => Fault::Bridge { salt: rng.next_u64(), ms: long },
-            6 => Fault::Netem { delay_ms: rng.between(20, 100), loss_pct: rng.between(5, 20), ms: long },
+            2 => Fault::Pause { target, ms: hold },
+            3 => Fault::Isolate { target: Target::Leader, ms: hold },
+            4 => Fault::Minority { salt: rng.next_u64(), ms: hold },
+            5 => Fault::Bridge { salt: rng.next_u64(), ms: hold },
+            6 => Fault::Netem { delay_ms: rng.between(20, 100), loss_pct: rng.between(5, 20), ms: hold },
             7 => Fault::Restart { target },
-            _ => Fault::KillAll { down_ms: rng.between(e / 2, 2 * e) },
+            8 => Fault::KillAll { down_ms: rng.between(e / 2, 2 * e) },
+            _ => Fault::Kill { target: Target::Pick(rng.next_u64()), down_ms: rng.between(15_000, 25_000) },
         };
         let quiet_ms = rng.between(e, 3 * e);
-        planned += quiet_ms + long + 2 * e;
+        planned += quiet_ms + hold + 2 * e;
         steps.push(Step { quiet_ms, fault });
     }
     steps

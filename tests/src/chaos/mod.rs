@@ -49,6 +49,11 @@ pub struct Config {
     pub secs: u64,
     pub heartbeat_ms: u64,
     pub election_ms: u64,
+    /// `--snapshot-count`: small, so that raft logs are compacted and a member that was down long gets
+    /// a snapshot.
+    pub snapshot_count: u64,
+    /// Faults may include members down for 15–25 s (see [`faults::schedule`]).
+    pub long_faults: bool,
     pub workload: WorkloadConfig,
     /// At most this many acknowledged writes are read back at their revision after the run.
     pub at_rev_reads: usize,
@@ -63,6 +68,8 @@ impl Config {
             secs,
             heartbeat_ms: 50,
             election_ms: 500,
+            snapshot_count: 1000,
+            long_faults: false,
             workload: WorkloadConfig { clients: 4, watchers: 2, keys: 6, op_timeout: Duration::from_secs(2) },
             at_rev_reads: 1500,
         }
@@ -147,12 +154,14 @@ pub fn run(cfg: &Config) -> Report {
         cfg.heartbeat_ms.to_string(),
         "--election-timeout".to_string(),
         cfg.election_ms.to_string(),
+        "--snapshot-count".to_string(),
+        cfg.snapshot_count.to_string(),
     ];
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let mut cluster = NsCluster::start(cfg.kind, cfg.members, &extra);
     let endpoints: Vec<String> = cluster.members.iter().map(|m| m.endpoint()).collect();
     let clock = Clock::start();
-    let steps = faults::schedule(cfg.seed, cfg.members, cfg.election_ms, cfg.secs);
+    let steps = faults::schedule(cfg.seed, cfg.members, cfg.election_ms, cfg.secs, cfg.long_faults);
     let workload = Workload::start(&endpoints, cfg.seed, &cfg.workload, clock);
     let deadline = Instant::now() + Duration::from_secs(cfg.secs);
     let (records, mut problems) = {

@@ -183,8 +183,11 @@ pub fn plant_stale_read(h: &mut History) -> Option<usize> {
 /// revision, the end state if it was the key's last value), as a server that forgot it would. Returns
 /// its op id.
 pub fn plant_lost_write(h: &mut History) -> Option<usize> {
-    let id =
-        h.ops.iter().rposition(|o| matches!((&o.req, o.ok()), (Request::Put { .. }, Some(Response::Put { .. }))))?;
+    // The last acknowledged put that was read back at its revision.
+    let id = h.ops.iter().rposition(|o| {
+        matches!((&o.req, o.ok()), (Request::Put { .. }, Some(Response::Put { .. })))
+            && h.at_rev.iter().any(|(id, _)| *id == o.id)
+    })?;
     let Request::Put { key, value } = h.ops[id].req.clone() else { unreachable!() };
     h.log.retain(|e| e.kv.value != value);
     for (op, got) in &mut h.at_rev {

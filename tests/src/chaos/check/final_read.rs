@@ -77,7 +77,8 @@ fn last_acked_present(h: &History, out: &mut Vec<Anomaly>) {
             }
         }
     }
-    // Values some client sent (acknowledged or not) and keys some client tried to delete.
+    // Values some client sent (acknowledged or not), and keys with a delete of unknown outcome (which may
+    // have been applied at any later revision; an acknowledged one has its revision in `last`).
     let mut sent: HashMap<&str, &Op> = HashMap::new();
     let mut delete_sent: HashMap<&str, bool> = HashMap::new();
     for op in &h.ops {
@@ -87,7 +88,7 @@ fn last_acked_present(h: &History, out: &mut Vec<Anomaly>) {
         for (_, v) in op.req.puts() {
             sent.insert(v, op);
         }
-        if let Request::Delete { key } = &op.req {
+        if let (Request::Delete { key }, Outcome::Unknown(_)) = (&op.req, &op.outcome) {
             delete_sent.insert(key, true);
         }
     }
