@@ -18,6 +18,11 @@ use std::time::{Duration, Instant};
 use modkv_tests::chaos::{self, rng, Config, Report};
 use modkv_tests::Kind;
 
+/// Seconds a run takes besides its faults: starting the cluster, the end reads and checks.
+const OVERHEAD: u64 = 15;
+/// A run shorter than this is not worth starting.
+const MIN_RUN_SECS: u64 = 10;
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name)
         .ok()
@@ -96,7 +101,7 @@ impl Totals {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let secs = match args.iter().position(|a| a == "--secs") {
+    let total_secs = match args.iter().position(|a| a == "--secs") {
         Some(i) => args.get(i + 1).and_then(|s| s.parse().ok()).expect("--secs <seconds>"),
         None => 600,
     };
@@ -104,27 +109,27 @@ fn main() {
     let run_secs = env_u64("CHAOS_RUN_SECS").unwrap_or(40);
     let kinds = kinds();
     let start = Instant::now();
-    let budget = Duration::from_secs(secs);
+    let budget = Duration::from_secs(total_secs);
     let mut totals: Vec<(Kind, Totals)> = kinds.iter().map(|&k| (k, Totals::default())).collect();
     let mut round = 0u64;
-    // A round (one seed, every kind) takes about the faults' time plus a cluster start and the end checks.
-    let mut round_estimate = Duration::from_secs((run_secs + 15) * kinds.len() as u64);
     loop {
-        if replay.is_some() && round == 1 || replay.is_none() && start.elapsed() + round_estimate > budget && round > 0
-        {
+        // Each kind's run costs its faults' time plus a cluster start and the end checks (about
+        // `OVERHEAD`); the last round gets what is left, if that is worth a run.
+        let left = budget.saturating_sub(start.elapsed()).as_secs() / kinds.len() as u64;
+        let secs = run_secs.min(left.saturating_sub(OVERHEAD));
+        if replay.is_some() && round == 1 || replay.is_none() && secs < MIN_RUN_SECS {
             break;
         }
+        let secs = if replay.is_some() { run_secs } else { secs };
         let seed = replay.unwrap_or_else(rng::fresh_seed);
         let members = env_u64("CHAOS_MEMBERS").unwrap_or(if round % 2 == 0 { 3 } else { 5 }) as usize;
-        println!("=== chaos round {round}: seed {seed}, {members} members, {run_secs} s of faults per kind");
-        let t = Instant::now();
+        println!("=== chaos round {round}: seed {seed}, {members} members, {secs} s of faults per kind");
         for (kind, total) in &mut totals {
-            let cfg = Config { long_faults: true, ..Config::new(*kind, seed, members, run_secs) };
+            let cfg = Config { long_faults: true, ..Config::new(*kind, seed, members, secs) };
             let report = chaos::run(&cfg);
             println!("{}", report.summary());
             total.add(&report);
         }
-        round_estimate = t.elapsed();
         round += 1;
     }
     println!("=== chaos totals after {:.0} s ({round} seeds)", start.elapsed().as_secs_f64());

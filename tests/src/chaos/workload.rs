@@ -121,6 +121,7 @@ fn client(
             4 => Request::Range { key: k, serializable: false },
             _ => Request::Range { key: k, serializable: true },
         };
+        let via = member;
         let invoke = clock.now();
         let outcome = execute(&mut conn, &req);
         let complete = clock.now();
@@ -135,7 +136,7 @@ fn client(
                 thread::sleep(Duration::from_millis(20));
             }
         }
-        ops.push(Op { id: 0, client: c, member, req, invoke, complete, outcome });
+        ops.push(Op { id: 0, client: c, member: via, req, invoke, complete, outcome });
     }
     ops
 }
