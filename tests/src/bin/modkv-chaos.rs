@@ -122,7 +122,7 @@ fn main() {
         }
         let secs = if replay.is_some() { run_secs } else { secs };
         let seed = replay.unwrap_or_else(rng::fresh_seed);
-        let members = env_u64("CHAOS_MEMBERS").unwrap_or(if round % 2 == 0 { 3 } else { 5 }) as usize;
+        let members = env_u64("CHAOS_MEMBERS").unwrap_or(if round.is_multiple_of(2) { 3 } else { 5 }) as usize;
         println!("=== chaos round {round}: seed {seed}, {members} members, {secs} s of faults per kind");
         for (kind, total) in &mut totals {
             let cfg = Config { long_faults: true, ..Config::new(*kind, seed, members, secs) };
