@@ -3,6 +3,7 @@
 #   make run     build and start one member on localhost:2379
 #   make test    install missing deps, build, run the integration tests (and a short fuzz pass)
 #   make fuzz    run each fuzz target for FUZZ_SECS seconds
+#   make chaos   fault injection with new seeds for SECS seconds, etcd and modkv side by side
 #
 # Everything is built with the release profile so `build`, `run` and `test`
 # share one build. Set CARGO_TARGET_DIR to keep the build outside the clone.
@@ -36,7 +37,7 @@ WASM_TARGET  := wasm32-wasip2
 PLUGINS      := hello json-guard audit kv-browser
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build run test fuzz bench plugins deps deps-build deps-test deps-wasm apt-install fmt clean
+.PHONY: all build run test fuzz chaos bench plugins deps deps-build deps-test deps-wasm apt-install fmt clean
 
 all: build
 
@@ -70,6 +71,16 @@ test: deps-test build plugins
 fuzz: deps-build plugins
 	FUZZ_MS=$$(( $(FUZZ_SECS) * 1000 )) MODKV_PLUGIN_DIR="$(abspath $(PLUGIN_DIR))" \
 		$(CARGO) test --release -p modkv --test fuzz -- --test-threads=1 --nocapture
+
+## chaos: the fault-injection suite's long mode (tests/src/bin/modkv-chaos.rs): new seeds until SECS seconds
+## are up, each against etcd 3.4 and modkv (kill -9, SIGSTOP, partitions, restarts under recorded load,
+## checked for linearizability and watch guarantees), each seed, anomalies and availability printed;
+## CHAOS_SEED=<n> replays a seed. Needs root (network namespaces). The short mode runs in `make test`.
+SECS ?= 600
+chaos: deps-test build
+	$(CARGO) build --release -p modkv-tests --bin modkv-chaos
+	MODKV_BIN="$(abspath $(MODKV))" MODKV_PLUGIN_DIR="$(abspath $(PLUGIN_DIR))" \
+		"$(TARGET)/release/modkv-chaos" --secs $(SECS)
 
 ## bench: benchmarks against the reference etcd (figures printed, nothing asserted): put latency and
 ## throughput, the json-guard hook's cost, a plugin route under wrk

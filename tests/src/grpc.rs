@@ -187,11 +187,35 @@ pub struct PutResponse {
     pub prev_kv: Option<KeyValue>,
 }
 
+/// `etcdserverpb.DeleteRangeRequest`
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeleteRangeRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub range_end: Vec<u8>,
+    #[prost(bool, tag = "3")]
+    pub prev_kv: bool,
+}
+
+/// `etcdserverpb.DeleteRangeResponse`
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeleteRangeResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(int64, tag = "2")]
+    pub deleted: i64,
+    #[prost(message, repeated, tag = "3")]
+    pub prev_kvs: Vec<KeyValue>,
+}
+
 /// A blocking client that keeps one HTTP/2 connection (and its own current-thread runtime) for many
 /// calls, e.g. one per thread in a load test.
 pub struct Client {
     rt: tokio::runtime::Runtime,
     grpc: tonic::client::Grpc<tonic::transport::Channel>,
+    /// Bound of each call, client side (besides the channel's own), for [`Client::lazy`] clients.
+    timeout: Option<Duration>,
 }
 
 impl Client {
@@ -207,7 +231,23 @@ impl Client {
                 .await
                 .map_err(|e| ("Connect".to_string(), e.to_string()))
         })?;
-        Ok(Client { rt, grpc: tonic::client::Grpc::new(channel) })
+        Ok(Client { rt, grpc: tonic::client::Grpc::new(channel), timeout: None })
+    }
+
+    /// A client whose connection is made on the first call (and remade after it breaks), so that creating
+    /// it never fails; each call (connecting included) is bounded by `timeout`. For clients that must keep
+    /// going while members die (`crate::chaos`).
+    pub fn lazy(endpoint: &str, timeout: Duration) -> Result<Client, GrpcError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        let channel = {
+            let _guard = rt.enter();
+            tonic::transport::Endpoint::from_shared(endpoint.to_string())
+                .map_err(|e| ("InvalidEndpoint".to_string(), e.to_string()))?
+                .connect_timeout(timeout)
+                .timeout(timeout)
+                .connect_lazy()
+        };
+        Ok(Client { rt, grpc: tonic::client::Grpc::new(channel), timeout: Some(timeout) })
     }
 
     fn unary<Req, Resp>(&mut self, path: &'static str, req: Req) -> Result<Resp, GrpcError>
@@ -215,15 +255,33 @@ impl Client {
         Req: prost::Message + Send + Sync + 'static,
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
+        self.call(path, req)
+    }
+
+    /// One unary call of `path` (`/package.Service/Method`); a call of a [`Client::lazy`] client that takes
+    /// longer than its timeout fails with `("DeadlineExceeded", "client timeout")`.
+    pub fn call<Req, Resp>(&mut self, path: &'static str, req: Req) -> Result<Resp, GrpcError>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
         let grpc = &mut self.grpc;
-        self.rt.block_on(async move {
+        let call = async move {
             grpc.ready().await.map_err(|e| ("NotReady".to_string(), e.to_string()))?;
             let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
             grpc.unary(tonic::Request::new(req), PathAndQuery::from_static(path), codec)
                 .await
                 .map(tonic::Response::into_inner)
                 .map_err(|s| (code_name(s.code()), s.message().to_string()))
-        })
+        };
+        match self.timeout {
+            None => self.rt.block_on(call),
+            Some(t) => self.rt.block_on(async move {
+                tokio::time::timeout(t, call)
+                    .await
+                    .unwrap_or_else(|_| Err(("DeadlineExceeded".to_string(), "client timeout".to_string())))
+            }),
+        }
     }
 
     /// `/etcdserverpb.KV/Put`

@@ -19,8 +19,11 @@
 //! * [`Normalizer`] / [`normalize`] — make `-w json` output of independent
 //!   servers comparable; [`kvs`], [`header_rev`], base64 — read it.
 //! * [`grpc`] — raw `KV/Range` for request fields etcdctl 3.4 has no flags for.
+//! * [`chaos`] — fault injection under a recorded workload, checked for linearizability and watch
+//!   guarantees (issue 13; `tests/tests/chaos.rs`, `make chaos`).
 //! * [`test_plugins`] — the guest crates of `tests/plugins/`, built and installed into a plugin dir.
 
+pub mod chaos;
 pub mod cluster;
 pub mod ctl;
 pub mod grpc;

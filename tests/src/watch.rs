@@ -450,15 +450,22 @@ impl WatchClient {
     /// Opens a Watch stream to `endpoint` (`http://127.0.0.1:PORT`).
     #[track_caller]
     pub fn connect(endpoint: &str) -> WatchClient {
+        WatchClient::try_connect(endpoint).unwrap_or_else(|e| panic!("connect {endpoint}: {e}"))
+    }
+
+    /// Like [`WatchClient::connect`], returning the connection error instead of panicking (for watchers
+    /// that must keep going while members die, `crate::chaos`).
+    pub fn try_connect(endpoint: &str) -> Result<WatchClient, String> {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let endpoint = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| e.to_string())?
+            .connect_timeout(Duration::from_secs(5));
+        let connect = endpoint.connect();
+        // The HTTP/2 handshake with a stopped (SIGSTOPped) process hangs past the TCP connect: bound both.
         let channel = rt
-            .block_on(
-                tonic::transport::Endpoint::from_shared(endpoint.to_string())
-                    .unwrap()
-                    .connect_timeout(Duration::from_secs(5))
-                    .connect(),
-            )
-            .unwrap_or_else(|e| panic!("connect {endpoint}: {e}"));
+            .block_on(async { tokio::time::timeout(Duration::from_secs(5), connect).await })
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| e.to_string())?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         // A server may send the response headers only with its first message,
         // so the call itself runs in the background until then.
@@ -475,7 +482,7 @@ impl WatchClient {
             .await
             .map(tonic::Response::into_inner)
         });
-        WatchClient { rt, tx: Some(tx), call: Some(call), stream: None }
+        Ok(WatchClient { rt, tx: Some(tx), call: Some(call), stream: None })
     }
 
     /// Sends a raw request.
