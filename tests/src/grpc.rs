@@ -250,14 +250,6 @@ impl Client {
         Ok(Client { rt, grpc: tonic::client::Grpc::new(channel), timeout: Some(timeout) })
     }
 
-    fn unary<Req, Resp>(&mut self, path: &'static str, req: Req) -> Result<Resp, GrpcError>
-    where
-        Req: prost::Message + Send + Sync + 'static,
-        Resp: prost::Message + Default + Send + Sync + 'static,
-    {
-        self.call(path, req)
-    }
-
     /// One unary call of `path` (`/package.Service/Method`); a call of a [`Client::lazy`] client that takes
     /// longer than its timeout fails with `("DeadlineExceeded", "client timeout")`.
     pub fn call<Req, Resp>(&mut self, path: &'static str, req: Req) -> Result<Resp, GrpcError>
@@ -286,11 +278,11 @@ impl Client {
 
     /// `/etcdserverpb.KV/Put`
     pub fn put(&mut self, req: PutRequest) -> Result<PutResponse, GrpcError> {
-        self.unary("/etcdserverpb.KV/Put", req)
+        self.call("/etcdserverpb.KV/Put", req)
     }
 
     /// `/etcdserverpb.KV/Range`
     pub fn range(&mut self, req: RangeRequest) -> Result<RangeResponse, GrpcError> {
-        self.unary("/etcdserverpb.KV/Range", req)
+        self.call("/etcdserverpb.KV/Range", req)
     }
 }

@@ -10,6 +10,7 @@
 //! CHAOS_RUN_SECS=40                 seconds of faults per run (default 40)
 //! CHAOS_MEMBERS=3|5                 cluster size (default: 3 and 5 alternately)
 //! CHAOS_KINDS=modkv                 only some kinds (default etcd,modkv)
+//! CHAOS_CLIENTS=8                   client threads (default 4)
 //! ```
 //! Needs root and iproute2; `MODKV_BIN` as for the tests.
 
@@ -125,7 +126,8 @@ fn main() {
         let members = env_u64("CHAOS_MEMBERS").unwrap_or(if round.is_multiple_of(2) { 3 } else { 5 }) as usize;
         println!("=== chaos round {round}: seed {seed}, {members} members, {secs} s of faults per kind");
         for (kind, total) in &mut totals {
-            let cfg = Config { long_faults: true, ..Config::new(*kind, seed, members, secs) };
+            let mut cfg = Config { long_faults: true, ..Config::new(*kind, seed, members, secs) };
+            cfg.workload.clients = env_u64("CHAOS_CLIENTS").map_or(cfg.workload.clients, |n| n as usize);
             let report = chaos::run(&cfg);
             println!("{}", report.summary());
             total.add(&report);
