@@ -19,6 +19,8 @@ use crate::server::v3::Leases;
 #[derive(Clone)]
 pub struct LeaseService {
     pub server: Arc<dyn Leases>,
+    /// Turns true when the member stops: keep-alive streams end then.
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 /// One keep-alive answer: the lease's TTL, or TTL 0 for a lease that does not exist (as etcd answers).
@@ -50,11 +52,20 @@ impl Lease for LeaseService {
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         let mut requests = req.into_inner();
-        let server = self.server.clone();
+        let (server, stop) = (self.server.clone(), self.stop.clone());
         let (tx, rx) = mpsc::channel(16);
         // Each renewal is made as the caller of the stream.
         tokio::spawn(crate::auth::with_caller(crate::auth::stream_caller(), async move {
-            while let Some(Ok(r)) = requests.next().await {
+            loop {
+                let next = tokio::select! {
+                    next = requests.next() => next,
+                    // The member stops: the stream ends (`server stopped`), as etcd's do.
+                    _ = super::stopping(stop.clone()) => {
+                        let _ = tx.try_send(Err(crate::error::Error::Stopped.into()));
+                        return;
+                    }
+                };
+                let Some(Ok(r)) = next else { return };
                 let resp = keep_alive_once(server.clone(), r.id).await.map_err(Status::from);
                 let failed = resp.is_err();
                 if tx.send(resp).await.is_err() || failed {

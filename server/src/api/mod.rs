@@ -81,11 +81,20 @@ pub struct ClientConfig {
     pub watch_progress_notify_interval: std::time::Duration,
 }
 
+/// Resolves once the member is stopping (`stop` turns true); never if nobody can stop it any more.
+/// Long-lived streams (watches, keep-alives) end on it, so stopping does not wait for their clients.
+pub(crate) async fn stopping(mut stop: tokio::sync::watch::Receiver<bool>) {
+    if stop.wait_for(|stopped| *stopped).await.is_err() {
+        std::future::pending::<()>().await
+    }
+}
+
 impl Services {
-    pub fn new(h: &Handles, cfg: &ClientConfig) -> Services {
+    /// The services over `h`; their long-lived streams end when `stop` turns true.
+    pub fn new(h: &Handles, cfg: &ClientConfig, stop: tokio::sync::watch::Receiver<bool>) -> Services {
         Services {
             kv: kv::KvService { server: h.kv.clone() },
-            lease: lease::LeaseService { server: h.leases.clone() },
+            lease: lease::LeaseService { server: h.leases.clone(), stop: stop.clone() },
             cluster: cluster::ClusterService { server: h.members.clone() },
             maintenance: maintenance::MaintenanceService {
                 server: h.maintenance.clone(),
@@ -97,6 +106,7 @@ impl Services {
                 kv: h.store.clone(),
                 headers: h.headers.clone(),
                 progress_interval: cfg.watch_progress_notify_interval,
+                stop,
                 auth: h.auth_store.clone(),
             },
             auth: auth::AuthService { server: h.auth.clone() },
@@ -127,8 +137,9 @@ pub fn client_mux(
     plugins: Arc<crate::plugin::Plugins>,
     metrics: Arc<Metrics>,
     cfg: &ClientConfig,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> mux::Mux {
-    let services = Services::new(handles, cfg);
+    let services = Services::new(handles, cfg, stop);
     let grpc = grpc_routes(&services, cfg.max_request_bytes)
         .into_axum_router()
         .layer(axum::middleware::from_fn_with_state(handles.auth.clone(), auth::resolve_caller))

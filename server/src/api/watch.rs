@@ -40,6 +40,8 @@ pub struct WatchService {
     /// How often a watcher that asked for progress notifications hears the current revision when idle
     /// (`--experimental-watch-progress-notify-interval`).
     pub progress_interval: Duration,
+    /// Turns true when the member stops: every session ends then (`server stopped`), as etcd's do.
+    pub stop: tokio::sync::watch::Receiver<bool>,
     /// A watch needs READ on its whole range while auth is enabled.
     pub auth: Arc<AuthStore>,
 }
@@ -111,6 +113,10 @@ impl Session {
                 Some(b) = batches.recv() => self.deliver(b).await,
                 _ = progress.tick() => self.progress().await,
                 _ = self.out.closed() => false,
+                _ = super::stopping(self.svc.stop.clone()) => {
+                    let _ = self.out.try_send(Err(crate::error::Error::Stopped.into()));
+                    false
+                }
             };
             if !ok {
                 break;

@@ -381,7 +381,7 @@ fn serve_clients(
             max_request_bytes: cfg.max_request_bytes,
             watch_progress_notify_interval: cfg.watch_progress_notify_interval,
         };
-        let mux = crate::api::client_mux(handles, plugins.clone(), metrics.clone(), &client_cfg);
+        let mux = crate::api::client_mux(handles, plugins.clone(), metrics.clone(), &client_cfg, stop.clone());
         let https = acceptor.is_some();
         serving.push(tokio::spawn(crate::api::mux::serve(l, mux, acceptor, stop.clone(), fatal.clone())));
         tracing::info!(%addr, https, "serving client traffic (gRPC and HTTP)");

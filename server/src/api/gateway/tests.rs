@@ -73,7 +73,8 @@ async fn gateway_answers_as_etcd() {
         max_request_bytes: super::DEFAULT_MAX_REQUEST_BYTES,
         watch_progress_notify_interval: std::time::Duration::from_secs(600),
     };
-    let services = crate::api::Services::new(&etcd.server.handles(), &client_cfg);
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let services = crate::api::Services::new(&etcd.server.handles(), &client_cfg, stop_rx);
     let app = super::router(services, crate::metrics::Metrics::new(0), super::DEFAULT_MAX_REQUEST_BYTES);
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
 
