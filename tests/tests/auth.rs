@@ -359,3 +359,19 @@ both_kinds! {
         assert_eq!((st, &j["message"]), (500, &"etcdserver: user name is empty".into()), "{j}");
     }
 }
+
+both_kinds! {
+    /// The member's own requests run as root: automatic compaction goes on with auth enabled.
+    fn auto_compaction_runs_with_auth_on(kind) {
+        let args = ["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1s"];
+        let s = Server::start(kind, ServerOpts::new().args(args));
+        setup(&s);
+        for v in ["1", "2", "3"] {
+            assert_eq!(s.etcdctl(&[ROOT, "put", "foo", v]).ok(), "OK\n");
+        }
+        poll(Duration::from_secs(30), "revision 2 to be compacted", || {
+            let out = s.etcdctl(&[ROOT, "get", "foo", "--rev", "2"]);
+            errors(&out).contains("required revision has been compacted").then_some(())
+        });
+    }
+}
