@@ -67,6 +67,12 @@ pub fn stream_caller() -> Option<AuthInfo> {
     caller().map(|c| AuthInfo { revision: 0, ..c })
 }
 
+/// The caller of the member's own requests (an expired lease's revoke, auto compaction): root, as etcd
+/// mints a root token for them.
+pub fn member() -> Option<AuthInfo> {
+    Some(AuthInfo { user: ROOT.to_string(), revision: 0 })
+}
+
 /// Read or write access to keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {

@@ -1091,3 +1091,15 @@ fn from_args_reads_process_env_without_modkv_vars() {
     }
     assert_eq!(Config::from_args(["modkv", "--name", "p"]).unwrap().name, "p");
 }
+
+#[test]
+fn auth_flags() {
+    let c = ok(&[]);
+    assert_eq!(c.auth, AuthFlags { token_ttl: Duration::from_secs(300), bcrypt_cost: 10 });
+    let c = ok(&["--auth-token", "simple", "--auth-token-ttl", "5", "--bcrypt-cost", "4"]);
+    assert_eq!(c.auth, AuthFlags { token_ttl: Duration::from_secs(5), bcrypt_cost: 4 });
+    assert_eq!(ok(&["--bcrypt-cost", "3"]).auth.bcrypt_cost, 10, "out of [4, 31]: etcd's default");
+    assert_eq!(ok(&["--bcrypt-cost", "32"]).auth.bcrypt_cost, 10);
+    assert!(err(&["--auth-token", "jwt,pub-key=a,priv-key=b,sign-method=RS256"]).contains("--auth-token"));
+    assert!(err(&["--auth-token-ttl", "0"]).contains("--auth-token-ttl"));
+}

@@ -93,7 +93,11 @@ impl EtcdServer {
             }
         }
         // Waiting: if this call ends before it leads, its key goes (etcd resigns too).
-        let mut pending = PendingCampaign { server: self.clone(), leader: Some(leader.clone()) };
+        let mut pending = PendingCampaign {
+            server: self.clone(),
+            leader: Some(leader.clone()),
+            caller: crate::auth::stream_caller(),
+        };
         self.wait_deletes(&prefix, leader.rev - 1).await?;
         pending.leader = None;
         Ok((header, leader))
@@ -146,11 +150,12 @@ impl EtcdServer {
         let (tx, rx) = mpsc::channel(16);
         let (server, mut prefix) = (self.clone(), name.to_vec());
         prefix.push(b'/');
-        tokio::spawn(async move {
+        // The observer reads as its caller, however long it runs.
+        tokio::spawn(crate::auth::with_caller(crate::auth::stream_caller(), async move {
             if let Err(e) = server.observe_loop(&prefix, &tx).await {
                 let _ = tx.send(Err(e)).await;
             }
-        });
+        }));
         rx
     }
 
@@ -226,17 +231,19 @@ fn lost() -> Error {
 struct PendingCampaign {
     server: Arc<EtcdServer>,
     leader: Option<LeaderKey>,
+    /// Who campaigned: the resignation is made as them.
+    caller: Option<crate::auth::AuthInfo>,
 }
 
 impl Drop for PendingCampaign {
     fn drop(&mut self) {
         if let Some(leader) = self.leader.take() {
             let server = self.server.clone();
-            tokio::spawn(async move {
+            tokio::spawn(crate::auth::with_caller(self.caller.take(), async move {
                 if let Err(e) = server.resign(&leader).await {
                     tracing::warn!(%e, "could not resign an abandoned campaign");
                 }
-            });
+            }));
         }
     }
 }

@@ -93,7 +93,8 @@ impl EtcdServer {
             return Ok((header, key));
         }
         // Waiting: if this call ends before the lock is held, its key goes (etcd unlocks too).
-        let mut pending = PendingKey { server: self.clone(), key: Some(key.clone()) };
+        let mut pending =
+            PendingKey { server: self.clone(), key: Some(key.clone()), caller: crate::auth::stream_caller() };
         let header = self.wait_deletes(&prefix, created - 1).await?;
         pending.key = None;
         Ok((header, key))
@@ -157,17 +158,19 @@ impl Drop for Watching<'_> {
 struct PendingKey {
     server: Arc<EtcdServer>,
     key: Option<Vec<u8>>,
+    /// Who asked for the lock: the key is deleted as them.
+    caller: Option<crate::auth::AuthInfo>,
 }
 
 impl Drop for PendingKey {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             let server = self.server.clone();
-            tokio::spawn(async move {
+            tokio::spawn(crate::auth::with_caller(self.caller.take(), async move {
                 if let Err(e) = server.unlock(key).await {
                     tracing::warn!(%e, "could not delete the key of an abandoned lock request");
                 }
-            });
+            }));
         }
     }
 }

@@ -344,8 +344,7 @@ impl EtcdServer {
                 let s = self.clone();
                 // The member revokes as root (etcd mints a root token for it), so the revoke passes the
                 // checks made at apply while auth is enabled.
-                let root = Some(crate::auth::AuthInfo { user: crate::auth::ROOT.to_string(), revision: 0 });
-                tokio::spawn(crate::auth::with_caller(root, async move {
+                tokio::spawn(crate::auth::with_caller(crate::auth::member(), async move {
                     match s.revoke_lease(LeaseRevokeRequest { id }).await {
                         Ok(_) => tracing::debug!(lease = format_args!("{id:x}"), "revoked expired lease"),
                         Err(Error::LeaseNotFound) => {}
