@@ -4,9 +4,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request as HttpRequest, State};
-use axum::middleware::Next;
+use std::convert::Infallible;
+
+use axum::extract::Request as HttpRequest;
 use axum::response::Response as HttpResponse;
+use futures::future::{BoxFuture, Either};
 use tonic::{Request, Response, Status};
 
 use crate::auth::AuthInfo;
@@ -35,17 +37,58 @@ pub async fn caller_of(auth: &dyn Auth, token: Option<&[u8]>) -> Result<Option<A
     }
 }
 
-/// Serves a gRPC request as the caller its token names; an unknown or expired token is refused with
-/// `etcdserver: invalid auth token`. `Authenticate` is served whatever token comes with it.
-pub async fn resolve_caller(State(auth): State<Arc<dyn Auth>>, req: HttpRequest, next: Next) -> HttpResponse {
-    if !auth.enabled() || req.uri().path() == "/etcdserverpb.Auth/Authenticate" {
-        return next.run(req).await;
+/// The tower layer that serves each gRPC request as the caller its token names; an unknown or expired
+/// token is refused with `etcdserver: invalid auth token`, and `Authenticate` is served whatever token
+/// comes with it. While auth is off a request goes straight through: no allocation, no lookup.
+#[derive(Clone)]
+pub struct CallerLayer {
+    pub auth: Arc<dyn Auth>,
+}
+
+impl<S> tower::Layer<S> for CallerLayer {
+    type Service = Caller<S>;
+
+    fn layer(&self, inner: S) -> Caller<S> {
+        Caller { inner, auth: self.auth.clone() }
     }
-    let h = req.headers();
-    let token = h.get("token").or_else(|| h.get("authorization")).map(|v| v.as_bytes().to_vec());
-    match caller_of(&*auth, token.as_deref()).await {
-        Ok(caller) => crate::auth::with_caller(caller, next.run(req)).await,
-        Err(e) => Status::from(e).into_http(),
+}
+
+/// See [`CallerLayer`].
+#[derive(Clone)]
+pub struct Caller<S> {
+    inner: S,
+    auth: Arc<dyn Auth>,
+}
+
+impl<S> tower::Service<HttpRequest> for Caller<S>
+where
+    S: tower::Service<HttpRequest, Response = HttpResponse, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = Either<S::Future, BoxFuture<'static, Result<HttpResponse, Infallible>>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: HttpRequest) -> Self::Future {
+        if !self.auth.enabled() || req.uri().path() == "/etcdserverpb.Auth/Authenticate" {
+            return Either::Left(self.inner.call(req));
+        }
+        // The ready service goes into the future; a clone stays for the next call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = self.auth.clone();
+        Either::Right(Box::pin(async move {
+            let h = req.headers();
+            let token = h.get("token").or_else(|| h.get("authorization")).map(|v| v.as_bytes().to_vec());
+            match caller_of(&*auth, token.as_deref()).await {
+                Ok(caller) => crate::auth::with_caller(caller, inner.call(req)).await,
+                Err(e) => Ok(Status::from(e).into_http()),
+            }
+        }))
     }
 }
 

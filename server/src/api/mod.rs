@@ -142,7 +142,7 @@ pub fn client_mux(
     let services = Services::new(handles, cfg, stop);
     let grpc = grpc_routes(&services, cfg.max_request_bytes)
         .into_axum_router()
-        .layer(axum::middleware::from_fn_with_state(handles.auth.clone(), auth::resolve_caller))
+        .layer(auth::CallerLayer { auth: handles.auth.clone() })
         .layer(grpc_limit::layer(max_grpc_message(cfg.max_request_bytes)))
         .layer(metrics.grpc_layer());
     let http = http::router(handles.health.clone(), plugins)
