@@ -201,12 +201,15 @@ pub fn plant_lost_write(h: &mut History) -> Option<usize> {
     Some(id)
 }
 
-/// Drops one event from the middle of a watch stream. Returns the stream's index.
+/// Drops the events of one revision (a txn writes several) from the middle of a watch stream. Returns the
+/// stream's index.
 pub fn plant_watch_gap(h: &mut History) -> Option<usize> {
     let s = h.watches.iter().position(|w| w.events().count() >= 3)?;
     let seg = &mut h.watches[s];
     let b = seg.batches.len() / 2;
-    seg.batches[b].events.remove(0);
+    // A gap is a revision missing: all its events (a txn writes several at one revision).
+    let rev = seg.batches[b].events[0].rev();
+    seg.batches[b].events.retain(|e| e.rev() != rev);
     if seg.batches[b].events.is_empty() {
         seg.batches.remove(b);
     }
