@@ -37,7 +37,7 @@ WASM_TARGET  := wasm32-wasip2
 PLUGINS      := hello json-guard audit kv-browser
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build run test fuzz chaos bench plugins deps deps-build deps-test deps-wasm apt-install fmt clean
+.PHONY: all build run test fuzz chaos bench bench-auth plugins deps deps-build deps-test deps-wasm apt-install fmt clean
 
 all: build
 
@@ -83,12 +83,19 @@ chaos: deps-test build
 		"$(TARGET)/release/modkv-chaos" --secs $(SECS)
 
 ## bench: benchmarks against the reference etcd (figures printed, nothing asserted): put latency and
-## throughput, the json-guard hook's cost, a plugin route under wrk
+## throughput, the json-guard hook's cost, a plugin route under wrk, auth off vs on (tests/bench-auth.sh)
 bench: deps-test build plugins
 	@$(MAKE) --no-print-directory apt-install PACKAGES="wrk"
 	$(CARGO) build --release -p modkv-tests --features bench --bin modkv-bench
 	$(CARGO) build --release -p modkv --example plugin-call-cost
 	CARGO_TARGET_DIR="$(abspath $(TARGET))" tests/bench.sh
+	CARGO_TARGET_DIR="$(abspath $(TARGET))" tests/bench-auth.sh
+
+## bench-auth: only the auth part of `make bench` (tests/bench-auth.sh): puts, ranges and Authenticate
+## calls with auth off and on, modkv and etcd 3.4 alternating over ROUNDS rounds
+bench-auth: deps-test build
+	$(CARGO) build --release -p modkv-tests --features bench --bin modkv-bench
+	CARGO_TARGET_DIR="$(abspath $(TARGET))" tests/bench-auth.sh
 
 ## plugins: build the example plugins (plugins/, their own workspace) for wasm32-wasip2 into
 ## $(CARGO_TARGET_DIR)/plugins/ as <name>.wasm, plus <name>.toml where the plugin has one

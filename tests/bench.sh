@@ -6,44 +6,7 @@
 #      the host (server/examples/plugin-call-cost.rs)
 #   4. the hello plugin route with wrk (requests/s, p99)
 #   5. three-member clusters: modkv against etcd, puts through the leader
-set -euo pipefail
-target=${CARGO_TARGET_DIR:-target}
-bin=$target/release/modkv
-bench=$target/release/modkv-bench
-plugins=$target/plugins
-work=$(mktemp -d /tmp/modkv-bench.XXXXXX)
-pids=()
-# Stops the servers started so far (each section runs alone: idle servers still tick and wake up).
-stop_all() {
-  if [ -f "$work/cluster.pids" ]; then
-    while read -r p; do pids+=("$p"); done <"$work/cluster.pids"
-    rm -f "$work/cluster.pids"
-  fi
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
-  pids=()
-}
-cleanup() { stop_all; rm -rf "$work"; }
-trap cleanup EXIT
-
-wait_ready() { # port
-  for _ in $(seq 1 100); do
-    ETCDCTL_API=3 etcdctl --endpoints="http://127.0.0.1:$1" endpoint health >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "server on port $1 did not start" >&2; return 1
-}
-
-start() { # kind name client-port peer-port [extra args…]
-  local kind=$1 name=$2 cport=$3 pport=$4; shift 4
-  local exe=$bin; [ "$kind" = etcd ] && exe=etcd
-  "$exe" --name "$name" --data-dir "$work/$name" \
-    --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
-    --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-    --initial-cluster "$name=http://127.0.0.1:$pport" "$@" >"$work/$name.log" 2>&1 &
-  pids+=($!)
-  wait_ready "$cport"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 put_bench() { # label port [extra bench args…]
   local label=$1 port=$2; shift 2

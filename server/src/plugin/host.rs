@@ -10,7 +10,8 @@
 //!               ├─ call_<export> ──▶ host imports: log, config, range/put/delete ─▶ EtcdServer
 //!               │   (deadline set    counter-add, gauge-set, histogram-observe
 //!               │    per call)
-//!               └─ epoch tick (10 ms): yield to tokio; past the call's time limit: trap
+//!               └─ epoch tick (1 ms): yield to tokio (a long call: take turns, `throttle`); past the
+//!                  call's time limit: trap
 //! ```
 
 use std::collections::HashSet;
@@ -26,6 +27,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::config::{granted, PluginConfig, MAX_MEMORY_BYTES};
+use super::throttle::{Gate, Turn};
 use super::versions::Pre;
 use crate::metrics::plugin::{CallOutcome, MetricKind, PluginMetricSet};
 use crate::mvcc::KeyRange;
@@ -47,7 +49,7 @@ pub mod current {
 }
 
 /// How often the engine's epoch advances: the granularity of time limits and of yielding to tokio.
-const TICK: Duration = Duration::from_millis(10);
+const TICK: Duration = Duration::from_millis(1);
 /// Wall-clock slack on top of a plugin's time limit before its call is abandoned (the epoch deadline
 /// normally traps first; this catches time spent waiting in host calls).
 pub(super) const WALL_CLOCK_SLACK: Duration = Duration::from_millis(50);
@@ -128,6 +130,8 @@ pub struct State {
     pub(super) chain: Vec<Arc<str>>,
     /// When the running call must end (set for each call).
     pub(super) deadline: Instant,
+    /// Whether the running call is long, and its turn at the engine's gate for long calls.
+    pub(super) turn: Turn,
     pub(super) output: Output,
 }
 
@@ -186,6 +190,8 @@ pub struct Runtime {
     cache_dir: Option<PathBuf>,
     stop_ticker: Arc<AtomicBool>,
     ticker: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Long calls take turns here (`throttle`).
+    gate: Gate,
 }
 
 fn engine() -> Result<Engine, String> {
@@ -248,7 +254,14 @@ impl Runtime {
                 })
                 .map_err(|e| format!("cannot start the plugin epoch thread: {e}"))?
         };
-        Ok(Arc::new(Runtime { engine, linker, cache_dir, stop_ticker, ticker: std::sync::Mutex::new(Some(ticker)) }))
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            cache_dir,
+            stop_ticker,
+            ticker: std::sync::Mutex::new(Some(ticker)),
+            gate: Gate::new(),
+        }))
     }
 
     /// Stops the epoch ticker (calls still running then trap at their next deadline check only if the
@@ -347,17 +360,18 @@ impl Runtime {
             info: info.clone(),
             chain: vec![info.name.clone()],
             deadline: Instant::now() + info.config.time,
+            turn: self.gate.turn(),
             output: Output { stdout, stderr, logged: [0, 0] },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |ctx| {
-            if Instant::now() >= ctx.data().deadline {
+        store.epoch_deadline_callback(move |mut ctx| {
+            let state = ctx.data_mut();
+            if Instant::now() >= state.deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                // Let the other tasks of this tokio worker run, then carry on.
-                Ok(UpdateDeadline::Yield(1))
+                Ok(state.turn.on_tick())
             }
         });
         store
@@ -395,6 +409,7 @@ pub(super) fn finish<R>(
     r: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
     store: &mut Store<State>,
 ) -> Result<R, CallError> {
+    store.data_mut().turn.reset();
     let (out, err) = store.data_mut().output.take();
     if !out.is_empty() {
         tracing::info!(plugin = %info.name, "stdout: {}", out.replace('\n', " | "));

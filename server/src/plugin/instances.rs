@@ -82,6 +82,7 @@ impl Warm {
     ) -> Result<Answer, CallError> {
         let state = self.store.data_mut();
         state.deadline = Instant::now() + info.config.time;
+        state.turn.reset();
         state.chain.clear();
         state.chain.extend(chain.iter().cloned());
         state.chain.push(info.name.clone());

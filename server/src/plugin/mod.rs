@@ -13,6 +13,8 @@
 //!        │                                            leaves the old one running; one atomic swap
 //!        ├─ hooks::serve_http   client-port HTTP router fallback: longest route prefix wins
 //!        └─ hooks::pre_put      EtcdServer::put / txn, before propose: allow | reject | rewrite
+//!   each call: `instances` (a fresh or an idle instance); a call past 2 ms takes turns with the other
+//!   long calls behind one gate (`throttle`), so a looping plugin cannot starve the member
 //! ```
 //!
 //! A plugin is known by its manifest's name: errors, logs and metrics use it. Its files must be named
@@ -27,6 +29,7 @@ pub mod host;
 pub mod inspect;
 pub mod instances;
 pub mod scaffold;
+pub mod throttle;
 pub mod versions;
 
 use std::path::{Path, PathBuf};

@@ -7,12 +7,16 @@
 //!
 //! `seq`: one client, one put at a time: latency. `par`: `clients` concurrent clients spread over `conns`
 //! HTTP/2 connections: throughput. `--key-prefix json/ --json true` writes JSON values under a prefix (to
-//! measure a pre-put hook such as json-guard). Prints one line of figures (`key=value`), nothing is asserted.
+//! measure a pre-put hook such as json-guard). `--op range` makes linearizable ranges of one key instead
+//! of puts, `--op authenticate` Authenticate calls of `--user`; `--user NAME:PASSWORD` authenticates once
+//! and sends the token with every request (auth on). Prints one line of figures (`key=value`), nothing is
+//! asserted.
 
 use std::time::{Duration, Instant};
 
+use modkv::proto::etcdserverpb::auth_client::AuthClient;
 use modkv::proto::etcdserverpb::kv_client::KvClient;
-use modkv::proto::etcdserverpb::PutRequest;
+use modkv::proto::etcdserverpb::{AuthenticateRequest, PutRequest, RangeRequest};
 use tonic::transport::Channel;
 
 struct Args {
@@ -27,6 +31,10 @@ struct Args {
     key_prefix: String,
     /// Values are a JSON document (`{"v":"xxx…"}`) of about `value_size` bytes.
     json: bool,
+    /// `put`, `range` or `authenticate`.
+    op: String,
+    /// `name:password`, authenticated once; its token goes with every request.
+    user: Option<(String, String)>,
 }
 
 fn parse() -> Args {
@@ -40,6 +48,8 @@ fn parse() -> Args {
         label: "server".into(),
         key_prefix: "bench/".into(),
         json: false,
+        op: "put".into(),
+        user: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.chunks(2);
@@ -54,6 +64,11 @@ fn parse() -> Args {
             "--label" => a.label = v.clone(),
             "--key-prefix" => a.key_prefix = v.clone(),
             "--json" => a.json = v == "true",
+            "--op" => a.op = v.clone(),
+            "--user" => {
+                let (name, pass) = v.split_once(':').expect("--user takes NAME:PASSWORD");
+                a.user = Some((name.into(), pass.into()));
+            }
             other => panic!("unknown flag {other}"),
         }
     }
@@ -68,12 +83,46 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-async fn worker(mut c: KvClient<Channel>, prefix: String, id: usize, n: usize, value: Vec<u8>) -> Vec<Duration> {
+/// What one worker does `n` times.
+#[derive(Clone)]
+struct Work {
+    op: String,
+    prefix: String,
+    value: Vec<u8>,
+    user: Option<(String, String)>,
+    token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl Work {
+    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        if let Some(t) = &self.token {
+            r.metadata_mut().insert("token", t.clone());
+        }
+        r
+    }
+}
+
+async fn worker(ch: Channel, w: Work, id: usize, n: usize) -> Vec<Duration> {
+    let (mut kv, mut auth) = (KvClient::new(ch.clone()), AuthClient::new(ch));
     let mut lat = Vec::with_capacity(n);
     for i in 0..n {
-        let key = format!("{prefix}{id:04}/{i:08}").into_bytes();
         let t = Instant::now();
-        c.put(PutRequest { key, value: value.clone(), ..Default::default() }).await.expect("put failed");
+        match w.op.as_str() {
+            "put" => {
+                let key = format!("{}{id:04}/{i:08}", w.prefix).into_bytes();
+                kv.put(w.request(PutRequest { key, value: w.value.clone(), ..Default::default() })).await.expect("put");
+            }
+            "range" => {
+                let key = format!("{}range", w.prefix).into_bytes();
+                kv.range(w.request(RangeRequest { key, ..Default::default() })).await.expect("range");
+            }
+            "authenticate" => {
+                let (name, password) = w.user.clone().expect("--op authenticate needs --user");
+                auth.authenticate(AuthenticateRequest { name, password }).await.expect("authenticate");
+            }
+            other => panic!("unknown --op {other}"),
+        }
         lat.push(t.elapsed());
     }
     lat
@@ -92,14 +141,24 @@ async fn main() {
     for _ in 0..conns {
         channels.push(Channel::from_shared(a.endpoint.clone()).expect("endpoint").connect().await.expect("connect"));
     }
+    let mut work =
+        Work { op: a.op.clone(), prefix: a.key_prefix.clone(), value: value.clone(), user: a.user, token: None };
+    if let (Some((name, password)), true) = (&work.user, work.op != "authenticate") {
+        let r = AuthClient::new(channels[0].clone())
+            .authenticate(AuthenticateRequest { name: name.clone(), password: password.clone() })
+            .await
+            .expect("authenticate");
+        work.token = Some(r.into_inner().token.parse().expect("an ASCII token"));
+    }
+    if work.op == "range" {
+        let key = format!("{}range", work.prefix).into_bytes();
+        let mut kv = KvClient::new(channels[0].clone());
+        kv.put(work.request(PutRequest { key, value: value.clone(), ..Default::default() })).await.expect("put");
+    }
     let per = a.total / clients;
     let start = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|id| {
-            let client = KvClient::new(channels[id % conns].clone());
-            tokio::spawn(worker(client, a.key_prefix.clone(), id, per, value.clone()))
-        })
-        .collect();
+    let tasks: Vec<_> =
+        (0..clients).map(|id| tokio::spawn(worker(channels[id % conns].clone(), work.clone(), id, per))).collect();
     let mut lat = Vec::new();
     for t in tasks {
         lat.extend(t.await.expect("worker"));
@@ -108,8 +167,10 @@ async fn main() {
     lat.sort();
     let mean = lat.iter().map(|d| d.as_secs_f64()).sum::<f64>() / lat.len().max(1) as f64 * 1000.0;
     println!(
-        "bench server={} mode={} prefix={} clients={} conns={} puts={} value_bytes={} secs={:.2} qps={:.0} mean_ms={:.3} p50_ms={:.3} p99_ms={:.3}",
+        "bench server={} op={} auth={} mode={} prefix={} clients={} conns={} calls={} value_bytes={} secs={:.2} qps={:.0} mean_ms={:.3} p50_ms={:.3} p99_ms={:.3}",
         a.label,
+        work.op,
+        if work.user.is_some() { "on" } else { "off" },
         a.mode,
         a.key_prefix,
         clients,
