@@ -41,8 +41,11 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(level: &str) {
+    // rustls warns for every TLS client that sends an IP address as SNI (grpc-js does; the name is
+    // ignored and the handshake goes on): shown only at `--log-level debug`.
+    let sni = if level == "debug" { "" } else { ",rustls::msgs::handshake=error" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},h2=warn,hyper=warn,tower=warn")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},h2=warn,hyper=warn,tower=warn{sni}")));
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -100,6 +100,22 @@ both_kinds! {
         }
         // Without the CA, curl refuses the server.
         curl_refused(&[], &format!("{base}/health"));
+
+        // A client that sends an IP address as SNI (grpc-js does) is served, without a warning each time.
+        for _ in 0..3 {
+            let out = std::process::Command::new("openssl")
+                .args(["s_client", "-connect", &format!("127.0.0.1:{}", s.client_port), "-servername", "127.0.0.1"])
+                .args(["-CAfile", &ca])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("openssl s_client");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+        }
+        if kind == Kind::Modkv {
+            let log = s.log();
+            assert!(!log.contains("SNI"), "{log}");
+        }
     }
 
     /// The certificate and key files are read again for new connections (etcd reads them for every
