@@ -17,6 +17,8 @@ export DEBIAN_FRONTEND := noninteractive
 TARGET     := $(CARGO_TARGET_DIR)
 MODKV      := $(TARGET)/release/modkv
 PLUGIN_DIR := $(TARGET)/plugins
+# etcd 3.5's tools (tests/fetch-etcd35.sh), beside the system's etcd 3.4
+ETCD35_DIR := $(TARGET)/etcd-3.5
 
 CARGO      ?= cargo
 # Fuzzing (server/tests/fuzz.rs): seconds per target for `make fuzz`, and for the short pass `make test`
@@ -63,6 +65,7 @@ test: deps-test build plugins
 		$(CARGO) test --release -p modkv --test fuzz
 	$(CARGO) test --manifest-path plugins/Cargo.toml --workspace
 	MODKV_BIN="$(abspath $(MODKV))" MODKV_PLUGIN_DIR="$(abspath $(PLUGIN_DIR))" \
+		ETCDCTL35_BIN="$(abspath $(ETCD35_DIR))/usr/bin/etcdctl" \
 		$(CARGO) test --release -p modkv-tests $(TEST_ARGS)
 
 ## fuzz: each fuzz target of server/tests/fuzz.rs (its corpus in server/tests/fuzz/<target>/, then random
@@ -123,6 +126,9 @@ deps-test:
 		$(MAKE) --no-print-directory apt-install PACKAGES="python3-pip"
 	@python3 -c 'import etcd3gw' 2>/dev/null || python3 -m pip install --quiet 'etcd3gw>=2,<3' 2>/dev/null || \
 		python3 -m pip install --quiet --break-system-packages 'etcd3gw>=2,<3'
+	@# etcd 3.5's etcdctl / etcdutl (Debian trixie's packages, unpacked under the target dir) for the
+	@# tests that run the newer tools beside etcd 3.4.
+	@tests/fetch-etcd35.sh "$(ETCD35_DIR)"
 
 ## apt-install: install the Debian PACKAGES that are missing (idempotent; no apt-get update otherwise)
 apt-install:

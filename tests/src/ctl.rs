@@ -164,7 +164,12 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> 
 
 /// Runs etcdctl (API v3) against `endpoint` (e.g. `http://127.0.0.1:2379`).
 pub fn etcdctl_at(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> CtlOutput {
-    let mut cmd = Command::new(etcdctl_bin());
+    etcdctl_of(&etcdctl_bin(), endpoint, args, stdin)
+}
+
+/// Runs the etcdctl binary `bin` (API v3) against `endpoint`: another version than the system's.
+pub fn etcdctl_of(bin: &std::path::Path, endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> CtlOutput {
+    let mut cmd = Command::new(bin);
     cmd.env("ETCDCTL_API", "3").env_remove("ETCDCTL_ENDPOINTS").arg("--endpoints").arg(endpoint).args(args);
     run_command(cmd, stdin, ETCDCTL_TIMEOUT)
 }

@@ -47,7 +47,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-pub use ctl::{etcdctl_at, run_command, wait_timeout, CtlOutput, ETCDCTL_TIMEOUT};
+pub use ctl::{etcdctl_at, etcdctl_of, run_command, wait_timeout, CtlOutput, ETCDCTL_TIMEOUT};
 pub use process::StartError;
 pub use serde_json::{json, Value};
 pub use server::{run_to_exit, standard_args, start_all, ExitOutput, Server, ServerOpts, READY_TIMEOUT};
@@ -131,6 +131,14 @@ pub fn etcd_bin() -> PathBuf {
 /// Path of the etcdctl 3.4 client.
 pub fn etcdctl_bin() -> PathBuf {
     env_path("ETCDCTL_BIN").unwrap_or_else(|| PathBuf::from("/usr/bin/etcdctl"))
+}
+
+/// etcdctl 3.5 (`ETCDCTL35_BIN`, set by `make test` to what `tests/fetch-etcd35.sh` unpacked), for the
+/// sessions run with the newer client; `None` when unset (a plain `cargo test`).
+pub fn etcdctl35_bin() -> Option<PathBuf> {
+    let p = env_path("ETCDCTL35_BIN")?;
+    assert!(p.is_file(), "ETCDCTL35_BIN={} does not exist (make test fetches it: tests/fetch-etcd35.sh)", p.display());
+    Some(p)
 }
 
 // ---------------------------------------------------------------------------

@@ -88,16 +88,13 @@ struct Entry {
     rpc_errors: Vec<String>,
 }
 
-fn run_session(s: &Server) -> Vec<Entry> {
+fn run_session(s: &Server, etcdctl: &std::path::Path) -> Vec<Entry> {
     let mut norm = Normalizer::for_server(s);
     session()
         .iter()
         .map(|st| {
             let args: Vec<&str> = st.args.iter().map(String::as_str).collect();
-            let out = match &st.stdin {
-                Some(input) => s.etcdctl_stdin(&args, input.as_bytes()),
-                None => s.etcdctl(&args),
-            };
+            let out = etcdctl_of(etcdctl, &s.endpoint(), &args, st.stdin.as_ref().map(|i| i.as_bytes()));
             let stdout = match serde_json::from_str::<Value>(out.stdout.trim()) {
                 Ok(v) if !out.stdout.trim().is_empty() => norm.normalize(&v),
                 _ => Value::String(norm.replace_str(&out.stdout)),
@@ -113,11 +110,11 @@ fn run_session(s: &Server) -> Vec<Entry> {
         .collect()
 }
 
-fn differential(a: Kind, b: Kind) {
+fn differential(a: Kind, b: Kind, etcdctl: &std::path::Path) {
     let servers = start_all(vec![(a, ServerOpts::new().name("diff")), (b, ServerOpts::new().name("diff"))]);
     let (ta, tb) = std::thread::scope(|sc| {
-        let ha = sc.spawn(|| run_session(&servers[0]));
-        let hb = sc.spawn(|| run_session(&servers[1]));
+        let ha = sc.spawn(|| run_session(&servers[0], etcdctl));
+        let hb = sc.spawn(|| run_session(&servers[1], etcdctl));
         (ha.join().unwrap(), hb.join().unwrap())
     });
     assert_eq!(ta.len(), tb.len());
@@ -137,7 +134,7 @@ fn differential(a: Kind, b: Kind) {
 
 #[test]
 fn etcd_vs_etcd() {
-    differential(Kind::Etcd, Kind::Etcd);
+    differential(Kind::Etcd, Kind::Etcd, &etcdctl_bin());
 }
 
 #[test]
@@ -146,7 +143,23 @@ fn etcd_vs_etcd() {
     ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
 )]
 fn etcd_vs_modkv() {
-    differential(Kind::Etcd, Kind::Modkv);
+    differential(Kind::Etcd, Kind::Modkv, &etcdctl_bin());
+}
+
+/// The same session with etcdctl 3.5 (the client of the etcd 3.5 generation) against etcd 3.4.23 and
+/// modkv; `make test` provides it (`tests/fetch-etcd35.sh`), a plain `cargo test` without
+/// `ETCDCTL35_BIN` skips it.
+#[test]
+#[cfg_attr(
+    not(feature = "modkv"),
+    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
+)]
+fn etcd_vs_modkv_with_etcdctl_3_5() {
+    let Some(etcdctl) = etcdctl35_bin() else {
+        eprintln!("ETCDCTL35_BIN is not set: skipped (make test sets it)");
+        return;
+    };
+    differential(Kind::Etcd, Kind::Modkv, &etcdctl);
 }
 
 /// The transcript itself is pinned for a few steps, so a normalisation bug
@@ -154,7 +167,7 @@ fn etcd_vs_modkv() {
 #[test]
 fn etcd_transcript_spot_checks() {
     let s = Server::start(Kind::Etcd, ServerOpts::new().name("diff"));
-    let t = run_session(&s);
+    let t = run_session(&s, &etcdctl_bin());
     assert_eq!(
         t[0].stdout,
         json!({"header": {"cluster_id": "<id:1>", "member_id": "<id:2>", "revision": 2, "raft_term": "<raft_term>"}})
