@@ -45,6 +45,8 @@ use crate::server::v3::PeerRequests;
 pub struct PeerService {
     raft: Receiver,
     server: Arc<dyn PeerRequests>,
+    /// Turns true when the member stops: open streams end then, so they do not hold up the drain.
+    stop: watch::Receiver<bool>,
 }
 
 /// Batches a stream may have stepped but not yet acknowledged.
@@ -100,10 +102,24 @@ impl Peer for PeerService {
         let mut batches = req.into_inner();
         let (acks, rx) = tokio::sync::mpsc::channel(STREAM_ACKS);
         let svc = self.clone();
+        let mut stop = self.stop.clone();
         tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            };
+            tokio::pin!(stopped);
             // Ends when the sender closes the stream or goes away; a refused batch ends it with the
-            // refusal (the sender reports it as for Send).
-            while let Ok(Some(b)) = batches.message().await {
+            // refusal (the sender reports it as for Send); the member stopping ends it with
+            // `server stopped` (the sender redials, as after any broken stream).
+            loop {
+                let next = tokio::select! {
+                    () = &mut stopped => {
+                        let _ = acks.send(Err(Error::Stopped.into())).await;
+                        break;
+                    }
+                    next = batches.message() => next,
+                };
+                let Ok(Some(b)) = next else { break };
                 let ack = svc.accept(b).await.map(|()| SendResponse {});
                 let refused = ack.is_err();
                 if acks.send(ack).await.is_err() || refused {
@@ -152,8 +168,8 @@ impl Peer for PeerService {
 }
 
 /// What a peer port serves: the peer service over h2 (anything else gets 404).
-fn peer_mux(raft: Receiver, server: Arc<dyn PeerRequests>) -> super::mux::Mux {
-    let svc = PeerServer::new(PeerService { raft, server })
+fn peer_mux(raft: Receiver, server: Arc<dyn PeerRequests>, stop: watch::Receiver<bool>) -> super::mux::Mux {
+    let svc = PeerServer::new(PeerService { raft, server, stop })
         .max_decoding_message_size(MAX_PEER_MESSAGE)
         .max_encoding_message_size(MAX_PEER_MESSAGE);
     let grpc = tonic::service::Routes::new(svc).into_axum_router();
@@ -181,7 +197,7 @@ pub async fn serve(
     stop: watch::Receiver<bool>,
     errors: crate::fatal::Reporter,
 ) {
-    let mux = peer_mux(raft, server);
+    let mux = peer_mux(raft, server, stop.clone());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(conn::READ_IDLE);
     builder

@@ -19,6 +19,8 @@ pub struct Figures {
     pub leader_kill_resume: Vec<Option<f64>>,
     /// The same for every fault that hit the leader (kill, pause, isolation, minority with it).
     pub leader_loss_resume: Vec<Option<f64>>,
+    /// Seconds from each fault's healing until every member agreed on one leader.
+    pub heal_to_leader: Vec<Option<f64>>,
 }
 
 pub fn compute(h: &History, faults: &[FaultRecord], end: Micros) -> Figures {
@@ -51,6 +53,11 @@ pub fn compute(h: &History, faults: &[FaultRecord], end: Micros) -> Figures {
         writes_per_sec_faults: per_sec(w_f, fault_us),
         leader_kill_resume: faults.iter().filter(|f| f.killed_leader).map(|f| resume(f.start)).collect(),
         leader_loss_resume: faults.iter().filter(|f| f.hit_leader).map(|f| resume(f.start)).collect(),
+        heal_to_leader: faults
+            .iter()
+            .filter(|f| !f.skipped)
+            .map(|f| Some(f.recovered.saturating_sub(f.healed) as f64 / 1e6))
+            .collect(),
     }
 }
 
@@ -79,14 +86,16 @@ impl fmt::Display for Figures {
         write!(
             f,
             "acked ops/s during faults {:.0} (writes {:.0}), without faults {:.0}; faults on {:.1} of {:.1} s; \
-             writes resume after a leader kill: {}; after any leader loss: {}",
+             writes resume after a leader kill: {}; after any leader loss: {}; one leader agreed after \
+             healing: {}",
             self.ops_per_sec_faults,
             self.writes_per_sec_faults,
             self.ops_per_sec_quiet,
             self.fault_secs,
             self.secs,
             resume_stats(&self.leader_kill_resume),
-            resume_stats(&self.leader_loss_resume)
+            resume_stats(&self.leader_loss_resume),
+            resume_stats(&self.heal_to_leader)
         )
     }
 }
