@@ -8,13 +8,13 @@
 //! failpoints, so there is no etcd side to compare with here.
 //!
 //! ```text
-//!   crash_at(site)        3 members, the site on m1 (leading or following) as `N*off->panic`: m1 aborts
-//!                         there under load ─▶ the others go on ─▶ m1 restarted plain ─▶ converged
-//!   snapshot_*            a member down while 6000 puts pass (`--snapshot-count 100`), restarted: the
-//!                         leader crashes sending it the snapshot, or it crashes installing it
-//!   compaction            a follower crashes halfway through applying a compaction
-//!   fsync_error           the leader's fsync fails: it exits with status 1 within seconds, the others
-//!                         elect a leader and go on
+//!   crash_at(site, role)    3 members, the site on m1 (leading, or following) as `N*off->panic`: m1
+//!                           aborts there under load ─▶ the others go on ─▶ m1 restarted plain ─▶ converged
+//!   *_snapshot              a member down while 6000 puts pass (`--snapshot-count 100`), restarted: the
+//!                           leader crashes sending it the snapshot, or it crashes installing it
+//!   *_mid_compaction        a follower crashes halfway through applying a compaction
+//!   error_stops_the_member  m1's fsync fails (leading or following), or its apply write: it exits with
+//!                           status 1 within seconds, the others (electing a leader if needed) go on
 //! ```
 //!
 //! "Converged" ([`assert_converged`]): a linearizable read of the whole key space on each member gives
@@ -265,6 +265,26 @@ fn follower_crashes_before_writing_applied_entries() {
     crash_at("apply::before_write", false);
 }
 
+#[test]
+fn follower_crashes_before_persisting_entries() {
+    crash_at("raft::before_persist", false);
+}
+
+#[test]
+fn leader_crashes_after_persisting_before_sending() {
+    crash_at("raft::after_persist_before_send", true);
+}
+
+#[test]
+fn follower_crashes_between_commit_and_apply() {
+    crash_at("raft::before_apply", false);
+}
+
+#[test]
+fn leader_crashes_before_writing_applied_entries() {
+    crash_at("apply::before_write", true);
+}
+
 /// Stops a follower of `c` (not `keep`), puts [`SNAPSHOT_PUTS`] keys `snap-*` through the others; returns
 /// the follower.
 fn fall_behind(c: &mut Cluster, keep: usize) -> usize {
@@ -363,26 +383,44 @@ fn follower_crashes_mid_compaction() {
     }
 }
 
-#[test]
-fn leader_with_failing_fsync_stops_and_the_others_go_on() {
-    let site = "storage::fsync_error";
+/// m1 (the leader, or a follower) fails at `site` with its `return` action (an error, not a crash): it
+/// must stop by itself with exit status 1 within seconds, saying `why` (what the binary prints last),
+/// while the others go on; restarted without the failpoint, it catches up.
+fn error_stops_the_member(site: &str, leader: bool, why: &str) {
     let mut c = failpoint_cluster(&[], Some((0, format!("{site}={PASS_FIRST}*off->return"))));
-    make_leader(&mut c, 0);
+    if leader {
+        make_leader(&mut c, 0);
+    } else {
+        make_follower(&mut c, 0);
+    }
     let load = Load::start(&c, "load-");
-    let failed = poll(CRASH_TIMEOUT, "m1's fsync to fail", || {
-        c[0].log().contains("(failpoint storage::fsync_error)").then(Instant::now)
-    });
-    let status = c[0].wait_exit(Duration::from_secs(20)).expect("m1 exits after its fsync failed");
-    eprintln!("m1 exited {:?} after its fsync failed: {status}", failed.elapsed());
-    // The error path, not a crash: exit status 1, the failure named.
+    let failed = poll(CRASH_TIMEOUT, &format!("m1 to fail at {site}"), || c[0].log().contains(why).then(Instant::now));
+    let status = c[0].wait_exit(Duration::from_secs(20)).unwrap_or_else(|| panic!("m1 still runs 20 s after {why}"));
+    eprintln!("m1 exited {:?} after the failure at {site}: {status}", failed.elapsed());
     assert_eq!(status.code(), Some(1), "{status}\n{}", c[0].log_tail(30));
-    let log = c[0].log();
-    let why = "modkv: raft node stopped: etcdserver: storage: IO error: While fsync: input/output error";
-    assert!(log.contains(why), "{}", c[0].log_tail(30));
+    assert!(c[0].log().contains(&format!("\nmodkv: {why}")), "{}", c[0].log_tail(30));
     c.wait_leader_among(&[1, 2], LEADER_TIMEOUT);
     load.wait_more(STAGE_PUTS, "with m1 stopped");
     restart_plain(&mut c, 0);
     load.wait_more(STAGE_PUTS, "after m1's restart");
     let acked = load.stop();
     assert_converged(&c, &acked);
+}
+
+/// What a member whose fsync failed says as it stops.
+const FSYNC_FAILED: &str = "raft node stopped: etcdserver: storage: IO error: While fsync: input/output error";
+
+#[test]
+fn leader_with_failing_fsync_stops_and_the_others_go_on() {
+    error_stops_the_member("storage::fsync_error", true, FSYNC_FAILED);
+}
+
+#[test]
+fn follower_with_failing_fsync_stops_and_the_others_go_on() {
+    error_stops_the_member("storage::fsync_error", false, FSYNC_FAILED);
+}
+
+#[test]
+fn follower_failing_to_write_applied_entries_stops() {
+    error_stops_the_member("apply::before_write", false, "apply failed: etcdserver: failpoint apply::before_write");
 }
