@@ -126,11 +126,12 @@ struct Load {
 impl Load {
     fn start(c: &Cluster, prefix: &str) -> Load {
         let endpoints: Vec<String> = c.members().iter().map(Member::endpoint).collect();
-        let (stop, acked, failed) = (Arc::new(AtomicBool::new(false)), Arc::default(), Arc::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
+        let failed: Arc<Mutex<usize>> = Arc::default();
         let threads = (0..WRITERS)
             .map(|w| {
-                let (stop, acked, failed): (Arc<AtomicBool>, Arc<Mutex<Vec<Acked>>>, Arc<Mutex<usize>>) =
-                    (Arc::clone(&stop), Arc::clone(&acked), Arc::clone(&failed));
+                let (stop, acked, failed) = (stop.clone(), acked.clone(), failed.clone());
                 let (endpoints, prefix) = (endpoints.clone(), prefix.to_string());
                 thread::spawn(move || {
                     let mut clients: Vec<Client> =
