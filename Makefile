@@ -39,13 +39,19 @@ WASM_TARGET  := wasm32-wasip2
 PLUGINS      := hello json-guard audit kv-browser
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build run test fuzz chaos bench bench-auth plugins deps deps-build deps-test deps-wasm apt-install fmt clean
+.PHONY: all build build-failpoints run test fuzz chaos bench bench-auth plugins deps deps-build deps-test deps-wasm apt-install fmt clean
 
 all: build
 
 ## build: release binary at $(CARGO_TARGET_DIR)/release/modkv
 build: deps-build
 	$(CARGO) build --release -p modkv --bin modkv
+
+## build-failpoints: the server with failpoints compiled in (feature `failpoints`), as
+## $(CARGO_TARGET_DIR)/release/modkv-failpoints, for tests/tests/failpoints.rs; `modkv` is left as it is
+## (only the modkv crate is compiled a second time)
+build-failpoints: deps-build
+	$(CARGO) build --release -p modkv --features failpoints --bin modkv-failpoints
 
 ## run: build (server and example plugins), then start a single member (data in ./default.modkv)
 run: build plugins
@@ -56,8 +62,9 @@ run: build plugins
 	fi
 
 ## test: the whole suite: the server's unit tests, the plugin SDK's and example plugins' unit tests, then
-## the integration tests (tests/) against the built binary, the example plugins and the real etcd
-test: deps-test build plugins
+## the integration tests (tests/) against the built binaries (modkv, modkv-failpoints), the example plugins
+## and the real etcd
+test: deps-test build build-failpoints plugins
 	$(CARGO) test --release -p modkv --lib
 	$(CARGO) test --release -p modkv --test layers
 	$(CARGO) test --release -p modkv --doc

@@ -68,7 +68,8 @@
 //! `error` (client-facing errors with etcd's messages, mapped to gRPC codes in one table), `fatal` (raft
 //! and apply threads: a panic or error there ends the member with a non-zero exit), `wait` (requests
 //! waiting for their entry to be applied), `membership` (members and the ids etcd derives for them),
-//! `version`, `alarm` (NOSPACE and friends), `tls` (rustls configs for client and peer URLs).
+//! `version`, `alarm` (NOSPACE and friends), `tls` (rustls configs for client and peer URLs), `failpoints`
+//! (the fault-injection sites of a `failpoints` build).
 
 pub mod alarm;
 pub mod api;
@@ -78,6 +79,7 @@ pub mod backup;
 pub mod config;
 pub mod embed;
 pub mod error;
+pub mod failpoints;
 pub mod fatal;
 pub mod lease;
 pub mod membership;

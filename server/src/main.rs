@@ -14,7 +14,7 @@ use modkv::embed::{self, Listeners};
 /// Stack of each async worker and blocking thread.
 const WORKER_STACK_BYTES: usize = 8 << 20;
 
-fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "snapshot") {
         return snapshot(std::env::args_os().skip(1));
     }

@@ -131,10 +131,17 @@ impl Cluster {
     /// if a port was taken meanwhile; panics with every member's log otherwise.
     #[track_caller]
     pub fn start(kind: Kind, n: usize, extra_args: &[&str]) -> Cluster {
+        Cluster::start_with(kind, n, extra_args, |_| {})
+    }
+
+    /// [`Cluster::start`], with `prepare` called on each member before its first start (to set its
+    /// [`Member::binary`] or [`Member::env`]).
+    #[track_caller]
+    pub fn start_with(kind: Kind, n: usize, extra_args: &[&str], prepare: impl Fn(&mut Member)) -> Cluster {
         assert!(n >= 1);
         let what = format!("{kind} cluster of {n}");
         start_with_retries(&what, Cluster::members, || {
-            let mut c = Cluster::spawn(kind, n, extra_args);
+            let mut c = Cluster::spawn(kind, n, extra_args, &prepare);
             let ready = c.wait_all_ready(CLUSTER_READY_TIMEOUT);
             (c, ready)
         })
@@ -152,7 +159,7 @@ impl Cluster {
     }
 
     /// Spawns `n` members on fresh loopback ports without waiting for them.
-    fn spawn(kind: Kind, n: usize, extra_args: &[&str]) -> Cluster {
+    fn spawn(kind: Kind, n: usize, extra_args: &[&str], prepare: &dyn Fn(&mut Member)) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix(&format!("modkv-cluster-{}-", kind.label()))
             .tempdir()
@@ -177,6 +184,7 @@ impl Cluster {
             .join(",");
         for m in &mut members {
             m.args = member_args(m, &initial_cluster, "new", &token, &extra);
+            prepare(m);
         }
         let mut c = Cluster::of(kind, token, extra, dir, members);
         for m in &mut c.members {

@@ -123,6 +123,15 @@ pub fn modkv_bin() -> PathBuf {
     target.join("release").join("modkv")
 }
 
+/// Path of the modkv binary with failpoints compiled in (`MODKV_FAILPOINTS_BIN`, else `modkv-failpoints`
+/// beside [`modkv_bin`]), for `tests/tests/failpoints.rs`.
+pub fn modkv_failpoints_bin() -> PathBuf {
+    if let Some(p) = env_path("MODKV_FAILPOINTS_BIN") {
+        return if p.is_absolute() { p } else { workspace_root().join(p) };
+    }
+    modkv_bin().with_file_name("modkv-failpoints")
+}
+
 /// Path of the reference etcd binary.
 pub fn etcd_bin() -> PathBuf {
     env_path("ETCD_BIN").unwrap_or_else(|| PathBuf::from("/usr/bin/etcd"))

@@ -103,6 +103,10 @@ pub struct Member {
     pub(crate) probe: Option<(String, Vec<String>)>,
     /// How long [`Member::restart`] waits for readiness.
     pub(crate) ready_timeout: Duration,
+    /// The binary run instead of the kind's (e.g. `modkv-failpoints`), from the next start on.
+    pub binary: Option<PathBuf>,
+    /// Extra environment of the process (e.g. `FAILPOINTS`), from the next start on.
+    pub env: Vec<(String, String)>,
     data_dir: PathBuf,
     log_path: PathBuf,
     child: Option<Child>,
@@ -128,6 +132,8 @@ impl Member {
             namespace: None,
             probe: None,
             ready_timeout: MEMBER_READY_TIMEOUT,
+            binary: None,
+            env: Vec::new(),
             data_dir: dir.join(format!("{name}.data")),
             log_path: dir.join(format!("{name}.log")),
             child: None,
@@ -170,27 +176,37 @@ impl Member {
         self.starts += 1;
         let mut log = OpenOptions::new().create(true).append(true).open(&self.log_path)?;
         let place = self.namespace.as_ref().map(|ns| format!(" in namespace {ns}")).unwrap_or_default();
-        writeln!(log, "=== harness: start #{} of {} {}{place}: {:?}", self.starts, self.kind, self.name, self.args)?;
+        let env = if self.env.is_empty() { String::new() } else { format!(" with {:?}", self.env) };
+        writeln!(
+            log,
+            "=== harness: start #{} of {} {}{place}{env}: {:?}",
+            self.starts, self.kind, self.name, self.args
+        )?;
+        let binary = self.binary.clone().unwrap_or_else(|| self.kind.binary());
         let mut cmd = match &self.namespace {
-            None => self.kind.command(),
+            None => Command::new(&binary),
             // `ip netns exec` execs the binary: the child is the member itself.
             Some(ns) => {
                 let mut cmd = Command::new("ip");
-                cmd.args(["netns", "exec", ns]).arg(self.kind.binary()).env("RUST_BACKTRACE", "1");
+                cmd.args(["netns", "exec", ns]).arg(&binary);
                 cmd
             }
         };
+        // RUST_BACKTRACE: a panic shows where.
+        cmd.env("RUST_BACKTRACE", "1").envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.args(&self.args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         self.child = Some(cmd.spawn()?);
         self.paused = false;
         Ok(())
     }
 
-    /// [`Member::launch`], panicking if the binary cannot be spawned.
+    /// Starts the process without waiting for it to become ready ([`Member::launch`]), panicking if the
+    /// binary cannot be spawned.
     #[track_caller]
-    pub(crate) fn launch_or_panic(&mut self) {
+    pub fn launch_or_panic(&mut self) {
         if let Err(e) = self.launch() {
-            panic!("cannot spawn {}: {e}", self.kind.binary().display());
+            let binary = self.binary.clone().unwrap_or_else(|| self.kind.binary());
+            panic!("cannot spawn {}: {e}", binary.display());
         }
     }
 

@@ -151,6 +151,9 @@ impl Applier {
             return Ok(());
         }
         let mut batch = snapshot::restore_batch(&*self.backend, &snap.data)?;
+        fail::fail_point!("raft::snapshot_install_mid", |_| Err(Error::Internal(
+            "failpoint raft::snapshot_install_mid".into()
+        )));
         batch.extend(log_batch);
         batch.put(Cf::Meta, meta::APPLIED_INDEX, meta::encode_u64(index));
         self.backend.write(batch, true)?;
@@ -198,6 +201,7 @@ impl Applier {
             self.applied_index = e.index;
             batch.put(Cf::Meta, meta::APPLIED_INDEX, meta::encode_u64(e.index));
         }
+        fail::fail_point!("apply::before_write", |_| Err(Error::Internal("failpoint apply::before_write".into())));
         let events = self.kv.commit(batch, false)?;
         self.watch.notify(&events, self.kv.current_rev());
         self.applied_tx.send_replace(self.applied_index);

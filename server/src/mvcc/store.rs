@@ -324,6 +324,7 @@ impl KvStore {
             batch.delete(Cf::Kv, k);
         }
         batch.reclaims += freed;
+        fail::fail_point!("mvcc::compaction_mid", |_| Err(Error::Internal("failpoint mvcc::compaction_mid".into())));
         let mut st = self.write_state();
         st.live_bytes = st.live_bytes.saturating_sub(freed);
         drop(st);

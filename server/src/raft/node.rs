@@ -434,7 +434,9 @@ impl RaftNode {
             self.node.mut_store().set_hard_state(hs.clone(), &mut batch);
         }
         if !batch.is_empty() {
+            fail::fail_point!("raft::before_persist");
             self.backend.write(batch, rd.must_sync())?;
+            fail::fail_point!("raft::after_persist_before_send");
         }
         // 5. Persist before send: votes and append acknowledgements promise what is on disk, so they
         //    leave only after the write above is durable.
@@ -498,6 +500,7 @@ impl RaftNode {
                 Err(err) => tracing::warn!(index = e.index, %err, "configuration change not applied"),
             }
         }
+        fail::fail_point!("raft::before_apply");
         self.apply_tx.send(ToApply::Entries(entries)).map_err(|_| Error::Stopped)
     }
 

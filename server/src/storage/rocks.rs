@@ -49,6 +49,14 @@ impl RocksDb {
         self.db.cf_handle(cf.name()).expect("column family created at open")
     }
 
+    /// The failpoint `storage::fsync_error`: the batch is written without sync (it may or may not be on
+    /// disk) and the write fails as a failed fsync does.
+    #[cfg(feature = "failpoints")]
+    fn write_then_fail_fsync(&self, batch: WriteBatch) -> Result<()> {
+        self.write(batch, false)?;
+        Err(StorageError::Backend("IO error: While fsync: input/output error (failpoint storage::fsync_error)".into()))
+    }
+
     /// A RocksDB integer property summed over the state machine's column families.
     fn int_property(&self, name: &str) -> u64 {
         Cf::STATE.iter().filter_map(|cf| self.db.property_int_value_cf(self.cf(*cf), name).ok().flatten()).sum()
@@ -96,6 +104,7 @@ impl Backend for RocksDb {
     }
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        fail::fail_point!("storage::fsync_error", sync, |_| self.write_then_fail_fsync(batch.clone()));
         let reclaims = batch.reclaims;
         let mut wb = rocksdb::WriteBatch::default();
         for op in batch.ops {

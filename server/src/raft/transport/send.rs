@@ -218,6 +218,7 @@ impl PeerTask {
             term: self.raft.status.term.load(Ordering::SeqCst),
         };
         if snapshot {
+            fail::fail_point!("raft::snapshot_send_mid", |_| Err(format!("{url}: failpoint raft::snapshot_send_mid")));
             return self.send_one(&url, req).await;
         }
         if let Some(out) = &mut self.stream {
