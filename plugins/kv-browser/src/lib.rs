@@ -202,8 +202,14 @@ mod tests {
     }
 
     fn get(path: &str, query: &str) -> (u16, serde_json::Value, Response) {
-        let req =
-            Request { method: "GET".into(), path: path.into(), query: query.into(), headers: vec![], body: vec![] };
+        let req = Request {
+            method: "GET".into(),
+            path: path.into(),
+            query: query.into(),
+            headers: vec![],
+            body: vec![],
+            caller: None,
+        };
         let settings = Settings { default_prefix: "json/".into(), max_limit: 3, serializable: false };
         let r = handle(&req, &settings, &store());
         let json = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
@@ -282,6 +288,7 @@ mod tests {
             query: "".into(),
             headers: vec![],
             body: vec![],
+            caller: None,
         };
         let settings = Settings { default_prefix: String::new(), max_limit: 10, serializable: true };
         assert_eq!(handle(&req, &settings, &store()).status, 405);
