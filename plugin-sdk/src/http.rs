@@ -8,8 +8,9 @@ pub use crate::{Request, Response};
 impl Request {
     /// The user who sent the request: the one its `Authorization` header's token names (a token from
     /// the gateway's `POST /v3/auth/authenticate`). `None` while auth is off or without a token; an
-    /// invalid or expired token never reaches the plugin (the server answers 401). To read keys as this
-    /// user, bounded by what they may read: [`kv::Range::for_caller`](crate::kv::Range::for_caller).
+    /// invalid or expired token never reaches the plugin (the server answers 401), and while auth is on
+    /// the `authorization` header is not passed on (the plugin never holds the user's token). To read
+    /// keys as this user, bounded by what they may read: [`kv::Range::for_caller`](crate::kv::Range::for_caller).
     pub fn caller(&self) -> Option<&str> {
         self.caller.as_deref()
     }

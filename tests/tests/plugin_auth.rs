@@ -1,5 +1,6 @@
 //! Plugins and auth (plugin contract 0.3.0; modkv only: etcd has no plugins). A route is told the user
-//! its `Authorization` token names (none without one, 401 for a bad token, before the plugin runs); a
+//! its `Authorization` token names (none without one, 401 for a bad token, before the plugin runs; the
+//! token itself is not passed on while auth is on); a
 //! pre-put hook the user whose put it is, through etcdctl `--user` and through the gateway with a token
 //! (none for a plugin's own put); `range-for-caller` reads bounded by both the plugin's grants and the
 //! caller's read permission; components built for 0.1.0 and 0.2.0 load and work beside it, untold.
@@ -84,6 +85,16 @@ fn revision(s: &Server) -> i64 {
     header_rev(&s.etcdctl(&[ROOT, "-w", "json", "get", "revision-probe"]).json())
 }
 
+/// The header names `good` was handed, sorted.
+fn header_names(s: &Server, token: Option<&str>) -> Vec<String> {
+    let r = get(s, "/good/headers", token);
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut names: Vec<String> =
+        r.json()["headers"].as_array().unwrap().iter().map(|h| h.as_str().unwrap().to_string()).collect();
+    names.sort();
+    names
+}
+
 /// What a put under who/ became: each hook in file order appends its stamp.
 fn stored(s: &Server, key: &str) -> String {
     s.etcdctl(&[ROOT, "get", key, "--print-value-only"]).ok().to_string()
@@ -111,6 +122,9 @@ fn routes_and_hooks_see_the_caller() {
     assert_response(&get(&s, "/good/caller", Some("whatever.1")), 200, r#"{"caller":null}"#);
     assert_eq!(s.etcdctl(&["put", "who/off", "x"]).ok(), "OK\n");
     assert_eq!(stored(&s, "who/off"), "x by nobody by legacy-0.1.0 by v02-0.2.0\n");
+    // ... and the request reaches the plugin as it came, Authorization included (a plugin's own scheme).
+    let sent = ["authorization", "connection", "content-length", "content-type", "host"];
+    assert_eq!(header_names(&s, Some("whatever.1")), sent);
 
     enable_auth(&s);
     let root = token(&s, "root", "rootpw");
@@ -125,6 +139,8 @@ fn routes_and_hooks_see_the_caller() {
         assert_response(&r, 401, BAD_TOKEN);
         assert_eq!(r.header("content-type"), Some("application/json"));
     }
+    // With auth on the plugin is told the caller, never handed the user's token.
+    assert_eq!(header_names(&s, Some(&alice)), sent[1..]);
     // Paths no plugin serves stay 404 whatever the token (the token is only looked at for a plugin).
     assert_response(&get(&s, "/nothing", Some("garbage")), 404, "404 page not found\n");
 

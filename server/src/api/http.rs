@@ -28,24 +28,29 @@ pub fn router(server: Arc<dyn Health>, auth: Arc<dyn Auth>, plugins: Arc<Plugins
         .fallback(move |req: axum::extract::Request| plugin_or_not_found(plugins.clone(), auth.clone(), req))
 }
 
-/// A path no built-in endpoint serves: a plugin's route if one covers it, else 404. The plugin is told
-/// the caller the `Authorization` header's token names (raw, as the JSON gateway takes it; none without
-/// one or while auth is off); an invalid or expired token is answered as the gateway answers it (401,
-/// `etcdserver: invalid auth token`) and the plugin is not called.
-async fn plugin_or_not_found(plugins: Arc<Plugins>, auth: Arc<dyn Auth>, req: axum::extract::Request) -> Response {
+/// A path no built-in endpoint serves: a plugin's route if one covers it, else 404. While auth is on, the
+/// plugin is told the caller the `Authorization` header's token names (raw, as the JSON gateway takes
+/// it; none without one), and the header is not passed on: a plugin learns who is calling, it is never
+/// handed the user's credential. An invalid or expired token is answered as the gateway answers it (401,
+/// `etcdserver: invalid auth token`) and the plugin is not called. While auth is off nothing is looked
+/// at and the request goes to the plugin as it came.
+async fn plugin_or_not_found(plugins: Arc<Plugins>, auth: Arc<dyn Auth>, mut req: axum::extract::Request) -> Response {
     if !plugins.serves(req.uri().path()) {
         return not_found().await;
     }
-    let token = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes().to_vec());
-    let caller = match super::auth::caller_of(&*auth, token.as_deref()).await {
-        Ok(c) => c,
-        Err(e) => {
-            let s = tonic::Status::from(e);
-            let body = super::gateway::json::error_body(s.code(), s.message());
-            let status = super::gateway::json::http_status(s.code());
-            return (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-        }
-    };
+    let mut caller = None;
+    if auth.enabled() {
+        let token = req.headers_mut().remove(header::AUTHORIZATION);
+        caller = match super::auth::caller_of(&*auth, token.as_ref().map(|t| t.as_bytes())).await {
+            Ok(c) => c,
+            Err(e) => {
+                let s = tonic::Status::from(e);
+                let body = super::gateway::json::error_body(s.code(), s.message());
+                let status = super::gateway::json::http_status(s.code());
+                return (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+            }
+        };
+    }
     match plugins.serve_http(req, caller).await {
         Some(resp) => resp,
         None => not_found().await,

@@ -190,6 +190,11 @@ impl Guest for Good {
                 }
             }
             "calls" => json(200, format!(r#"{{"calls":{calls}}}"#)),
+            // The names of the request's headers, in order.
+            "headers" => {
+                let names: Vec<String> = req.headers.iter().map(|(k, _)| quote(k)).collect();
+                json(200, format!(r#"{{"headers":[{}]}}"#, names.join(",")))
+            }
             // A misspelt metric name (the manifest defines `requests_total`): ignored, warned once.
             "typo" => {
                 host::counter_add("request_total", &[], 1.0);
