@@ -6,6 +6,15 @@ use std::fmt;
 pub use crate::{Request, Response};
 
 impl Request {
+    /// The user who sent the request: the one its `Authorization` header's token names (a token from
+    /// the gateway's `POST /v3/auth/authenticate`). `None` while auth is off or without a token; an
+    /// invalid or expired token never reaches the plugin (the server answers 401), and while auth is on
+    /// the `authorization` header is not passed on (the plugin never holds the user's token). To read
+    /// keys as this user, bounded by what they may read: [`kv::Range::for_caller`](crate::kv::Range::for_caller).
+    pub fn caller(&self) -> Option<&str> {
+        self.caller.as_deref()
+    }
+
     /// The first value of a query parameter, percent-decoded (`+` is a space).
     pub fn query_param(&self, name: &str) -> Option<String> {
         parse_query(&self.query).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
@@ -205,7 +214,9 @@ mod tests {
             query: "prefix=json%2F&limit=5".into(),
             headers: vec![("Content-Type".into(), "text/plain".into())],
             body: b"{\"a\":1}".to_vec(),
+            caller: Some("alice".into()),
         };
+        assert_eq!(req.caller(), Some("alice"));
         assert_eq!(req.query_param("prefix").as_deref(), Some("json/"));
         assert_eq!(req.query_param("nope"), None);
         assert_eq!(req.header("content-type"), Some("text/plain"));

@@ -24,11 +24,27 @@
 //! kv::delete_prefix("counters/")?;
 //! # let _ = page; Ok(()) }
 //! ```
+//!
+//! These calls act with the member's authority, bounded by the plugin's grants only. A plugin serving a
+//! user reads *for* them with [`Range::for_caller`] or [`Range::readable_by_caller`]: the server checks
+//! the plugin's grants and then the caller's own read permission (with auth enabled; with auth off it
+//! is a plain read):
+//!
+//! ```no_run
+//! use modkv_plugin_sdk::kv;
+//!
+//! # fn main() -> Result<(), kv::Error> {
+//! // What the caller may see under app/ (nothing they may not read; anonymous: an error).
+//! let visible = kv::Range::prefix("app/").readable_by_caller().get()?;
+//! // One key, refused with `etcdserver: permission denied` unless the caller may read it.
+//! let one = kv::Range::key("app/a").for_caller().get()?;
+//! # let _ = (visible, one); Ok(()) }
+//! ```
 
 use std::borrow::Cow;
 
 use crate::bindings::modkv::plugin::host;
-pub use crate::{KeyValue, RangeResult};
+pub use crate::{CallerScope, KeyValue, RangeResult};
 
 /// An error from the host: etcd's message (e.g. `etcdserver: mvcc: required revision has been
 /// compacted`), or a denied grant.
@@ -53,12 +69,14 @@ pub struct Range {
     range_end: Vec<u8>,
     limit: i64,
     serializable: bool,
+    /// `Some`: read as the caller (`range-for-caller`).
+    caller: Option<CallerScope>,
 }
 
 impl Range {
     /// Just `key`.
     pub fn key(key: impl AsRef<[u8]>) -> Self {
-        Range { key: key.as_ref().to_vec(), range_end: Vec::new(), limit: 0, serializable: false }
+        Range { key: key.as_ref().to_vec(), range_end: Vec::new(), limit: 0, serializable: false, caller: None }
     }
 
     /// Every key starting with `prefix` (every key when `prefix` is empty).
@@ -87,9 +105,31 @@ impl Range {
         self
     }
 
+    /// Reads as the caller of the running call (the route's [`Request::caller`](crate::Request::caller),
+    /// the hook's [`Put::caller`](crate::Put::caller)), as the caller's own Range would: refused with
+    /// `etcdserver: permission denied` unless they may read every key of the range (`etcdserver: user
+    /// name is empty` for an anonymous caller while auth is on). The plugin's grants still apply.
+    pub fn for_caller(mut self) -> Self {
+        self.caller = Some(CallerScope::Whole);
+        self
+    }
+
+    /// Reads only the parts of the range the caller of the running call may read, skipping the rest:
+    /// what a listing for a user shows. One revision for all parts; `count` and `more` are theirs. The
+    /// plugin's grants still apply; an anonymous caller while auth is on gets `etcdserver: user name is
+    /// empty`.
+    pub fn readable_by_caller(mut self) -> Self {
+        self.caller = Some(CallerScope::Readable);
+        self
+    }
+
     /// Runs the read.
     pub fn get(&self) -> Result<RangeResult> {
-        host::range(&self.key, &self.range_end, self.limit, self.serializable).map_err(Error)
+        match self.caller {
+            None => host::range(&self.key, &self.range_end, self.limit, self.serializable),
+            Some(scope) => host::range_for_caller(&self.key, &self.range_end, self.limit, self.serializable, scope),
+        }
+        .map_err(Error)
     }
 }
 

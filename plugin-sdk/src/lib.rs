@@ -1,6 +1,6 @@
 //! Write modkv plugins in safe Rust.
 //!
-//! A modkv plugin is a WebAssembly component built against the WIT package `modkv:plugin@0.2.0`
+//! A modkv plugin is a WebAssembly component built against the WIT package `modkv:plugin@0.3.0`
 //! (`wit/plugin.wit` in this crate; servers keep loading components built against earlier versions,
 //! whose files are kept in `wit-<version>/`). The server loads every `*.wasm` in its `--plugin-dir`, and
 //! each plugin can
@@ -60,7 +60,7 @@
 //! # fn main() {
 //! #     let m = ShortValues::manifest();
 //! #     assert_eq!((m.hooked_prefixes, m.routes.len(), m.stateless), (vec![b"limited/".to_vec()], 0, true));
-//! #     let put = Put { key: b"limited/k".to_vec(), value: vec![b'x'; 65], lease: 0, in_txn: false };
+//! #     let put = Put { key: b"limited/k".to_vec(), value: vec![b'x'; 65], lease: 0, in_txn: false, caller: None };
 //! #     assert_eq!(ShortValues::pre_put(put), Decision::reject("limited/k is 65 bytes long, more than 64"));
 //! # }
 //! ```
@@ -168,6 +168,44 @@
 //! [`Plugin::pre_put`] allows every put. An update of a metric the manifest does not define (a typo) is
 //! ignored, and the server's log warns once per plugin and metric name.
 //!
+//! # Who is calling
+//!
+//! With auth enabled on the server, a route is told the user its request's `Authorization` header names
+//! ([`Request::caller`]; the raw token from the gateway's `POST /v3/auth/authenticate`, as the gateway
+//! takes it), and a pre-put hook the user whose request the put is ([`Put::caller`]); `None` while auth
+//! is off, for an anonymous caller, and for a plugin's own put. A request with an invalid or expired
+//! token is answered 401 `etcdserver: invalid auth token` by the server; the plugin never sees it.
+//!
+//! ```
+//! use modkv_plugin_sdk::prelude::*;
+//!
+//! #[route("/whoami", method = "GET")]
+//! fn whoami(req: Request) -> Response {
+//!     Response::json(200, &json!({ "user": req.caller() }))
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! ```
+//! use modkv_plugin_sdk::prelude::*;
+//!
+//! #[pre_put("owned/")]
+//! fn stamp(put: Put) -> Decision {
+//!     match put.caller() {
+//!         Some(user) => Decision::rewrite(format!("{} (by {user})", put.value_str().unwrap_or(""))),
+//!         None => Decision::Allow,
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! A plugin's own host calls ([`kv::get`], [`kv::put`], ...) act with the member's authority, bounded
+//! only by the plugin's grants, whoever the caller is. To read *for* the caller, bounded by the caller's
+//! read permission as well, use [`kv::Range::for_caller`] (the whole range, refused unless the caller may
+//! read all of it, as the caller's own Range) or [`kv::Range::readable_by_caller`] (only the parts the
+//! caller may read: a listing for a user). The server checks the caller's permission itself; the plugin
+//! cannot widen it.
+//!
 //! # Routes and hooked prefixes: one source, narrowed by the operator
 //!
 //! The manifest (or the attribute) says which routes a plugin serves and which key prefixes it hooks;
@@ -252,12 +290,12 @@ pub mod bindings {
 }
 
 pub use bindings::modkv::plugin::types::{
-    HttpRequest as Request, HttpResponse as Response, KeyValue, Manifest, MetricDef, MetricKind,
+    CallerScope, HttpRequest as Request, HttpResponse as Response, KeyValue, Manifest, MetricDef, MetricKind,
     PutDecision as Decision, PutRequest as Put, RangeResult,
 };
 
 /// The WIT package this SDK implements; a plugin built with it loads in servers that support it.
-pub const WIT_PACKAGE: &str = "modkv:plugin@0.2.0";
+pub const WIT_PACKAGE: &str = "modkv:plugin@0.3.0";
 
 /// What a plugin is: its manifest, and the hooks it implements. Export the implementing type with
 /// [`export!`].

@@ -9,6 +9,12 @@ use std::borrow::Cow;
 use crate::{Decision, Put};
 
 impl Put {
+    /// The user whose request this put is part of; `None` while auth is off, for an anonymous caller,
+    /// and for a plugin's own put (its host `put`).
+    pub fn caller(&self) -> Option<&str> {
+        self.caller.as_deref()
+    }
+
     /// The key as UTF-8 (lossy).
     pub fn key_str(&self) -> Cow<'_, str> {
         String::from_utf8_lossy(&self.key)
@@ -51,7 +57,8 @@ mod tests {
         assert!(Decision::Allow.is_allow());
         assert_eq!(Decision::reject("no"), Decision::Reject("no".into()));
         assert_eq!(Decision::rewrite("x"), Decision::Rewrite(b"x".to_vec()));
-        let put = Put { key: b"k\xff".to_vec(), value: b"[1]".to_vec(), lease: 0, in_txn: false };
+        let put = Put { key: b"k\xff".to_vec(), value: b"[1]".to_vec(), lease: 0, in_txn: false, caller: None };
+        assert_eq!(put.caller(), None);
         assert_eq!(put.key_str(), "k\u{fffd}");
         assert_eq!(put.value_str(), Some("[1]"));
         assert_eq!(put.value_json::<Vec<i32>>().unwrap(), vec![1]);

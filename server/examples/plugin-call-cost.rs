@@ -23,6 +23,7 @@ async fn main() {
         value: format!(r#"{{"v":"{}"}}"#, "x".repeat(248)).into_bytes(),
         lease: 0,
         in_txn: false,
+        caller: None,
     };
     let n = 20000;
     for round in 0..2 {
@@ -30,7 +31,7 @@ async fn main() {
             let instances = Instances::new(calls);
             let t = Instant::now();
             for _ in 0..n {
-                let d = instances.pre_put(&runtime, &pre, &info, &[], &req).await.expect("call");
+                let d = instances.pre_put(&runtime, &pre, &info, &[], None, &req).await.expect("call");
                 assert!(matches!(d, wit::PutDecision::Allow));
             }
             if round == 1 {
@@ -49,7 +50,7 @@ async fn main() {
     for _ in 0..spaced {
         std::thread::sleep(std::time::Duration::from_micros(400));
         let t = Instant::now();
-        instances.pre_put(&runtime, &pre, &info, &[], &req).await.expect("call");
+        instances.pre_put(&runtime, &pre, &info, &[], None, &req).await.expect("call");
         spent += t.elapsed();
     }
     println!(

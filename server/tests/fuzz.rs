@@ -627,9 +627,10 @@ fn plugin_host_input(data: &[u8]) {
             let prefix: &[u8] = if c.below(2) == 0 { b"json/" } else { b"" };
             let mut key = prefix.to_vec();
             key.extend(c.bytes(8));
-            let req =
-                wit::PutRequest { key, value: c.bytes(256), lease: c.byte() as i64 - 128, in_txn: c.below(2) == 0 };
-            let r = plugin.instances.pre_put(&p.runtime, &plugin.pre, &info, &[], &req).await;
+            let caller = (c.below(2) == 0).then(|| text(&mut c, 8));
+            let (value, lease, in_txn) = (c.bytes(256), c.byte() as i64 - 128, c.below(2) == 0);
+            let req = wit::PutRequest { key, value, lease, in_txn, caller };
+            let r = plugin.instances.pre_put(&p.runtime, &plugin.pre, &info, &[], None, &req).await;
             PLUGIN_CALLS[r.is_ok() as usize].fetch_add(1, Ordering::Relaxed);
             assert!(!matches!(r, Err(CallError::Trap(_))), "{}: {:?}", plugin.name, r.err());
         } else {
@@ -640,8 +641,9 @@ fn plugin_host_input(data: &[u8]) {
                 query: text(&mut c, 16),
                 headers: (0..c.below(3)).map(|_| (text(&mut c, 8), text(&mut c, 8))).collect(),
                 body: c.bytes(256),
+                caller: (c.below(2) == 0).then(|| text(&mut c, 8)),
             };
-            let r = plugin.instances.handle_http(&p.runtime, &plugin.pre, &info, &req).await;
+            let r = plugin.instances.handle_http(&p.runtime, &plugin.pre, &info, None, &req).await;
             PLUGIN_CALLS[r.is_ok() as usize].fetch_add(1, Ordering::Relaxed);
             assert!(!matches!(r, Err(CallError::Trap(_))), "{}: {:?}", plugin.name, r.err());
         }

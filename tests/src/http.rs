@@ -45,12 +45,25 @@ fn authority(endpoint: &str) -> &str {
 /// Sends one request and reads the whole response.
 #[track_caller]
 pub fn request(endpoint: &str, method: &str, path: &str, body: &[u8]) -> HttpResponse {
+    request_with_headers(endpoint, method, path, body, &[])
+}
+
+/// Sends one request with extra headers (e.g. `Authorization: <token>`) and reads the whole response.
+#[track_caller]
+pub fn request_with_headers(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> HttpResponse {
     let host = authority(endpoint);
     let mut s = TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
     s.set_read_timeout(Some(HTTP_TIMEOUT)).unwrap();
     s.set_write_timeout(Some(HTTP_TIMEOUT)).unwrap();
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).unwrap();

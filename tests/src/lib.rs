@@ -22,7 +22,9 @@
 //! * [`chaos`] — fault injection under a recorded workload, checked for linearizability and watch
 //!   guarantees (issue 13; `tests/tests/chaos.rs`, `make chaos`).
 //! * [`test_plugins`] — the guest crates of `tests/plugins/`, built and installed into a plugin dir.
+//! * [`browser`] — headless Chromium driven over the DevTools protocol (fill a form, click, read).
 
+pub mod browser;
 pub mod chaos;
 pub mod cluster;
 pub mod ctl;

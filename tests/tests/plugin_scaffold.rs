@@ -70,7 +70,7 @@ fn a_new_plugin_builds_checks_loads_and_serves() {
     assert_eq!(out.status, 0, "{out:#?}");
     let want = format!(
         "plugin       my-counter 0.1.0\n\
-         file         {} ({size} bytes), contract modkv:plugin@0.2.0\n\
+         file         {} ({size} bytes), contract modkv:plugin@0.3.0\n\
          settings     my-counter.toml\n\
          routes       /count\n\
          hooks        puts under \"limited/\"\n\

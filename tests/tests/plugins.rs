@@ -499,8 +499,9 @@ fn calls(s: &Server, route: &str) -> u64 {
 }
 
 /// Whether one instance answers several calls: only if the manifest says the plugin is stateless
-/// (contract 0.2.0) or the operator's TOML sets `calls-per-instance`; a plugin built against contract
-/// 0.1.0 loads, serves routes, hooks puts and reports metrics as before, with a fresh instance per call.
+/// (contract 0.2.0 on) or the operator's TOML sets `calls-per-instance`; a plugin built against contract
+/// 0.1.0 loads, serves routes, hooks puts and reports metrics as before, with a fresh instance per call;
+/// one built against 0.2.0 loads and is reused as it declares. (The caller, 0.3.0: plugin_auth.rs.)
 #[test]
 #[cfg_attr(
     not(feature = "modkv"),
@@ -526,16 +527,23 @@ fn instances_reused_as_declared_and_old_contract_plugins_load() {
         "legacy",
         "routes = [\"/old\"]\n[grants]\nread = [\"good/\"]\n[config]\ngreeting = \"from 0.1.0\"\nstateless = \"true\"\n",
     );
+    // Built against 0.2.0: its manifest says `stateless`.
+    plugin("v2", "v02", "routes = [\"/v2\"]\nhooked-prefixes = []\n[config]\nstateless = \"true\"\n");
     let s = start(d);
     let seq = |route: &str| (0..7).map(|_| calls(&s, route)).collect::<Vec<_>>();
     assert_eq!(seq("/fresh"), vec![1; 7]);
     assert_eq!(seq("/reused"), (1..=7).collect::<Vec<_>>());
     assert_eq!(seq("/capped"), vec![1, 2, 3, 1, 2, 3, 1]);
     assert_eq!(seq("/old"), vec![1; 7]);
+    assert_eq!(seq("/v2"), (1..=7).collect::<Vec<_>>());
     let log = s.log();
-    for (name, contract, calls) in
-        [("fresh", "0.2.0", 1), ("reused", "0.2.0", 64), ("capped", "0.2.0", 3), ("old", "0.1.0", 1)]
-    {
+    for (name, contract, calls) in [
+        ("fresh", "0.3.0", 1),
+        ("reused", "0.3.0", 64),
+        ("capped", "0.3.0", 3),
+        ("old", "0.1.0", 1),
+        ("v2", "0.2.0", 64),
+    ] {
         let line = log
             .lines()
             .find(|l| l.contains(&format!("plugin={name} ")) && l.contains("loaded"))
@@ -549,6 +557,11 @@ fn instances_reused_as_declared_and_old_contract_plugins_load() {
         &get(&s, "/old/hello?x=1"),
         200,
         r#"{"plugin":"good","version":"legacy-0.1.0","greeting":"from 0.1.0","method":"GET","query":"x=1","body":""}"#,
+    );
+    assert_response(
+        &get(&s, "/v2/hello?x=2"),
+        200,
+        r#"{"plugin":"good","version":"v02-0.2.0","greeting":"","method":"GET","query":"x=2","body":""}"#,
     );
     s.ctl_ok(&["put", "good/k", "v1"]);
     assert_response(&get(&s, "/old/get?k=good/k"), 200, r#"{"revision":2,"count":1,"value":"v1"}"#);

@@ -2,10 +2,18 @@
 //!
 //! - `GET /ui/`: an HTML+JS page that lists the keys under a prefix and shows a key's value (pretty
 //!   JSON when it parses), using the two JSON routes below;
-//! - `GET /ui/api/keys?prefix=json/&limit=100`: `{"revision", "prefix", "count", "more", "keys": [{"key",
-//!   "size", "create_revision", "mod_revision", "version", "lease"}]}`;
+//! - `GET /ui/api/keys?prefix=json/&limit=100`: `{"revision", "prefix", "user", "count", "more", "keys":
+//!   [{"key", "size", "create_revision", "mod_revision", "version", "lease"}]}`;
 //! - `GET /ui/api/value?key=json/a`: `{"revision", "key", "value", "utf8", "size", "create_revision",
 //!   "mod_revision", "version", "lease"}`, or 404 `{"error": "key not found: ..."}`.
+//!
+//! Both read for the caller (contract 0.3.0): the user the request's `Authorization` token names. With
+//! auth on, a listing holds only the keys that user may read (`readable_by_caller`), a value is shown
+//! only if they may read it (`for_caller`: 403 `etcdserver: permission denied`), and an anonymous
+//! request is refused as etcd refuses an anonymous Range: 401 `etcdserver: user name is empty`. The
+//! page then shows a login form; its script authenticates with the gateway (`POST
+//! /v3/auth/authenticate`, the password never passes through this plugin), keeps the token in the tab's
+//! `sessionStorage` and sends it in `Authorization`. With auth off everything is read as before.
 //!
 //! Read-only. `kv-browser.toml`'s `[config]`: `prefix` (the page's initial prefix, default every key),
 //! `limit` (most keys listed, default 500), `serializable` (read the local member without a ReadIndex
@@ -44,7 +52,7 @@ struct Settings {
     serializable: bool,
 }
 
-/// The reads the routes need; the host in the plugin, a map in the tests.
+/// The reads the routes need, for the request's caller; the host in the plugin, a map in the tests.
 trait Store {
     fn list(&self, prefix: &[u8], limit: i64, serializable: bool) -> kv::Result<RangeResult>;
     fn get(&self, key: &[u8], serializable: bool) -> kv::Result<RangeResult>;
@@ -53,12 +61,14 @@ trait Store {
 struct HostStore;
 
 impl Store for HostStore {
+    /// Only the keys the caller may read.
     fn list(&self, prefix: &[u8], limit: i64, serializable: bool) -> kv::Result<RangeResult> {
-        let range = kv::Range::prefix(prefix).limit(limit);
+        let range = kv::Range::prefix(prefix).limit(limit).readable_by_caller();
         if serializable { range.serializable() } else { range }.get()
     }
+    /// Refused unless the caller may read the key.
     fn get(&self, key: &[u8], serializable: bool) -> kv::Result<RangeResult> {
-        let range = kv::Range::key(key);
+        let range = kv::Range::key(key).for_caller();
         if serializable { range.serializable() } else { range }.get()
     }
 }
@@ -88,7 +98,7 @@ fn list_keys(req: &Request, settings: &Settings, store: &dyn Store) -> Response 
         Some(_) => return Response::error(400, "limit must be a positive integer"),
     };
     match store.list(&prefix, limit, settings.serializable) {
-        Ok(res) => Response::json(200, &keys_json(&prefix, &res)),
+        Ok(res) => Response::json(200, &keys_json(&prefix, req.caller(), &res)),
         Err(e) => store_error(e),
     }
 }
@@ -106,9 +116,15 @@ fn show_value(req: &Request, settings: &Settings, store: &dyn Store) -> Response
     }
 }
 
-/// A failed read: 403 outside the plugin's read grant, 502 otherwise (e.g. no leader).
+/// A failed read: 401 when the caller must log in (again), 403 outside the caller's permission or the
+/// plugin's read grant, 502 otherwise (e.g. no leader).
 fn store_error(e: kv::Error) -> Response {
-    let status = if e.0.starts_with("permission denied") { 403 } else { 502 };
+    let status = match e.0.as_str() {
+        "etcdserver: user name is empty" | "etcdserver: revision of auth store is old" => 401,
+        "etcdserver: permission denied" => 403,
+        m if m.starts_with("permission denied") => 403,
+        _ => 502,
+    };
     Response::error(status, e)
 }
 
@@ -121,7 +137,7 @@ fn query_bytes(req: &Request, name: &str) -> Option<Vec<u8>> {
         .map(|(_, v)| percent_decode_bytes(v))
 }
 
-fn keys_json(prefix: &[u8], res: &RangeResult) -> serde_json::Value {
+fn keys_json(prefix: &[u8], user: Option<&str>, res: &RangeResult) -> serde_json::Value {
     let keys: Vec<_> = res
         .kvs
         .iter()
@@ -139,6 +155,7 @@ fn keys_json(prefix: &[u8], res: &RangeResult) -> serde_json::Value {
     json!({
         "revision": res.revision,
         "prefix": String::from_utf8_lossy(prefix),
+        "user": user,
         "count": res.count,
         "more": res.more,
         "keys": keys,
@@ -202,8 +219,14 @@ mod tests {
     }
 
     fn get(path: &str, query: &str) -> (u16, serde_json::Value, Response) {
-        let req =
-            Request { method: "GET".into(), path: path.into(), query: query.into(), headers: vec![], body: vec![] };
+        let req = Request {
+            method: "GET".into(),
+            path: path.into(),
+            query: query.into(),
+            headers: vec![],
+            body: vec![],
+            caller: Some("alice".into()),
+        };
         let settings = Settings { default_prefix: "json/".into(), max_limit: 3, serializable: false };
         let r = handle(&req, &settings, &store());
         let json = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
@@ -216,9 +239,17 @@ mod tests {
         assert_eq!(status, 200);
         assert!(r.headers.contains(&("content-type".into(), "text/html; charset=utf-8".into())));
         let html = r.body_string();
-        for needle in
-            ["<title>modkv kv-browser</title>", "id=\"prefix\"", "id=\"keys\"", "id=\"value\"", "api/keys?prefix="]
-        {
+        for needle in [
+            "<title>modkv kv-browser</title>",
+            "id=\"prefix\"",
+            "id=\"keys\"",
+            "id=\"value\"",
+            "api/keys?prefix=",
+            "<form id=\"login\" hidden>",
+            "fetch(\"/v3/auth/authenticate\"",
+            "sessionStorage.setItem(TOKEN, body.token)",
+            "headers.authorization = token",
+        ] {
             assert!(html.contains(needle), "page lacks {needle}");
         }
         let (status, _, r) = get("/ui", "");
@@ -234,6 +265,7 @@ mod tests {
         assert_eq!(status, 200);
         assert_eq!(body["revision"], 9);
         assert_eq!(body["prefix"], "json/");
+        assert_eq!(body["user"], "alice");
         assert_eq!(body["count"], 2);
         assert_eq!(body["more"], false);
         let keys: Vec<_> = body["keys"].as_array().unwrap().iter().map(|k| k["key"].as_str().unwrap()).collect();
@@ -269,6 +301,10 @@ mod tests {
     #[test]
     fn read_errors() {
         assert_eq!(store_error(kv::Error("permission denied: plugin kv-browser may not read x".into())).status, 403);
+        assert_eq!(store_error(kv::Error("etcdserver: permission denied".into())).status, 403);
+        let r = store_error(kv::Error("etcdserver: user name is empty".into()));
+        assert_eq!((r.status, r.body_string()), (401, "{\"error\":\"etcdserver: user name is empty\"}\n".into()));
+        assert_eq!(store_error(kv::Error("etcdserver: revision of auth store is old".into())).status, 401);
         let r = store_error(kv::Error("etcdserver: no leader".into()));
         assert_eq!(r.status, 502);
         assert_eq!(r.body_string(), "{\"error\":\"etcdserver: no leader\"}\n");
@@ -282,6 +318,7 @@ mod tests {
             query: "".into(),
             headers: vec![],
             body: vec![],
+            caller: None,
         };
         let settings = Settings { default_prefix: String::new(), max_limit: 10, serializable: true };
         assert_eq!(handle(&req, &settings, &store()).status, 405);

@@ -1,5 +1,6 @@
 //! Plain HTTP endpoints of the client port: `/health`, `/version` and `/metrics`, as etcd serves them;
-//! and the `--listen-metrics-urls` listeners, which serve `/metrics` and `/health` only.
+//! and the `--listen-metrics-urls` listeners, which serve `/metrics` and `/health` only. Any other path
+//! goes to the plugin whose route covers it, as the caller its `Authorization` header names.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,24 +13,45 @@ use tokio::sync::watch;
 
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 use crate::plugin::Plugins;
-use crate::server::v3::Health;
+use crate::server::v3::{Auth, Health};
 use crate::version::{ETCD_CLUSTER_VERSION, ETCD_VERSION};
 
 /// How long `/health` waits for its quorum read, as etcd does.
 const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub fn router(server: Arc<dyn Health>, plugins: Arc<Plugins>) -> Router {
+pub fn router(server: Arc<dyn Health>, auth: Arc<dyn Auth>, plugins: Arc<Plugins>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
         .with_state(server)
         .method_not_allowed_fallback(|| async { (StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n") })
-        .fallback(move |req: axum::extract::Request| plugin_or_not_found(plugins.clone(), req))
+        .fallback(move |req: axum::extract::Request| plugin_or_not_found(plugins.clone(), auth.clone(), req))
 }
 
-/// A path no built-in endpoint serves: a plugin's route if one covers it, else 404.
-async fn plugin_or_not_found(plugins: Arc<Plugins>, req: axum::extract::Request) -> Response {
-    match plugins.serve_http(req).await {
+/// A path no built-in endpoint serves: a plugin's route if one covers it, else 404. While auth is on, the
+/// plugin is told the caller the `Authorization` header's token names (raw, as the JSON gateway takes
+/// it; none without one), and the header is not passed on: a plugin learns who is calling, it is never
+/// handed the user's credential. An invalid or expired token is answered as the gateway answers it (401,
+/// `etcdserver: invalid auth token`) and the plugin is not called. While auth is off nothing is looked
+/// at and the request goes to the plugin as it came.
+async fn plugin_or_not_found(plugins: Arc<Plugins>, auth: Arc<dyn Auth>, mut req: axum::extract::Request) -> Response {
+    if !plugins.serves(req.uri().path()) {
+        return not_found().await;
+    }
+    let mut caller = None;
+    if auth.enabled() {
+        let token = req.headers_mut().remove(header::AUTHORIZATION);
+        caller = match super::auth::caller_of(&*auth, token.as_ref().map(|t| t.as_bytes())).await {
+            Ok(c) => c,
+            Err(e) => {
+                let s = tonic::Status::from(e);
+                let body = super::gateway::json::error_body(s.code(), s.message());
+                let status = super::gateway::json::http_status(s.code());
+                return (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+            }
+        };
+    }
+    match plugins.serve_http(req, caller).await {
         Some(resp) => resp,
         None => not_found().await,
     }

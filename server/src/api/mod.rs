@@ -145,7 +145,7 @@ pub fn client_mux(
         .layer(auth::CallerLayer { auth: handles.auth.clone() })
         .layer(grpc_limit::layer(max_grpc_message(cfg.max_request_bytes)))
         .layer(metrics.grpc_layer());
-    let http = http::router(handles.health.clone(), plugins)
+    let http = http::router(handles.health.clone(), handles.auth.clone(), plugins)
         .merge(http::metrics_router(metrics.clone()))
         .merge(gateway::router(services, metrics, cfg.max_request_bytes));
     mux::Mux::new(grpc, http)

@@ -27,6 +27,7 @@ use std::sync::{Arc, RwLock};
 use prost::Message;
 
 use crate::error::{Error, Result};
+use crate::mvcc::KeyRange;
 use crate::proto::authpb::{Permission, Role, User, UserAddOptions};
 use crate::storage::{Backend, Cf, WriteBatch};
 use perms::UserPerms;
@@ -238,6 +239,22 @@ impl AuthStore {
         let p = Arc::new(p);
         s.perms.insert(c.user.clone(), p.clone());
         Ok(p)
+    }
+
+    /// The parts of `key`/`range_end` the caller may read, in key order, from its cached permissions (what
+    /// [`AuthStore::check`] allows): all of it while auth is off or for root, none of it for a user
+    /// without a read grant there; anonymous: `UserEmpty`. For a plugin reading for its caller
+    /// (`range-for-caller`); each part is still checked as a Range when it is read.
+    pub fn readable(&self, caller: Option<&AuthInfo>, key: &[u8], range_end: &[u8]) -> Result<Vec<KeyRange>> {
+        let whole = KeyRange::new(key, range_end);
+        if !self.is_enabled() {
+            return Ok(vec![whole]);
+        }
+        let perms = self.perms_of(caller)?;
+        if perms.root {
+            return Ok(vec![whole]);
+        }
+        Ok(perms.read.clip(&whole))
     }
 
     /// Whether `perms` allow `access` to every key of `key`/`range_end`.
@@ -529,6 +546,12 @@ mod tests {
         assert_eq!(a.check(caller("u").as_ref(), Access::Write, b"a", b""), Ok(()));
         assert_eq!(a.check(caller("u").as_ref(), Access::Read, b"k", b"m"), Err(Error::PermissionDenied));
         assert_eq!(a.check(caller("root").as_ref(), Access::Write, b"x", b"\0"), Ok(()));
+        // What u may read of every key: key a and [k, l); root all of it; anonymous nothing.
+        let every = a.readable(caller("u").as_ref(), b"\0", b"\0");
+        assert_eq!(every, Ok(vec![KeyRange::new(b"a", b"a\0"), KeyRange::new(b"k", b"l")]));
+        assert_eq!(a.readable(caller("u").as_ref(), b"b", b"c"), Ok(vec![]));
+        assert_eq!(a.readable(caller("root").as_ref(), b"a", b"b"), Ok(vec![KeyRange::new(b"a", b"b")]));
+        assert_eq!(a.readable(None, b"a", b"b"), Err(Error::UserEmpty));
         assert_eq!(a.check_admin(caller("u").as_ref()), Err(Error::PermissionDenied));
         assert_eq!(a.check_admin(caller("ghost").as_ref()), Err(Error::UserNotFound));
         assert_eq!(a.role_revoke_permission("r", b"k", b"", &mut b), Err(Error::PermissionNotGranted));

@@ -45,6 +45,15 @@ impl KeyRange {
         vec![0]
     }
 
+    /// The range as etcd's `range_end`: empty for a single key, `"\0"` for every key from `key` on.
+    pub fn range_end(&self) -> Vec<u8> {
+        match &self.end {
+            None => Vec::new(),
+            Some(e) if e.is_empty() => vec![0],
+            Some(e) => e.clone(),
+        }
+    }
+
     pub fn contains(&self, k: &[u8]) -> bool {
         match &self.end {
             None => k == self.key.as_slice(),
@@ -145,6 +154,37 @@ impl IntervalSet {
             .is_some_and(|(_, end)| end.as_ref().is_none_or(|e| k < e.as_slice()))
     }
 
+    /// The parts of `r` in the set, in key order: `r` itself if it is a single key in the set, else one
+    /// range `[max(start, r.key), min(end, r.end))` per span that overlaps it. O(log n + parts).
+    pub fn clip(&self, r: &KeyRange) -> Vec<KeyRange> {
+        // `None`: unbounded.
+        let end: Option<&[u8]> = match &r.end {
+            None => return if self.contains(&r.key) { vec![r.clone()] } else { Vec::new() },
+            Some(e) if e.is_empty() => None,
+            Some(e) if e.as_slice() <= r.key.as_slice() => return Vec::new(),
+            Some(e) => Some(e.as_slice()),
+        };
+        let first = self.spans.range::<[u8], _>((Bound::Unbounded, Bound::Included(r.key.as_slice()))).next_back();
+        let later = self.spans.range::<[u8], _>((Bound::Excluded(r.key.as_slice()), Bound::Unbounded));
+        let mut parts = Vec::new();
+        for (start, stop) in first.into_iter().chain(later) {
+            if end.is_some_and(|end| start.as_slice() >= end) {
+                break;
+            }
+            let start = start.as_slice().max(r.key.as_slice());
+            let stop = match (stop.as_deref(), end) {
+                (None, None) => None,
+                (Some(s), None) | (None, Some(s)) => Some(s),
+                (Some(a), Some(b)) => Some(a.min(b)),
+            };
+            if stop.is_some_and(|stop| stop <= start) {
+                continue;
+            }
+            parts.push(KeyRange { key: start.to_vec(), end: Some(stop.map(<[u8]>::to_vec).unwrap_or_default()) });
+        }
+        parts
+    }
+
     /// Whether every key of `r` is in the set (an empty range is checked as its first key). The spans
     /// are merged, so a covered range lies inside one of them.
     pub fn covers(&self, r: &KeyRange) -> bool {
@@ -188,6 +228,33 @@ mod tests {
         s.insert(&KeyRange::new(b"a", b"z"));
         assert!(s.contains(b"ka") && s.contains(b"zzz") && !s.contains(b"0"));
         assert_eq!(s.spans.len(), 1);
+    }
+
+    #[test]
+    fn clip_keeps_the_parts_in_the_set() {
+        let mut s = IntervalSet::default();
+        s.insert(&KeyRange::prefix(b"app/"));
+        s.insert(&KeyRange::single(b"foo"));
+        s.insert(&KeyRange::new(b"x", b"\0"));
+        let parts = |k: &[u8], e: &[u8]| -> Vec<(Vec<u8>, Vec<u8>)> {
+            s.clip(&KeyRange::new(k, e)).into_iter().map(|r| (r.key.clone(), r.range_end())).collect()
+        };
+        let p = |k: &str, e: &[u8]| (k.as_bytes().to_vec(), e.to_vec());
+        // Every key: the spans themselves, the open-ended one with range_end "\0".
+        assert_eq!(parts(b"\0", b"\0"), vec![p("app/", b"app0"), p("foo", b"foo\0"), p("x", b"\0")]);
+        // Cut at both ends, and a range inside one span.
+        assert_eq!(parts(b"app/m", b"g"), vec![p("app/m", b"app0"), p("foo", b"foo\0")]);
+        assert_eq!(parts(b"app/a", b"app/b"), vec![p("app/a", b"app/b")]);
+        assert_eq!(parts(b"y", b"z"), vec![p("y", b"z")]);
+        // Nothing of it in the set; single keys; an empty range.
+        assert_eq!(parts(b"b", b"f"), vec![]);
+        assert_eq!(parts(b"foo", b""), vec![p("foo", b"")]);
+        assert_eq!(parts(b"fo", b""), vec![]);
+        assert_eq!(parts(b"b", b"a"), vec![]);
+        // What clip returns is covered; what it leaves out is not in the set.
+        for part in s.clip(&KeyRange::new(b"a", b"\0")) {
+            assert!(s.covers(&part), "{part:?}");
+        }
     }
 
     #[test]

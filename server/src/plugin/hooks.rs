@@ -4,7 +4,8 @@
 //! every put of a write Txn (both branches, nested txns included: which branch runs is only known at
 //! apply, and the log must only ever hold final values). Hooks run in file-name order; a rewrite is
 //! what the next hook sees; the first rejection fails the request. A put whose `ignore_value` is set
-//! keeps the stored value and is not hooked.
+//! keeps the stored value and is not hooked. A hook is told the request's caller (none for a plugin's
+//! own put); a route the caller its `Authorization` header names, resolved by the api layer.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,6 +17,7 @@ use http::{header, HeaderName, HeaderValue, StatusCode};
 use super::config::FailureMode;
 use super::host::{wit, CallError};
 use super::Plugins;
+use crate::auth::AuthInfo;
 use crate::error::Error;
 use crate::metrics::plugin::CallOutcome;
 use crate::proto::etcdserverpb::PutRequest;
@@ -49,13 +51,22 @@ impl Plugins {
         }
         let Some(host) = self.host.get() else { return Ok(()) };
         let registry = self.registry.load_full();
+        // The request's caller; a plugin's own put (through its host `put`) runs as the member, and is
+        // no user's.
+        let caller = if chain.is_empty() { crate::auth::caller().filter(|c| !c.user.is_empty()) } else { None };
         for p in registry.plugins.iter().filter(|p| p.hooks(&r.key)) {
             if chain.iter().any(|c| **c == *p.info.name) {
                 continue;
             }
-            let req = wit::PutRequest { key: r.key.clone(), value: r.value.clone(), lease: r.lease, in_txn };
+            let req = wit::PutRequest {
+                key: r.key.clone(),
+                value: r.value.clone(),
+                lease: r.lease,
+                in_txn,
+                caller: caller.as_ref().map(|c| c.user.clone()),
+            };
             let started = Instant::now();
-            let result = p.instances.pre_put(&host.runtime, &p.pre, &p.info, chain, &req).await;
+            let result = p.instances.pre_put(&host.runtime, &p.pre, &p.info, chain, caller.as_ref(), &req).await;
             let outcome = result.as_ref().map_or_else(CallError::outcome, |_| CallOutcome::Ok);
             host.metrics.plugins().observe_call(p.name(), "pre_put", started.elapsed(), outcome);
             match result {
@@ -79,9 +90,14 @@ impl Plugins {
         Ok(())
     }
 
-    /// Serves `req` if its path is under a plugin's route; `None` otherwise (the caller answers 404).
-    /// A plugin that fails answers 500 with a body naming it.
-    pub async fn serve_http(&self, req: axum::extract::Request) -> Option<Response> {
+    /// Whether a plugin serves `path` now.
+    pub fn serves(&self, path: &str) -> bool {
+        self.registry.load().route(path).is_some()
+    }
+
+    /// Serves `req`, sent by `caller`, if its path is under a plugin's route; `None` otherwise (the
+    /// caller answers 404). A plugin that fails answers 500 with a body naming it.
+    pub async fn serve_http(&self, req: axum::extract::Request, caller: Option<AuthInfo>) -> Option<Response> {
         let registry = self.registry.load_full();
         let p = registry.route(req.uri().path())?.clone();
         let host = self.host.get()?;
@@ -100,11 +116,12 @@ impl Plugins {
                 .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
                 .collect(),
             body: body.to_vec(),
+            caller: caller.as_ref().map(|c| c.user.clone()).filter(|u| !u.is_empty()),
         };
         let started = Instant::now();
         let result = p
             .instances
-            .handle_http(&host.runtime, &p.pre, &p.info, &wreq)
+            .handle_http(&host.runtime, &p.pre, &p.info, caller.as_ref(), &wreq)
             .await
             .and_then(|r| response(r, p.info.config.response_bytes).map_err(CallError::Failed));
         let outcome = result.as_ref().map_or_else(CallError::outcome, |_| CallOutcome::Ok);

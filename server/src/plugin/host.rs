@@ -8,7 +8,8 @@
 //!   instance ─▶ Store{State: WASI ctx (nothing granted by default), limiter, grants, captured output}
 //!               ├─ Pre::instantiate (pooled slots)
 //!               ├─ call_<export> ──▶ host imports: log, config, range/put/delete ─▶ EtcdServer
-//!               │   (deadline set    counter-add, gauge-set, histogram-observe
+//!               │   (deadline and    (as the member), range-for-caller (as the caller: `caller`)
+//!               │    caller set      counter-add, gauge-set, histogram-observe
 //!               │    per call)
 //!               └─ epoch tick (1 ms): yield to tokio (a long call: take turns, `throttle`); past the
 //!                  call's time limit: trap
@@ -26,9 +27,11 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Stor
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::caller::{as_plugin, range_readable};
 use super::config::{granted, PluginConfig, MAX_MEMORY_BYTES};
 use super::throttle::{Gate, Turn};
 use super::versions::Pre;
+use crate::auth::{with_caller, AuthInfo};
 use crate::metrics::plugin::{CallOutcome, MetricKind, PluginMetricSet};
 use crate::mvcc::KeyRange;
 use crate::server::EtcdServer;
@@ -45,7 +48,7 @@ pub use self::modkv::plugin::types as wit;
 /// The contract version this host is built on (`plugin-sdk/wit/plugin.wit`); older ones: `versions`.
 pub mod current {
     pub use super::modkv::plugin::host::{Host, Level};
-    pub const VERSION: &str = "0.2.0";
+    pub const VERSION: &str = "0.3.0";
 }
 
 /// How often the engine's epoch advances: the granularity of time limits and of yielding to tokio.
@@ -132,6 +135,8 @@ pub struct State {
     pub(super) deadline: Instant,
     /// Whether the running call is long, and its turn at the engine's gate for long calls.
     pub(super) turn: Turn,
+    /// Who the running call serves (set for each call): what `range-for-caller` reads as.
+    pub(super) caller: Option<AuthInfo>,
     pub(super) output: Output,
 }
 
@@ -361,6 +366,7 @@ impl Runtime {
             chain: vec![info.name.clone()],
             deadline: Instant::now() + info.config.time,
             turn: self.gate.turn(),
+            caller: None,
             output: Output { stdout, stderr, logged: [0, 0] },
         };
         let mut store = Store::new(&self.engine, state);
@@ -536,6 +542,27 @@ fn grant_for(key: &[u8], end: &[u8]) -> Vec<u8> {
     }
 }
 
+/// A Range's answer as the contract's.
+fn range_result(resp: crate::proto::etcdserverpb::RangeResponse) -> wit::RangeResult {
+    wit::RangeResult {
+        revision: resp.header.map_or(0, |h| h.revision),
+        kvs: resp
+            .kvs
+            .into_iter()
+            .map(|kv| wit::KeyValue {
+                key: kv.key,
+                value: kv.value,
+                create_revision: kv.create_revision,
+                mod_revision: kv.mod_revision,
+                version: kv.version,
+                lease: kv.lease,
+            })
+            .collect(),
+        more: resp.more,
+        count: resp.count,
+    }
+}
+
 impl self::modkv::plugin::types::Host for State {}
 
 impl self::modkv::plugin::host::Host for State {
@@ -568,24 +595,30 @@ impl self::modkv::plugin::host::Host for State {
         }
         let server = self.server()?;
         let r = crate::proto::etcdserverpb::RangeRequest { key, range_end, limit, serializable, ..Default::default() };
-        let resp = server.range(r).await.map_err(|e| e.to_string())?;
-        Ok(wit::RangeResult {
-            revision: resp.header.map_or(0, |h| h.revision),
-            kvs: resp
-                .kvs
-                .into_iter()
-                .map(|kv| wit::KeyValue {
-                    key: kv.key,
-                    value: kv.value,
-                    create_revision: kv.create_revision,
-                    mod_revision: kv.mod_revision,
-                    version: kv.version,
-                    lease: kv.lease,
-                })
-                .collect(),
-            more: resp.more,
-            count: resp.count,
-        })
+        let resp = as_plugin(server.range(r)).await.map_err(|e| e.to_string())?;
+        Ok(range_result(resp))
+    }
+
+    async fn range_for_caller(
+        &mut self,
+        key: Vec<u8>,
+        range_end: Vec<u8>,
+        limit: i64,
+        serializable: bool,
+        scope: wit::CallerScope,
+    ) -> Result<wit::RangeResult, String> {
+        key_given(&key)?;
+        if !granted(&self.info.config.read, &key, &range_end) {
+            return Err(self.info.denied("read", &key, &range_end));
+        }
+        let server = self.server()?;
+        let r = crate::proto::etcdserverpb::RangeRequest { key, range_end, limit, serializable, ..Default::default() };
+        let caller = self.caller.clone();
+        let resp = match scope {
+            wit::CallerScope::Whole => with_caller(caller, server.range(r)).await,
+            wit::CallerScope::Readable => with_caller(caller, range_readable(&server, r)).await,
+        };
+        Ok(range_result(resp.map_err(|e| e.to_string())?))
     }
 
     async fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<i64, String> {
@@ -595,7 +628,7 @@ impl self::modkv::plugin::host::Host for State {
         }
         let server = self.server()?;
         let r = crate::proto::etcdserverpb::PutRequest { key, value, ..Default::default() };
-        let resp = server.put_by(r, &self.chain).await.map_err(|e| e.to_string())?;
+        let resp = as_plugin(server.put_by(r, &self.chain)).await.map_err(|e| e.to_string())?;
         Ok(resp.header.map_or(0, |h| h.revision))
     }
 
@@ -606,7 +639,7 @@ impl self::modkv::plugin::host::Host for State {
         }
         let server = self.server()?;
         let r = crate::proto::etcdserverpb::DeleteRangeRequest { key, range_end, ..Default::default() };
-        let resp = server.delete_range(r).await.map_err(|e| e.to_string())?;
+        let resp = as_plugin(server.delete_range(r)).await.map_err(|e| e.to_string())?;
         Ok(resp.deleted)
     }
 

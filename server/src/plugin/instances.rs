@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::host::{finish, wit, CallError, PluginInfo, Runtime, State, PIPE_CAPACITY, WALL_CLOCK_SLACK};
 use super::versions::{Bindings, Pre};
+use crate::auth::AuthInfo;
 
 /// The longest an instance is kept, however few calls it answered.
 const MAX_AGE: Duration = Duration::from_secs(10);
@@ -64,7 +65,7 @@ impl Runtime {
 
     /// Calls `manifest` in a fresh instance (at load, before the plugin's instances exist).
     pub async fn manifest(&self, pre: &Pre, info: &Arc<PluginInfo>) -> Result<wit::Manifest, CallError> {
-        match self.instantiate(pre, info).await?.call(info, &[], Export::Manifest).await? {
+        match self.instantiate(pre, info).await?.call(info, &[], None, Export::Manifest).await? {
             Answer::Manifest(m) => Ok(m),
             _ => Err(CallError::Failed("manifest returned another export's answer".into())),
         }
@@ -73,16 +74,18 @@ impl Runtime {
 
 impl Warm {
     /// Calls `export` with the plugin's time limit; `chain`: the plugins whose host calls led here (their
-    /// pre-put hooks are skipped for writes this call makes).
+    /// pre-put hooks are skipped for writes this call makes); `caller`: who the call serves.
     pub async fn call(
         &mut self,
         info: &PluginInfo,
         chain: &[Arc<str>],
+        caller: Option<&AuthInfo>,
         export: Export<'_>,
     ) -> Result<Answer, CallError> {
         let state = self.store.data_mut();
         state.deadline = Instant::now() + info.config.time;
         state.turn.reset();
+        state.caller = caller.cloned();
         state.chain.clear();
         state.chain.extend(chain.iter().cloned());
         state.chain.push(info.name.clone());
@@ -109,13 +112,15 @@ impl Instances {
         self.calls_per_instance
     }
 
-    /// Calls `export`, in an idle instance if there is one, else in a fresh one.
+    /// Calls `export` for `caller`, in an idle instance if there is one, else in a fresh one.
+    #[allow(clippy::too_many_arguments)]
     pub async fn call(
         &self,
         runtime: &Runtime,
         pre: &Pre,
         info: &Arc<PluginInfo>,
         chain: &[Arc<str>],
+        caller: Option<&AuthInfo>,
         export: Export<'_>,
     ) -> Result<Answer, CallError> {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -124,12 +129,12 @@ impl Instances {
             Some(w) => w,
             None => runtime.instantiate(pre, info).await?,
         };
-        let result = match warm.call(info, chain, export).await {
+        let result = match warm.call(info, chain, caller, export).await {
             Err(e) if reused && !matches!(e, CallError::Timeout(_)) => {
                 tracing::debug!(plugin = %info.name, error = %e, "call failed in a reused instance; running it alone");
                 drop(warm);
                 warm = runtime.instantiate(pre, info).await?;
-                warm.call(info, chain, export).await
+                warm.call(info, chain, caller, export).await
             }
             r => r,
         };
@@ -159,9 +164,10 @@ impl Instances {
         pre: &Pre,
         info: &Arc<PluginInfo>,
         chain: &[Arc<str>],
+        caller: Option<&AuthInfo>,
         req: &wit::PutRequest,
     ) -> Result<wit::PutDecision, CallError> {
-        match self.call(runtime, pre, info, chain, Export::PrePut(req)).await? {
+        match self.call(runtime, pre, info, chain, caller, Export::PrePut(req)).await? {
             Answer::PrePut(d) => Ok(d),
             _ => Err(CallError::Failed("pre-put returned another export's answer".into())),
         }
@@ -172,9 +178,10 @@ impl Instances {
         runtime: &Runtime,
         pre: &Pre,
         info: &Arc<PluginInfo>,
+        caller: Option<&AuthInfo>,
         req: &wit::HttpRequest,
     ) -> Result<wit::HttpResponse, CallError> {
-        match self.call(runtime, pre, info, &[], Export::HandleHttp(req)).await? {
+        match self.call(runtime, pre, info, &[], caller, Export::HandleHttp(req)).await? {
             Answer::HandleHttp(r) => Ok(r),
             _ => Err(CallError::Failed("handle-http returned another export's answer".into())),
         }

@@ -1,7 +1,8 @@
 //! WebAssembly plugins: components in `--plugin-dir` that serve HTTP routes on the client port, check
 //! or rewrite puts before they are proposed, and report metrics. The contract is
-//! `plugin-sdk/wit/plugin.wit` (`modkv:plugin@0.2.0`); components built against earlier versions load
-//! too (`versions`).
+//! `plugin-sdk/wit/plugin.wit` (`modkv:plugin@0.3.0`); components built against earlier versions load
+//! too (`versions`). Who is calling (a route's `Authorization`, a put's caller) and what a plugin may
+//! read for them: `caller`.
 //!
 //! ```text
 //!   --plugin-dir/<name>.wasm (+ <name>.toml)      sorted by file name: the order hooks run in
@@ -11,8 +12,10 @@
 //!   Registry (immutable) ◀── ArcSwap in Plugins ◀── reload: directory polled every 250 ms, or SIGHUP;
 //!        │                                            unchanged plugins kept, a broken new version
 //!        │                                            leaves the old one running; one atomic swap
-//!        ├─ hooks::serve_http   client-port HTTP router fallback: longest route prefix wins
-//!        └─ hooks::pre_put      EtcdServer::put / txn, before propose: allow | reject | rewrite
+//!        ├─ hooks::serve_http   client-port HTTP router fallback: longest route prefix wins; the caller
+//!        │                      from the Authorization header (api::http)
+//!        └─ hooks::pre_put      EtcdServer::put / txn, before propose: allow | reject | rewrite; the
+//!                               request's caller
 //!   each call: `instances` (a fresh or an idle instance); a call past 2 ms takes turns with the other
 //!   long calls behind one gate (`throttle`), so a looping plugin cannot starve the member
 //! ```
@@ -23,6 +26,7 @@
 //! line that says so (`inspect`). Requests in flight hold the registry (and so the plugin version) they
 //! started with, so a reload never fails them.
 
+pub mod caller;
 pub mod config;
 pub mod hooks;
 pub mod host;

@@ -162,6 +162,11 @@ impl EtcdServer {
         &self.headers
     }
 
+    /// Users, roles and permissions (the plugin host asks which parts of a range a caller may read).
+    pub fn auth_store(&self) -> &AuthStore {
+        &self.auth
+    }
+
     /// What `Maintenance.Status` reports of this member (the version is the service's).
     pub fn status(&self) -> crate::proto::etcdserverpb::StatusResponse {
         crate::proto::etcdserverpb::StatusResponse {

@@ -3,7 +3,9 @@
 //! same code built against contract 0.1.0.
 //!
 //! Pages (by the path's last segment): `hello` (echo and config), `get`/`put`/`delete` (host KV calls
-//! with `?k=`/`&v=`), `calls`, `typo` (an unknown metric), and `kv` for `tests/tests/plugin_imports.rs`,
+//! with `?k=`/`&v=`), `calls`, `typo` (an unknown metric), `headers` (the request's header names),
+//! `caller` and `as-caller` (the caller, contract 0.3.0: current.rs / older.rs; puts under `who/` are
+//! stamped with it), and `kv` for `tests/tests/plugin_imports.rs`,
 //! which passes arbitrary bytes to the host KV imports. Its POST body, little-endian:
 //!
 //! ```text

@@ -1,5 +1,6 @@
-// Shared by `good`, `good-v2` and `legacy` (each generates its own bindings first, and names its
-// VERSION and `base_manifest`, which holds the fields its contract version has beyond these).
+// Shared by `good`, `good-v2`, `v02` and `legacy` (each generates its own bindings first, and names its
+// VERSION and `base_manifest`, which holds the fields its contract version has beyond these, and the
+// caller's pages and hook: `caller_page`, `as_caller_page`, `who_decision`; current.rs or older.rs).
 use std::sync::atomic::{AtomicU64, Ordering};
 use modkv::plugin::host;
 use modkv::plugin::types::{MetricDef, MetricKind};
@@ -122,7 +123,7 @@ impl Guest for Good {
             name: host::config("name").unwrap_or_else(|| "good".into()),
             version: VERSION.into(),
             routes: vec!["/good".into()],
-            hooked_prefixes: vec![b"guard/".to_vec(), b"up/".to_vec()],
+            hooked_prefixes: vec![b"guard/".to_vec(), b"up/".to_vec(), b"who/".to_vec()],
             metrics: vec![
                 MetricDef {
                     name: "requests_total".into(),
@@ -189,6 +190,11 @@ impl Guest for Good {
                 }
             }
             "calls" => json(200, format!(r#"{{"calls":{calls}}}"#)),
+            // The names of the request's headers, in order.
+            "headers" => {
+                let names: Vec<String> = req.headers.iter().map(|(k, _)| quote(k)).collect();
+                json(200, format!(r#"{{"headers":[{}]}}"#, names.join(",")))
+            }
             // A misspelt metric name (the manifest defines `requests_total`): ignored, warned once.
             "typo" => {
                 host::counter_add("request_total", &[], 1.0);
@@ -203,6 +209,8 @@ impl Guest for Good {
                 Err(e) => json(403, format!(r#"{{"error":{}}}"#, quote(&e))),
             },
             "kv" => kv_call(&req.body),
+            "caller" => caller_page(&req),
+            "as-caller" => as_caller_page(&req),
             _ => json(404, r#"{"error":"no such page"}"#.into()),
         };
         host::gauge_set("last_status", &[], resp.status as f64);
@@ -224,6 +232,8 @@ impl Guest for Good {
             }
         } else if req.key.starts_with(b"up/") {
             PutDecision::Rewrite(req.value.to_ascii_uppercase())
+        } else if req.key.starts_with(b"who/") {
+            who_decision(&req)
         } else {
             PutDecision::Allow
         }

@@ -7,4 +7,5 @@ fn base_manifest() -> Manifest {
     Manifest { name: String::new(), version: String::new(), routes: vec![], hooked_prefixes: vec![], metrics: vec![] }
 }
 
+include!("../../good/src/older.rs");
 include!("../../good/src/plugin.rs");
