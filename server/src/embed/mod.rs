@@ -52,6 +52,9 @@ use crate::watch::WatchHub;
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// How long stopping may take after raft, apply or a listener failed.
 const FAILED_CLOSE_DEADLINE: Duration = Duration::from_secs(10);
+/// How long in-flight client requests get after raft or apply failed: what waits on them never comes,
+/// so the member exits now (as etcd's does) instead of after `DRAIN_DEADLINE`.
+const FAILED_DRAIN_DEADLINE: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
@@ -433,12 +436,17 @@ impl Etcd {
     /// 4. stop the raft node (nothing new is committed);
     /// 5. let apply finish the entries already committed, then stop it;
     /// 6. flush storage.
-    pub async fn close(mut self) {
+    pub async fn close(self) {
+        self.close_draining(DRAIN_DEADLINE).await
+    }
+
+    /// [`Etcd::close`], giving in-flight requests `drain` to finish.
+    async fn close_draining(mut self, drain_deadline: Duration) {
         tracing::info!("stopping: draining connections");
         let _ = self.stop_serving.send(true);
         let drain = futures::future::join_all(self.serving.iter_mut());
-        if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
-            tracing::warn!("connections still open after {DRAIN_DEADLINE:?}; closing them");
+        if tokio::time::timeout(drain_deadline, drain).await.is_err() {
+            tracing::warn!("connections still open after {drain_deadline:?}; closing them");
             for t in &self.serving {
                 t.abort();
             }
@@ -510,7 +518,7 @@ pub async fn run(
         // A failed core thread may leave a step of `close` with nobody to answer it: bound the wait, the
         // caller exits non-zero either way.
         tracing::error!("{e}; stopping the member");
-        if tokio::time::timeout(FAILED_CLOSE_DEADLINE, etcd.close()).await.is_err() {
+        if tokio::time::timeout(FAILED_CLOSE_DEADLINE, etcd.close_draining(FAILED_DRAIN_DEADLINE)).await.is_err() {
             tracing::error!("the member did not stop within {FAILED_CLOSE_DEADLINE:?} after the failure; exiting");
         }
     } else {
