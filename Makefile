@@ -57,6 +57,7 @@ run: build plugins
 ## the integration tests (tests/) against the built binary, the example plugins and the real etcd
 test: deps-test build plugins
 	$(CARGO) test --release -p modkv --lib
+	$(CARGO) test --release -p modkv-bbolt
 	$(CARGO) test --release -p modkv --test layers
 	$(CARGO) test --release -p modkv --doc
 	FUZZ_MS=$$(( $(FUZZ_TEST_SECS) * 1000 )) MODKV_PLUGIN_DIR="$(abspath $(PLUGIN_DIR))" \

@@ -43,6 +43,16 @@ pub enum Error {
     Invalid(String),
 }
 
+impl Error {
+    /// What is wrong, without the leading "invalid database".
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Invalid(reason) => reason.clone(),
+            Error::Io(e) => e.to_string(),
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, Error>;
 
 pub(crate) fn invalid<T>(what: impl Into<String>) -> Result<T> {

@@ -111,7 +111,7 @@ impl<R: ReadAt> Reader<R> {
                 }
             }
             (Ok(m), Err(_)) | (Err(_), Ok(m)) => m,
-            (Err(a), Err(b)) => return invalid(format!("both meta pages are damaged: {a}; {b}")),
+            (Err(a), Err(b)) => return invalid(format!("both meta pages are damaged: {}; {}", a.reason(), b.reason())),
         };
         let ps = meta.page_size as u64;
         if !(512..=65536).contains(&ps) || !ps.is_power_of_two() {
