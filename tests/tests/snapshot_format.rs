@@ -80,8 +80,9 @@ fn save(s: &Server, dir: &std::path::Path, name: &str) -> String {
     file
 }
 
-/// A new member of `kind` whose data dir is `file` restored with that kind's tool and etcdctl's flags.
-fn restored(kind: Kind, file: &str) -> Server {
+/// A new member of `kind` whose data dir is `file` restored with that kind's tool and etcdctl's flags
+/// (`probe`: etcdctl flags its readiness check needs, e.g. a user once auth is on).
+fn restored(kind: Kind, file: &str, probe: &[&str]) -> Server {
     let mut s = Server::start(kind, ServerOpts::new().name("restored"));
     s.kill9();
     std::fs::remove_dir_all(s.data_dir()).unwrap();
@@ -108,6 +109,7 @@ fn restored(kind: Kind, file: &str) -> Server {
         Kind::Modkv => modkv_cmd(&args),
     };
     assert!(out.success(), "{out:#?}");
+    s.probe_with(probe);
     s.restart();
     s
 }
@@ -123,7 +125,7 @@ fn modkv_snapshot_restored_into_etcd() {
     let want = served(&m, &lease);
     let hash = m.ctl_json(&["endpoint", "hashkv"])[0]["HashKV"]["hash"].clone();
 
-    let e = restored(Kind::Etcd, &file);
+    let e = restored(Kind::Etcd, &file, &[]);
     assert_eq!(served(&e, &lease), want);
     assert_eq!(e.ctl_json(&["endpoint", "hashkv"])[0]["HashKV"]["hash"], hash, "HashKV of the same history");
     assert_eq!(e.ctl_json(&["put", "next", "1"])["header"]["revision"], 13);
@@ -143,7 +145,7 @@ fn etcd_snapshot_restored_into_modkv() {
     let want = served(&e, &lease);
     let hash = e.ctl_json(&["endpoint", "hashkv"])[0]["HashKV"]["hash"].clone();
 
-    let m = restored(Kind::Modkv, &file);
+    let m = restored(Kind::Modkv, &file, &[]);
     assert_eq!(served(&m, &lease), want);
     assert_eq!(m.ctl_json(&["endpoint", "hashkv"])[0]["HashKV"]["hash"], hash, "HashKV of the same history");
     assert_eq!(m.ctl_json(&["put", "next", "1"])["header"]["revision"], 13, "continues at etcd's revision + 1");
@@ -188,4 +190,43 @@ fn damaged_snapshots_are_refused() {
     );
     let out = modkv_cmd(&["snapshot", "status", &damaged]);
     assert!(out.stderr.contains("invalid database: the file is cut short"), "{out:#?}");
+}
+
+const ROOT: &str = "--user=root:rootpw";
+const ALICE: &str = "--user=alice:apw";
+
+/// Users, roles and the auth switch go along both ways: a snapshot of one kind with auth on, restored
+/// into the other, enforces the same permissions with the same passwords.
+#[test]
+fn auth_goes_along_both_ways() {
+    for (from, to) in [(Kind::Modkv, Kind::Etcd), (Kind::Etcd, Kind::Modkv)] {
+        let mut s = Server::start(from, ServerOpts::new());
+        for args in [
+            &["user", "add", "root:rootpw"][..],
+            &["user", "add", "alice:apw"],
+            &["role", "add", "reader"],
+            &["role", "grant-permission", "reader", "read", "foo"],
+            &["user", "grant-role", "alice", "reader"],
+            &["put", "foo", "bar"],
+            &["put", "secret", "s"],
+            &["auth", "enable"],
+        ] {
+            s.ctl_ok(args);
+        }
+        s.probe_with(&[ROOT]);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("auth.db").display().to_string();
+        assert_eq!(s.etcdctl(&[ROOT, "snapshot", "save", &file]).ok(), format!("Snapshot saved at {file}\n"));
+        same_status(&s, &file);
+        s.kill9();
+
+        let r = restored(to, &file, &[ROOT]);
+        let denied = r.etcdctl(&["get", "foo"]);
+        assert_eq!(denied.stderr.lines().last(), Some("Error: etcdserver: user name is empty"), "{from} -> {to}");
+        assert_eq!(r.etcdctl(&[ALICE, "get", "foo"]).ok(), "foo\nbar\n", "{from} -> {to}");
+        let denied = r.etcdctl(&[ALICE, "get", "secret"]);
+        assert_eq!(denied.stderr.lines().last(), Some("Error: etcdserver: permission denied"), "{from} -> {to}");
+        assert_eq!(r.etcdctl(&[ROOT, "user", "list"]).ok(), "alice\nroot\n", "{from} -> {to}");
+        assert_eq!(r.etcdctl(&[ROOT, "role", "get", "reader"]).ok(), "Role reader\nKV Read:\n\tfoo\nKV Write:\n");
+    }
 }

@@ -12,7 +12,7 @@
 //!             alarms (JSON)      → alarm: etcdserverpb.AlarmMember → ""        (restore: dropped)
 //!             ETCD_CLUSTER_VERSION → cluster: clusterVersion                   (restore: dropped)
 //!   Cf::Lease id (8 BE) → TTL (i64 BE)                                    ⇄  lease: id → leasepb.Lease
-//!   Cf::Auth  enabled, revision                                           ⇄  auth: enabled, authRevision
+//!   Cf::Auth  enabled, revision                                           ⇄  auth: authEnabled, authRevision
 //!             role/<name> → authpb.Role, user/<name> → authpb.User        ⇄  authRoles, authUsers: name → …
 //! ```
 //!
@@ -48,7 +48,7 @@ const CONSISTENT_INDEX: &[u8] = b"consistent_index";
 const SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
 const FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
 const CLUSTER_VERSION: &[u8] = b"clusterVersion";
-const AUTH_ENABLED: &[u8] = b"enabled";
+const AUTH_ENABLED: &[u8] = b"authEnabled";
 const AUTH_REVISION: &[u8] = b"authRevision";
 /// modkv's own keys in `Cf::Auth` (see `auth`).
 const MODKV_ENABLED: &[u8] = b"enabled";

@@ -26,6 +26,7 @@ fn source(dir: &Path) -> RocksDb {
         KeyValue { key: b"a".to_vec(), ..Default::default() }.encode_to_vec(),
     );
     w.put(Cf::Lease, 7i64.to_be_bytes().to_vec(), 60i64.to_be_bytes().to_vec());
+    w.put(Cf::Auth, b"enabled".to_vec(), vec![1]);
     w.put(Cf::Auth, b"revision".to_vec(), meta::encode_u64(3));
     w.put(Cf::Auth, b"user/alice".to_vec(), b"user proto".to_vec());
     w.put(Cf::Meta, meta::CURRENT_REV, meta::encode_u64(4));
@@ -69,7 +70,7 @@ fn snapshot_in_etcds_layout() {
         ["alarm", "auth", "authRoles", "authUsers", "cluster", "key", "lease", "members", "members_removed", "meta"]
     );
     let bucket = |name: &str| got.iter().find(|(n, _)| n == name).unwrap().1.clone();
-    assert_eq!(bucket("auth"), [(b"authRevision".to_vec(), meta::encode_u64(3))]);
+    assert_eq!(bucket("auth"), [(b"authEnabled".to_vec(), vec![1]), (b"authRevision".to_vec(), meta::encode_u64(3))]);
     assert_eq!(bucket("authUsers"), [(b"alice".to_vec(), b"user proto".to_vec())]);
     assert_eq!(bucket("cluster"), [(b"clusterVersion".to_vec(), b"3.4.0".to_vec())]);
     assert_eq!(bucket("key").len(), 3);
@@ -98,7 +99,7 @@ fn snapshot_in_etcds_layout() {
     let path = out.path().join("s.db");
     std::fs::write(&path, &bytes).unwrap();
     let st = status(&path).unwrap();
-    assert_eq!((st.revision, st.total_key, st.total_size), (4, 11, (bytes.len() - HASH_LEN) as u64));
+    assert_eq!((st.revision, st.total_key, st.total_size), (4, 12, (bytes.len() - HASH_LEN) as u64));
     let restored = out.path().join("restored");
     assert_eq!(restore(&path, &restored, false).unwrap(), 4);
     let e = restore(&path, &restored, false).unwrap_err().to_string();
@@ -108,6 +109,7 @@ fn snapshot_in_etcds_layout() {
     assert_eq!(db.get(Cf::Lease, &7i64.to_be_bytes()).unwrap(), Some(60i64.to_be_bytes().to_vec()));
     assert_eq!(db.get(Cf::Auth, b"user/alice").unwrap(), Some(b"user proto".to_vec()));
     assert_eq!(db.get(Cf::Auth, b"revision").unwrap(), Some(meta::encode_u64(3)));
+    assert_eq!(db.get(Cf::Auth, b"enabled").unwrap(), Some(vec![1]));
     assert_eq!(db.get(Cf::Meta, meta::CURRENT_REV).unwrap(), Some(meta::encode_u64(4)));
     assert_eq!(db.get(Cf::Meta, meta::COMPACT_REV).unwrap(), Some(meta::encode_u64(2)));
     assert_eq!(db.get(Cf::Meta, meta::APPLIED_INDEX).unwrap(), None, "the old cluster's raft position");
