@@ -11,12 +11,12 @@ const MAX_PAGE_BYTES: u64 = 256 << 20;
 
 /// Where a reader's bytes come from: a file, or bytes in memory.
 pub trait ReadAt {
-    fn len(&self) -> io::Result<u64>;
+    fn size(&self) -> io::Result<u64>;
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
 }
 
 impl ReadAt for std::fs::File {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.metadata()?.len())
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
@@ -25,8 +25,8 @@ impl ReadAt for std::fs::File {
 }
 
 impl ReadAt for [u8] {
-    fn len(&self) -> io::Result<u64> {
-        Ok(<[u8]>::len(self) as u64)
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.len() as u64)
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let start = usize::try_from(offset).map_err(|_| io::ErrorKind::UnexpectedEof)?;
@@ -38,8 +38,8 @@ impl ReadAt for [u8] {
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for &T {
-    fn len(&self) -> io::Result<u64> {
-        (**self).len()
+    fn size(&self) -> io::Result<u64> {
+        (**self).size()
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         (**self).read_exact_at(buf, offset)
@@ -70,6 +70,9 @@ enum Root<'a> {
     Inline(&'a [u8]),
 }
 
+/// What a tree walk calls for each leaf element: flags, key, value; `false` stops the walk.
+type LeafVisit<'a> = dyn FnMut(u32, &[u8], &[u8]) -> Result<bool> + 'a;
+
 /// One bit per page: which pages have been read.
 struct Seen(Vec<u64>);
 
@@ -90,7 +93,7 @@ impl Seen {
 impl<R: ReadAt> Reader<R> {
     /// Opens a database: the valid meta page with the higher transaction id, checked against the file.
     pub fn open(src: R) -> Result<Reader<R>> {
-        let len = src.len()?;
+        let len = src.size()?;
         let meta_at = |offset: u64| -> Result<Meta> {
             let mut b = [0u8; page::HEADER + page::META_LEN];
             if offset + b.len() as u64 > len {
@@ -186,12 +189,7 @@ impl<R: ReadAt> Reader<R> {
     }
 
     /// Walks a tree depth first, calling `f(flags, key, value)` for each leaf element; keys must ascend.
-    fn walk_tree(
-        &self,
-        root: Root<'_>,
-        seen: &mut Seen,
-        f: &mut dyn FnMut(u32, &[u8], &[u8]) -> Result<bool>,
-    ) -> Result<bool> {
+    fn walk_tree(&self, root: Root<'_>, seen: &mut Seen, f: &mut LeafVisit<'_>) -> Result<bool> {
         // Each frame: a page, whether it is a leaf, the next child to visit.
         let mut stack: Vec<(Vec<u8>, bool, usize)> = Vec::new();
         match root {

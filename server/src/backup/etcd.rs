@@ -56,6 +56,11 @@ const MODKV_REVISION: &[u8] = b"revision";
 const MODKV_USER: &[u8] = b"user/";
 const MODKV_ROLE: &[u8] = b"role/";
 
+/// A bucket's pairs.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+/// A pair of modkv's state machine.
+pub type StatePair = (Cf, Vec<u8>, Vec<u8>);
+
 /// etcd's `leasepb.Lease`.
 #[derive(Clone, PartialEq, prost::Message)]
 struct LeasePb {
@@ -109,11 +114,11 @@ fn streamed(cf: Cf, k: &[u8]) -> Option<(&'static [u8], &[u8])> {
 /// with `Ok(false)`, when the writer's output fails with [`std::io::ErrorKind::BrokenPipe`] (the receiver
 /// stopped).
 pub fn feed<W: Write>(snap: &dyn StateSnapshot, w: &mut bbolt::Writer<W>) -> Result<bool, StorageError> {
-    let mut small: BTreeMap<&'static [u8], Vec<(Vec<u8>, Vec<u8>)>> = BTreeMap::new();
+    let mut small: BTreeMap<&'static [u8], Pairs> = BTreeMap::new();
     let mut written: Vec<&'static [u8]> = Vec::new();
     let mut failure: Option<std::io::Error> = None;
     let mut bad: Option<StorageError> = None;
-    let mut meta_pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut meta_pairs: Pairs = Vec::new();
     snap.scan(&mut |cf, k, v| {
         let result = if let Some((bucket, key)) = streamed(cf, k) {
             let value = if cf == Cf::Lease { lease_value(k, v) } else { Ok(v.to_vec()) };
@@ -197,7 +202,7 @@ fn lease_value(k: &[u8], v: &[u8]) -> Result<Vec<u8>, StorageError> {
 }
 
 /// The buckets made from modkv's meta pairs.
-fn meta_buckets(pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<(&'static [u8], Vec<(Vec<u8>, Vec<u8>)>)>, StorageError> {
+fn meta_buckets(pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<(&'static [u8], Pairs)>, StorageError> {
     let get = |key: &[u8]| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice());
     let json_error = |what: &str, e: serde_json::Error| corrupt(format!("{what}: {e}"));
     let mut meta = Vec::new();
@@ -259,7 +264,7 @@ impl Restorer {
     }
 
     /// The modkv pair for an entry of the current bucket, if it has one.
-    pub fn entry(&mut self, key: &[u8], value: &[u8]) -> Result<Option<(Cf, Vec<u8>, Vec<u8>)>, String> {
+    pub fn entry(&mut self, key: &[u8], value: &[u8]) -> Result<Option<StatePair>, String> {
         let name = String::from_utf8_lossy(&self.bucket);
         let bad = |what: &str| Err(format!("bucket {name}: {what}"));
         Ok(Some(match self.bucket.as_slice() {
@@ -299,7 +304,7 @@ impl Restorer {
     }
 
     /// The meta pairs that end a restore: the revision counters. Returns them and the store's revision.
-    pub fn finish(&self) -> (Vec<(Cf, Vec<u8>, Vec<u8>)>, i64) {
+    pub fn finish(&self) -> (Vec<StatePair>, i64) {
         // etcd: the last key's revision, or the compaction's if that is later.
         let revision = self.last_rev.max(self.scheduled_compact).max(1);
         let mut pairs = vec![(Cf::Meta, meta::CURRENT_REV.to_vec(), meta::encode_u64(revision as u64))];

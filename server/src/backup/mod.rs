@@ -318,7 +318,7 @@ pub fn restore(path: &Path, data_dir: &Path, skip_hash_check: bool) -> Result<i6
     let revision = match db {
         Some(db) => {
             let mut bytes = 0;
-            let revision = convert(path, &db, &mut |cf, k, v| {
+            convert(path, &db, &mut |cf, k, v| {
                 bytes += k.len() + v.len();
                 batch.put(cf, k, v);
                 if bytes >= RESTORE_BATCH {
@@ -326,8 +326,7 @@ pub fn restore(path: &Path, data_dir: &Path, skip_hash_check: bool) -> Result<i6
                     write(std::mem::take(&mut batch), false)?;
                 }
                 Ok(())
-            })?;
-            revision
+            })?
         }
         None => {
             let mut revision = 0;

@@ -40,9 +40,9 @@ fn source(dir: &Path) -> RocksDb {
 }
 
 /// Every bucket and pair of an etcd database.
-fn buckets(bytes: &[u8]) -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> {
+fn buckets(bytes: &[u8]) -> Vec<(String, etcd::Pairs)> {
     let r = bbolt::Reader::open(bytes).unwrap();
-    let mut out: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> = Vec::new();
+    let mut out: Vec<(String, etcd::Pairs)> = Vec::new();
     r.walk(&mut |e| {
         match e {
             bbolt::Entry::Bucket(n) => out.push((String::from_utf8(n.to_vec()).unwrap(), vec![])),
