@@ -69,6 +69,20 @@ fn written_files_read_back() {
     assert_eq!(read(&bytes).unwrap(), sorted);
     // The key bucket needs branch pages: its tree is deeper than one leaf.
     assert!(layout.pages > 3000 * 20 / PAGE_SIZE as u64);
+    // Large values only, or first and last: each in a leaf of its own.
+    let big = |n: u8| vec![n; 2 * PAGE_SIZE];
+    for pairs in [
+        vec![(b"a".to_vec(), big(1))],
+        vec![
+            (b"a".to_vec(), big(1)),
+            (b"b".to_vec(), big(2)),
+            (b"c".to_vec(), b"small".to_vec()),
+            (b"d".to_vec(), big(3)),
+        ],
+    ] {
+        let buckets = vec![(b"b".to_vec(), pairs)];
+        assert_eq!(read(&write(&buckets).1).unwrap(), buckets);
+    }
     // An empty database: no buckets.
     let (_, empty) = write(&Vec::new());
     assert_eq!(read(&empty).unwrap(), Vec::new());

@@ -24,6 +24,8 @@ const TXID: u64 = 2;
 /// The freelist's page (empty: every page of a fresh file is in use).
 const FREELIST_PAGE: u64 = 2;
 
+const ZEROS: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
+
 /// Where the finished database's root is and how many pages it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Layout {
@@ -66,43 +68,61 @@ struct Pages<W> {
 }
 
 impl<W: Write> Pages<W> {
-    /// Writes a node as the next page(s); returns its page id.
+    /// Writes a leaf holding one pair as the next pages; returns its page id.
+    fn leaf_of_one(&mut self, key: &[u8], value: &[u8]) -> io::Result<u64> {
+        let elem = Elem { flags: 0, key: key.to_vec(), value: Vec::new(), child: 0 };
+        self.write_node(false, &[elem], Some(value))
+    }
+
     fn node(&mut self, branch: bool, elems: &[Elem]) -> io::Result<u64> {
-        let data: usize = elems.iter().map(|e| e.key.len() + if branch { 0 } else { e.value.len() }).sum();
-        let len = page::HEADER + elems.len() * page::ELEMENT + data;
-        let pages = len.div_ceil(PAGE_SIZE).max(1);
+        self.write_node(branch, elems, None)
+    }
+
+    /// Writes a node as the next page(s): the header and element table, then the keys and values as
+    /// they are, then zeros to the page's end. Returns its page id. `value`, if given, is the value of
+    /// the only element (a large value is written from the caller's bytes, never copied).
+    fn write_node(&mut self, branch: bool, elems: &[Elem], value: Option<&[u8]>) -> io::Result<u64> {
+        let value_of = |e: &'_ Elem| -> usize { value.map_or(e.value.len(), <[u8]>::len) };
+        let data: usize = elems.iter().map(|e| e.key.len() + if branch { 0 } else { value_of(e) }).sum();
+        let table = page::HEADER + elems.len() * page::ELEMENT;
+        let pages = (table + data).div_ceil(PAGE_SIZE).max(1);
         let id = self.next;
-        let mut b = vec![0u8; pages * PAGE_SIZE];
+        let mut head = vec![0u8; table];
         let flags = if branch { page::BRANCH } else { page::LEAF };
         let count = u16::try_from(elems.len()).map_err(|_| io::Error::other("too many elements for a page"))?;
-        Header { id, flags, count, overflow: (pages - 1) as u32 }.write(&mut b);
-        let mut at = page::HEADER + elems.len() * page::ELEMENT;
+        Header { id, flags, count, overflow: (pages - 1) as u32 }.write(&mut head);
+        let mut at = table;
         for (i, e) in elems.iter().enumerate() {
             let el = page::HEADER + i * page::ELEMENT;
-            let pos = (at - el) as u32;
-            let fields: [u8; 16] = if branch {
-                let mut f = [0u8; 16];
-                f[0..4].copy_from_slice(&pos.to_le_bytes());
-                f[4..8].copy_from_slice(&(e.key.len() as u32).to_le_bytes());
+            let pos = ((at - el) as u32).to_le_bytes();
+            let ksize = (e.key.len() as u32).to_le_bytes();
+            let f = &mut head[el..el + page::ELEMENT];
+            if branch {
+                f[0..4].copy_from_slice(&pos);
+                f[4..8].copy_from_slice(&ksize);
                 f[8..16].copy_from_slice(&e.child.to_le_bytes());
-                f
+                at += e.key.len();
             } else {
-                let mut f = [0u8; 16];
                 f[0..4].copy_from_slice(&e.flags.to_le_bytes());
-                f[4..8].copy_from_slice(&pos.to_le_bytes());
-                f[8..12].copy_from_slice(&(e.key.len() as u32).to_le_bytes());
-                f[12..16].copy_from_slice(&(e.value.len() as u32).to_le_bytes());
-                f
-            };
-            b[el..el + page::ELEMENT].copy_from_slice(&fields);
-            b[at..at + e.key.len()].copy_from_slice(&e.key);
-            at += e.key.len();
-            if !branch {
-                b[at..at + e.value.len()].copy_from_slice(&e.value);
-                at += e.value.len();
+                f[4..8].copy_from_slice(&pos);
+                f[8..12].copy_from_slice(&ksize);
+                f[12..16].copy_from_slice(&(value_of(e) as u32).to_le_bytes());
+                at += e.key.len() + value_of(e);
             }
         }
-        self.out.write_all(&b)?;
+        self.out.write_all(&head)?;
+        for e in elems {
+            self.out.write_all(&e.key)?;
+            if !branch {
+                self.out.write_all(value.unwrap_or(&e.value))?;
+            }
+        }
+        let mut pad = pages * PAGE_SIZE - at;
+        while pad > 0 {
+            let n = pad.min(ZEROS.len());
+            self.out.write_all(&ZEROS[..n])?;
+            pad -= n;
+        }
         self.next += pages as u64;
         Ok(id)
     }
@@ -111,7 +131,7 @@ impl<W: Write> Pages<W> {
 impl Tree {
     /// Adds an element to `level`, writing that level's node first if the element would not fit its page.
     fn add<W: Write>(&mut self, out: &mut Pages<W>, level: usize, elem: Elem) -> io::Result<()> {
-        if level == self.levels.len() {
+        while self.levels.len() <= level {
             self.levels.push(Level::default());
         }
         let size = page::ELEMENT + elem.key.len() + if level == 0 { elem.value.len() } else { 0 };
@@ -136,6 +156,14 @@ impl Tree {
         self.add(out, level + 1, Elem { flags: 0, key, value: Vec::new(), child: id })
     }
 
+    /// Writes the leaf in progress, if it holds anything.
+    fn flush_leaf<W: Write>(&mut self, out: &mut Pages<W>) -> io::Result<()> {
+        if self.levels.first().is_some_and(|l| !l.elems.is_empty()) {
+            self.flush(out, 0)?;
+        }
+        Ok(())
+    }
+
     /// Writes what is left, bottom-up; returns the root's page id.
     fn finish<W: Write>(mut self, out: &mut Pages<W>) -> io::Result<u64> {
         if self.levels.is_empty() {
@@ -150,7 +178,10 @@ impl Tree {
             if top {
                 return out.node(level > 0, &self.levels[level].elems);
             }
-            self.flush(out, level)?;
+            // (The leaf is empty when the last pair was large enough for a leaf of its own.)
+            if !self.levels[level].elems.is_empty() {
+                self.flush(out, level)?;
+            }
             level += 1;
         }
     }
@@ -226,6 +257,13 @@ impl<W: Write> Writer<W> {
             return Err(invalid_input(format!("bucket {name}: keys must ascend")));
         }
         *last = Some(key.to_vec());
+        if page::HEADER + page::ELEMENT + key.len() + value.len() > PAGE_SIZE {
+            // A pair larger than a page gets a leaf of its own, written at once from the caller's bytes
+            // (a leaf in progress never holds a copy of a large value).
+            tree.flush_leaf(&mut self.pages)?;
+            let id = self.pages.leaf_of_one(key, value)?;
+            return tree.add(&mut self.pages, 1, Elem { flags: 0, key: key.to_vec(), value: Vec::new(), child: id });
+        }
         tree.add(&mut self.pages, 0, Elem { flags: 0, key: key.to_vec(), value: value.to_vec(), child: 0 })
     }
 

@@ -20,6 +20,7 @@
 //! `authRoles` and `authUsers` are streamed as they come; the few meta and auth pairs are kept until the
 //! scan ends. Every bucket etcd creates at start is written, empty or not.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -121,7 +122,8 @@ pub fn feed<W: Write>(snap: &dyn StateSnapshot, w: &mut bbolt::Writer<W>) -> Res
     let mut meta_pairs: Pairs = Vec::new();
     snap.scan(&mut |cf, k, v| {
         let result = if let Some((bucket, key)) = streamed(cf, k) {
-            let value = if cf == Cf::Lease { lease_value(k, v) } else { Ok(v.to_vec()) };
+            // (A value is copied only when it changes: a leaf holds one copy until it is written.)
+            let value = if cf == Cf::Lease { lease_value(k, v).map(Cow::Owned) } else { Ok(Cow::Borrowed(v)) };
             match value {
                 Err(e) => {
                     bad = Some(e);
