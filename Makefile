@@ -66,6 +66,7 @@ run: build plugins
 ## and the real etcd
 test: deps-test build build-failpoints plugins
 	$(CARGO) test --release -p modkv --lib
+	$(CARGO) test --release -p modkv-bbolt
 	$(CARGO) test --release -p modkv --test layers
 	$(CARGO) test --release -p modkv --doc
 	FUZZ_MS=$$(( $(FUZZ_TEST_SECS) * 1000 )) MODKV_PLUGIN_DIR="$(abspath $(PLUGIN_DIR))" \

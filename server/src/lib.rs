@@ -14,7 +14,7 @@
 //!             of `server::v3`) and HTTP (health, version, metrics, the JSON gateway, plugin routes);
 //!             the peer port: raft messages and leader-only requests
 //!   plugin    WebAssembly components from --plugin-dir: routes on the client port, pre-put hook, metrics
-//!   backup    snapshot files: `etcdctl snapshot save`, `modkv snapshot restore`
+//!   backup    snapshot files in etcd's format (bbolt): `etcdctl snapshot save`, `modkv snapshot restore`
 //!   server    validate, propose to raft and wait by request id; linearizable reads (ReadIndex);
 //!             membership changes (on the leader); quota, lease expiry, auto compaction
 //!   apply     committed entries from raft → mvcc / lease / alarm / member list, results to the waiting

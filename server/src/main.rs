@@ -100,17 +100,55 @@ enum SnapshotCommand {
         /// The member name, for the default data dir.
         #[arg(long, default_value = "default")]
         name: String,
-        /// Restore even if the file's SHA-256 does not match.
+        /// Restore even if the file's SHA-256 does not match (or it has none: a database copied from a
+        /// data dir).
         #[arg(long = "skip-hash-check")]
         skip_hash_check: bool,
+        /// The cluster the restored members will form (etcdctl's flag; checked to name this member, the
+        /// members are then started with the same flags).
+        #[arg(long = "initial-cluster")]
+        initial_cluster: Option<String>,
+        /// The new cluster's token (etcdctl's flag; the members are started with it).
+        #[arg(long = "initial-cluster-token", default_value = "etcd-cluster")]
+        initial_cluster_token: String,
+        /// This member's peer URLs (etcdctl's flag; checked against --initial-cluster).
+        #[arg(long = "initial-advertise-peer-urls")]
+        initial_advertise_peer_urls: Option<String>,
     },
     /// Prints the hash, revision, number of keys and size of a snapshot file.
     Status {
         file: PathBuf,
-        /// Output format: simple or json.
+        /// Output format: simple, json or table (etcdctl's).
         #[arg(short = 'w', long = "write-out", default_value = "simple")]
         write_out: String,
     },
+}
+
+/// etcdctl's checks of a restore's cluster flags: the member is named in `--initial-cluster`, with the
+/// peer URLs it advertises (etcd's `VerifyBootstrap`).
+fn check_restore_cluster(name: &str, cluster: Option<&str>, peer_urls: Option<&str>) -> Result<(), String> {
+    let Some(cluster) = cluster else { return Ok(()) };
+    let mut own: Vec<&str> = cluster
+        .split(',')
+        .filter_map(|m| m.split_once('='))
+        .filter(|(n, _)| n.trim() == name)
+        .map(|(_, u)| u.trim())
+        .collect();
+    if own.is_empty() {
+        return Err(format!("couldn't find local name {name:?} in the initial cluster configuration"));
+    }
+    if let Some(peer_urls) = peer_urls {
+        let mut advertised: Vec<&str> = peer_urls.split(',').map(str::trim).collect();
+        own.sort_unstable();
+        advertised.sort_unstable();
+        if own != advertised {
+            return Err(format!(
+                "--initial-cluster has {name}={} but missing from --initial-advertise-peer-urls={peer_urls}",
+                own.join(",")
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn snapshot(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
@@ -120,15 +158,38 @@ fn snapshot(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
         Err(e) => e.exit(),
     };
     let result = match cmd {
-        SnapshotCommand::Restore { file, data_dir, name, skip_hash_check } => {
+        SnapshotCommand::Restore {
+            file,
+            data_dir,
+            name,
+            skip_hash_check,
+            initial_cluster,
+            initial_cluster_token: _,
+            initial_advertise_peer_urls,
+        } => {
+            if let Err(e) =
+                check_restore_cluster(&name, initial_cluster.as_deref(), initial_advertise_peer_urls.as_deref())
+            {
+                eprintln!("Error: {e}");
+                return ExitCode::FAILURE;
+            }
             let dir = data_dir.unwrap_or_else(|| PathBuf::from(format!("{name}.modkv")));
             modkv::backup::restore(&file, &dir, skip_hash_check)
                 .map(|rev| println!("restored snapshot {} into {} (revision {rev})", file.display(), dir.display()))
         }
-        SnapshotCommand::Status { file, write_out } => modkv::backup::status(&file).map(|s| match write_out.as_str() {
-            "json" => println!("{}", serde_json::to_string(&s).expect("status serializes")),
-            _ => println!("{:x}, {}, {}, {}", s.hash, s.revision, s.total_key, s.total_size),
-        }),
+        SnapshotCommand::Status { file, write_out } => match modkv::backup::status(&file) {
+            Ok(s) => match s.render(&write_out) {
+                Ok(text) => {
+                    print!("{text}");
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,13 +3,12 @@
 //!
 //! ```text
 //!   leader:   Backend::scan_state (one RocksDB snapshot) ─▶ encode ─▶ raft Snapshot.data ─▶ peer
-//!   backup:   Backend::with_state_snapshot ─▶ encoded_len, then encode_to in pieces ─▶ backup::stream
 //!   follower: decode ─▶ WriteBatch { clear Kv, Lease, Meta, Auth; put every pair; keep own identity } ─▶ write
 //! ```
 //!
 //! Encoding: a sequence of records `cf (1 byte) | key length (u32 BE) | key | value length (u32 BE) | value`.
 
-use super::{meta, Backend, Cf, Result, StateSnapshot, StorageError, WriteBatch};
+use super::{meta, Backend, Cf, Result, StorageError, WriteBatch};
 
 /// Meta keys that belong to the member, not the cluster: never sent, never overwritten.
 const LOCAL_META: &[&[u8]] = &[meta::MEMBER_ID];
@@ -37,29 +36,6 @@ fn cf_of(code: u8) -> Option<Cf> {
 /// Whether a pair of the state machine is part of its encoding (the member's own identity is not).
 fn sent(cf: Cf, k: &[u8]) -> bool {
     !(cf == Cf::Meta && LOCAL_META.contains(&k))
-}
-
-/// The length of the encoding of `snap`, without building it.
-pub fn encoded_len(snap: &dyn StateSnapshot) -> Result<u64> {
-    let mut len = 0u64;
-    snap.scan(&mut |cf, k, v| {
-        if sent(cf, k) {
-            len += (1 + 4 + k.len() + 4 + v.len()) as u64;
-        }
-        true
-    })?;
-    Ok(len)
-}
-
-/// Streams the encoding of `snap` to `out` piece by piece (the pieces are borrowed from the scan: nothing
-/// is accumulated here) until `out` returns `false`. Returns whether every record was written.
-pub fn encode_to(snap: &dyn StateSnapshot, out: &mut dyn FnMut(&[u8]) -> bool) -> Result<bool> {
-    let mut complete = true;
-    snap.scan(&mut |cf, k, v| {
-        complete = write_record(out, cf, k, v);
-        complete
-    })?;
-    Ok(complete)
 }
 
 /// Writes one record of the encoding (nothing for a pair that is not sent); `false` if `out` stopped.

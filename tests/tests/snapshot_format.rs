@@ -1,0 +1,232 @@
+//! Snapshot files in etcd's format, both ways, with the real etcd 3.4 and etcdctl: a modkv snapshot is
+//! read by `etcdctl snapshot status` and restored with `etcdctl snapshot restore` into an etcd that serves
+//! the same history; an etcd snapshot is restored with `modkv snapshot restore` into a modkv that serves
+//! the same history and continues at etcd's revision + 1; `modkv snapshot status` prints what etcdctl
+//! prints; a damaged file is refused.
+
+use std::time::Duration;
+
+use modkv_tests::*;
+use serde_json::Value;
+
+/// A history with what a snapshot must carry: overwrites, a delete (tombstone), a lease with a key, a txn
+/// of several writes at one revision, a compaction, a value larger than a page, and enough keys that the
+/// key bucket needs branch pages. Returns the lease id in hex.
+fn write_history(s: &Server) -> String {
+    s.ctl_ok(&["put", "a", "1"]);
+    s.ctl_ok(&["put", "b", "2"]);
+    s.ctl_ok(&["put", "a", "3"]);
+    s.ctl_ok(&["del", "b"]);
+    let lease = format!("{:016x}", s.ctl_json(&["lease", "grant", "1000"])["ID"].as_i64().unwrap());
+    s.ctl_ok(&["put", "c", "4", "--lease", &lease]);
+    let out = s.etcdctl_stdin(&["txn"], b"\nput d 5\nput e 6\n\n\n");
+    assert!(out.success(), "{out:#?}");
+    s.ctl_ok(&["compact", "3"]);
+    s.ctl_ok(&["put", "a", "7"]);
+    let big = vec![b'x'; 6000];
+    assert!(s.etcdctl_stdin(&["put", "big"], &big).success());
+    for t in 0..3 {
+        let ops: String = (0..100).map(|i| format!("put k{t}{i:02} value-{t}-{i:02}-{}\n", "v".repeat(30))).collect();
+        let out = s.etcdctl_stdin(&["txn"], format!("\n{ops}\n\n").as_bytes());
+        assert!(out.success(), "{out:#?}");
+    }
+    assert_eq!(s.revision(), 12);
+    lease
+}
+
+/// The revisions a history is compared at: the compaction's and every one after it.
+const REVISIONS: std::ops::RangeInclusive<i64> = 3..=12;
+
+/// What a member serves of the history: every key at each revision (without the response header), and
+/// the lease's granted TTL and keys.
+fn served(s: &Server, lease: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for rev in REVISIONS {
+        let mut j = s.ctl_json(&["get", "", "--prefix", "--rev", &rev.to_string()]);
+        j.as_object_mut().unwrap().remove("header");
+        out.push(j);
+    }
+    let t = s.ctl_json(&["lease", "timetolive", lease, "--keys"]);
+    out.push(serde_json::json!([t["ID"], t["grantedTTL"], t["keys"]]));
+    // Below the compaction: refused.
+    let old = s.etcdctl(&["get", "a", "--rev", "2"]);
+    assert_eq!(
+        old.stderr.trim_end().lines().last(),
+        Some("Error: etcdserver: mvcc: required revision has been compacted")
+    );
+    out
+}
+
+fn modkv_cmd(args: &[&str]) -> CtlOutput {
+    let mut cmd = std::process::Command::new(Kind::Modkv.binary());
+    cmd.args(args);
+    run_command(cmd, None, Duration::from_secs(60))
+}
+
+/// `etcdctl snapshot status` and `modkv snapshot status` print the same, in each output format; returns
+/// etcdctl's JSON.
+fn same_status(s: &Server, file: &str) -> Value {
+    for format in ["simple", "json", "table"] {
+        let etcd = s.etcdctl(&["snapshot", "status", file, "-w", format]);
+        let modkv = modkv_cmd(&["snapshot", "status", file, "-w", format]);
+        assert_eq!(modkv.ok(), etcd.ok(), "-w {format}");
+    }
+    parse_json(&s.ctl_ok(&["snapshot", "status", file, "-w", "json"]))
+}
+
+fn save(s: &Server, dir: &std::path::Path, name: &str) -> String {
+    let file = dir.join(name).display().to_string();
+    assert_eq!(s.etcdctl(&["snapshot", "save", &file]).ok(), format!("Snapshot saved at {file}\n"));
+    file
+}
+
+/// A new member of `kind` whose data dir is `file` restored with that kind's tool and etcdctl's flags
+/// (`probe`: etcdctl flags its readiness check needs, e.g. a user once auth is on).
+fn restored(kind: Kind, file: &str, probe: &[&str]) -> Server {
+    let mut s = Server::start(kind, ServerOpts::new().name("restored"));
+    s.kill9();
+    std::fs::remove_dir_all(s.data_dir()).unwrap();
+    let data_dir = s.data_dir().display().to_string();
+    let peer = format!("http://127.0.0.1:{}", s.peer_port);
+    let cluster = format!("restored={peer}");
+    let args = [
+        "snapshot",
+        "restore",
+        file,
+        "--data-dir",
+        &data_dir,
+        "--name",
+        "restored",
+        "--initial-cluster",
+        &cluster,
+        "--initial-cluster-token",
+        "etcd-cluster",
+        "--initial-advertise-peer-urls",
+        &peer,
+    ];
+    let out = match kind {
+        Kind::Etcd => s.etcdctl(&args),
+        Kind::Modkv => modkv_cmd(&args),
+    };
+    assert!(out.success(), "{out:#?}");
+    s.probe_with(probe);
+    s.restart();
+    s
+}
+
+#[test]
+fn modkv_snapshot_restored_into_etcd() {
+    let m = Server::start(Kind::Modkv, ServerOpts::new());
+    let lease = write_history(&m);
+    let dir = tempfile::tempdir().unwrap();
+    let file = save(&m, dir.path(), "modkv.db");
+    let st = same_status(&m, &file);
+    assert_eq!(st["revision"], 12, "{st}");
+    let want = served(&m, &lease);
+    let hash = m.ctl_json(&["endpoint", "hashkv"])[0]["HashKV"]["hash"].clone();
+
+    let e = restored(Kind::Etcd, &file, &[]);
+    assert_eq!(served(&e, &lease), want);
+    assert_eq!(e.ctl_json(&["endpoint", "hashkv"])[0]["HashKV"]["hash"], hash, "HashKV of the same history");
+    assert_eq!(e.ctl_json(&["put", "next", "1"])["header"]["revision"], 13);
+    // etcd writes the same file again from what it restored: the same keys.
+    let again = save(&e, dir.path(), "etcd-again.db");
+    assert_eq!(same_status(&e, &again)["revision"], 13);
+}
+
+#[test]
+fn etcd_snapshot_restored_into_modkv() {
+    let e = Server::start(Kind::Etcd, ServerOpts::new());
+    let lease = write_history(&e);
+    let dir = tempfile::tempdir().unwrap();
+    let file = save(&e, dir.path(), "etcd.db");
+    let st = same_status(&e, &file);
+    assert_eq!(st["revision"], 12, "{st}");
+    let want = served(&e, &lease);
+    let hash = e.ctl_json(&["endpoint", "hashkv"])[0]["HashKV"]["hash"].clone();
+
+    let m = restored(Kind::Modkv, &file, &[]);
+    assert_eq!(served(&m, &lease), want);
+    assert_eq!(m.ctl_json(&["endpoint", "hashkv"])[0]["HashKV"]["hash"], hash, "HashKV of the same history");
+    assert_eq!(m.ctl_json(&["put", "next", "1"])["header"]["revision"], 13, "continues at etcd's revision + 1");
+    assert_eq!(m.ctl_json(&["get", "next"])["kvs"][0]["create_revision"], 13);
+}
+
+#[test]
+fn damaged_snapshots_are_refused() {
+    let m = Server::start(Kind::Modkv, ServerOpts::new());
+    m.ctl_ok(&["put", "a", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = save(&m, dir.path(), "modkv.db");
+    let mut bytes = std::fs::read(&file).unwrap();
+    // A byte of the root page id flipped in both meta pages: their checksums no longer match.
+    bytes[16 + 20] ^= 0x55;
+    bytes[4096 + 16 + 20] ^= 0x55;
+    let damaged = dir.path().join("damaged.db").display().to_string();
+    std::fs::write(&damaged, &bytes).unwrap();
+    let data_dir = dir.path().join("d").display().to_string();
+    // The SHA-256 trailer no longer matches.
+    let out = modkv_cmd(&["snapshot", "restore", &damaged, "--data-dir", &data_dir]);
+    assert!(!out.success());
+    assert!(out.stderr.contains(&format!("snapshot {damaged}: expected sha256 ")), "{out:#?}");
+    // Past the hash check, the database itself is refused, and nothing is created.
+    let out = modkv_cmd(&["snapshot", "restore", &damaged, "--data-dir", &data_dir, "--skip-hash-check"]);
+    assert!(
+        out.stderr
+            .starts_with(&format!("modkv snapshot: snapshot {damaged}: invalid database: both meta pages are damaged")),
+        "{out:#?}"
+    );
+    assert!(!std::path::Path::new(&data_dir).exists());
+    let out = modkv_cmd(&["snapshot", "status", &damaged]);
+    assert!(!out.success() && out.stderr.contains("both meta pages are damaged"), "{out:#?}");
+    // etcdctl refuses it too.
+    assert!(!m.etcdctl(&["snapshot", "status", &damaged]).success());
+    // Cut short: no trailer any more, and a database missing its end.
+    std::fs::write(&damaged, &std::fs::read(&file).unwrap()[..3 * 4096]).unwrap();
+    let out = modkv_cmd(&["snapshot", "restore", &damaged, "--data-dir", &data_dir]);
+    assert_eq!(
+        out.stderr,
+        format!("modkv snapshot: snapshot {damaged}: snapshot missing hash but --skip-hash-check=false\n")
+    );
+    let out = modkv_cmd(&["snapshot", "status", &damaged]);
+    assert!(out.stderr.contains("invalid database: the file is cut short"), "{out:#?}");
+}
+
+const ROOT: &str = "--user=root:rootpw";
+const ALICE: &str = "--user=alice:apw";
+
+/// Users, roles and the auth switch go along both ways: a snapshot of one kind with auth on, restored
+/// into the other, enforces the same permissions with the same passwords.
+#[test]
+fn auth_goes_along_both_ways() {
+    for (from, to) in [(Kind::Modkv, Kind::Etcd), (Kind::Etcd, Kind::Modkv)] {
+        let mut s = Server::start(from, ServerOpts::new());
+        for args in [
+            &["user", "add", "root:rootpw"][..],
+            &["user", "add", "alice:apw"],
+            &["role", "add", "reader"],
+            &["role", "grant-permission", "reader", "read", "foo"],
+            &["user", "grant-role", "alice", "reader"],
+            &["put", "foo", "bar"],
+            &["put", "secret", "s"],
+            &["auth", "enable"],
+        ] {
+            s.ctl_ok(args);
+        }
+        s.probe_with(&[ROOT]);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("auth.db").display().to_string();
+        assert_eq!(s.etcdctl(&[ROOT, "snapshot", "save", &file]).ok(), format!("Snapshot saved at {file}\n"));
+        same_status(&s, &file);
+        s.kill9();
+
+        let r = restored(to, &file, &[ROOT]);
+        let denied = r.etcdctl(&["get", "foo"]);
+        assert_eq!(denied.stderr.lines().last(), Some("Error: etcdserver: user name is empty"), "{from} -> {to}");
+        assert_eq!(r.etcdctl(&[ALICE, "get", "foo"]).ok(), "foo\nbar\n", "{from} -> {to}");
+        let denied = r.etcdctl(&[ALICE, "get", "secret"]);
+        assert_eq!(denied.stderr.lines().last(), Some("Error: etcdserver: permission denied"), "{from} -> {to}");
+        assert_eq!(r.etcdctl(&[ROOT, "user", "list"]).ok(), "alice\nroot\n", "{from} -> {to}");
+        assert_eq!(r.etcdctl(&[ROOT, "role", "get", "reader"]).ok(), "Role reader\nKV Read:\n\tfoo\nKV Write:\n");
+    }
+}
