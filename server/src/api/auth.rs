@@ -1,6 +1,9 @@
 //! The Auth service (`etcdserverpb.Auth`), and the caller of every gRPC request: its token (metadata
 //! `token`, or `authorization` as the gateway sends it) resolved to a user, under which the request is
-//! served (`crate::auth::with_caller`).
+//! served (`crate::auth::with_caller`); without a token, with `--client-cert-auth`, the Common Name of
+//! the connection's verified client certificate ([`PeerCn`], put there by `api::mux`), as etcd 3.4
+//! (`AuthInfoFromTLS`: a token wins over the CN, and a request carrying `grpcgateway-accept` metadata,
+//! which a grpc-gateway in front of the member sends, is never served as the gateway's certificate).
 
 use std::sync::Arc;
 
@@ -16,6 +19,10 @@ use crate::error::Error;
 use crate::proto::etcdserverpb::auth_server::Auth as AuthRpc;
 use crate::proto::etcdserverpb::*;
 use crate::server::v3::Auth;
+
+/// The Common Name of the verified client certificate a gRPC request came with (see the module doc).
+#[derive(Clone, Debug)]
+pub struct PeerCn(pub Arc<str>);
 
 #[derive(Clone)]
 pub struct AuthService {
@@ -84,7 +91,17 @@ where
         Either::Right(Box::pin(async move {
             let h = req.headers();
             let token = h.get("token").or_else(|| h.get("authorization")).map(|v| v.as_bytes().to_vec());
-            match caller_of(&*auth, token.as_deref()).await {
+            let cn = match &token {
+                None if !h.contains_key("grpcgateway-accept") => req.extensions().get::<PeerCn>(),
+                _ => None,
+            };
+            // Served at the current auth revision (revision 0: nothing to be old against), as etcd.
+            let by_cn = cn.map(|cn| AuthInfo { user: cn.0.to_string(), revision: 0 });
+            let caller = match by_cn {
+                Some(c) => Ok(Some(c)),
+                None => caller_of(&*auth, token.as_deref()).await,
+            };
+            match caller {
                 Ok(caller) => crate::auth::with_caller(caller, inner.call(req)).await,
                 Err(e) => Ok(Status::from(e).into_http()),
             }

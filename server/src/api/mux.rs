@@ -6,11 +6,16 @@
 //!   pause and logged once in a while, as Go's servers do) and the HTTP/1.1 and HTTP/2 limits;
 //! - `serve_connection`: one connection, behind [`FixAuthority`] (which also bounds what a connection may
 //!   send before the HTTP/2 server sees it, and how long it may take to show its protocol);
-//! - [`Mux`]: the gRPC / HTTP split of requests.
+//! - [`Mux`]: the gRPC / HTTP split of requests; with `--client-cert-auth` ([`Mux::with_cn_auth`]) each
+//!   gRPC request of a TLS connection carries the Common Name of the verified client certificate
+//!   ([`super::auth::PeerCn`]) while auth is on, for `CallerLayer` to serve a request without a token as
+//!   that user; the JSON gateway is refused to such a connection then, as etcd's `accessController`
+//!   refuses it (its gateway could not act as that user).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -24,6 +29,7 @@ use tokio::sync::watch;
 use tower::Service;
 
 use super::authority::{FixAuthority, MAX_FRAME, MAX_HEADER_LIST};
+use crate::server::v3::Auth;
 
 /// etcd's default `--max-concurrent-streams` is unlimited; this bounds one connection's streams.
 const MAX_CONCURRENT_STREAMS: u32 = 1024;
@@ -47,14 +53,86 @@ const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 pub struct Mux {
     grpc: axum::Router,
     http: axum::Router,
+    /// Set with `--client-cert-auth`: whether auth is on, for the certificate's Common Name.
+    cn_auth: Option<Arc<dyn Auth>>,
+    /// The Common Name of this connection's verified client certificate (a per-connection clone).
+    peer_cn: Option<Arc<str>>,
 }
 
 impl Mux {
     /// `grpc`: the gRPC services as a router (`tonic::service::Routes::into_axum_router`, with any
     /// layers around them); `http`: everything else.
     pub fn new(grpc: axum::Router, http: axum::Router) -> Mux {
-        Mux { grpc: grpc.with_state(()), http }
+        Mux { grpc: grpc.with_state(()), http, cn_auth: None, peer_cn: None }
     }
+
+    /// With `--client-cert-auth`: while `auth` is on, the gRPC requests of a TLS connection carry the
+    /// Common Name of its client certificate (as etcd's `AuthInfoFromTLS`).
+    pub fn with_cn_auth(mut self, auth: Arc<dyn Auth>) -> Mux {
+        self.cn_auth = Some(auth);
+        self
+    }
+
+    /// This mux for one TLS connection: its client certificate's Common Name, if it is wanted.
+    fn for_tls_connection(&self, tls: &rustls::ServerConnection) -> Mux {
+        let mut mux = self.clone();
+        if mux.cn_auth.is_some() {
+            mux.peer_cn = tls.peer_certificates().and_then(|certs| certs.first()).and_then(common_name);
+        }
+        mux
+    }
+}
+
+/// A JSON gateway path (`/v3beta/` is the same gateway).
+fn is_gateway(path: &str) -> bool {
+    path.starts_with("/v3/") || path.starts_with("/v3beta/")
+}
+
+/// etcd's answer to a gateway request over a connection whose client certificate has a Common Name while
+/// auth is on (its gateway would not be served as that user; etcd refuses rather than ignore it).
+fn cn_refused() -> Response<Body> {
+    let body = "CommonName of client sending a request against gateway will be ignored and not used as expected\n";
+    Response::builder()
+        .status(http::StatusCode::BAD_REQUEST)
+        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header("x-content-type-options", "nosniff")
+        .body(Body::from(body))
+        .expect("a valid response")
+}
+
+/// The subject's Common Name of a DER certificate (the last one, as Go's `pkix.Name` keeps; a UTF8String,
+/// PrintableString or IA5String); `None` when it has none or it is empty.
+fn common_name(der: &rustls::pki_types::CertificateDer<'_>) -> Option<Arc<str>> {
+    let cert = webpki::EndEntityCert::try_from(der).ok()?;
+    // The subject `Name` without its SEQUENCE header: put one back for the DER reader.
+    let content = cert.subject();
+    let mut name = vec![0x30];
+    match content.len() {
+        n if n < 0x80 => name.push(n as u8),
+        n if n <= 0xff => name.extend([0x81, n as u8]),
+        n if n <= 0xffff => name.extend([0x82, (n >> 8) as u8, n as u8]),
+        _ => return None,
+    }
+    name.extend_from_slice(content);
+    let cn_oid = yasna::models::ObjectIdentifier::from_slice(&[2, 5, 4, 3]);
+    let mut cn = None;
+    // Name ::= SEQUENCE OF SET OF SEQUENCE { type OID, value ANY }
+    yasna::parse_der(&name, |r| {
+        r.read_sequence_of(|r| {
+            r.read_set_of(|r| {
+                r.read_sequence(|r| {
+                    let oid = r.next().read_oid()?;
+                    let value = r.next().read_tagged_der()?;
+                    if oid == cn_oid {
+                        cn = value.as_str().map(str::to_owned);
+                    }
+                    Ok(())
+                })
+            })
+        })
+    })
+    .ok()?;
+    cn.filter(|cn| !cn.is_empty()).map(Arc::from)
 }
 
 fn is_grpc<B>(req: &Request<B>) -> bool {
@@ -70,14 +148,24 @@ impl Service<Request<Incoming>> for Mux {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
         if is_grpc(&req) {
             if let Some(status) = super::unknown::unimplemented(req.uri().path()) {
                 return Box::pin(std::future::ready(Ok(status.into_http())));
             }
+            if let (Some(cn), Some(auth)) = (&self.peer_cn, &self.cn_auth) {
+                if auth.enabled() {
+                    req.extensions_mut().insert(super::auth::PeerCn(cn.clone()));
+                }
+            }
             let mut grpc = self.grpc.clone();
             Box::pin(async move { grpc.call(req).await })
         } else {
+            if let (Some(_), Some(auth)) = (&self.peer_cn, &self.cn_auth) {
+                if auth.enabled() && is_gateway(req.uri().path()) {
+                    return Box::pin(std::future::ready(Ok(cn_refused())));
+                }
+            }
             let mut http = self.http.clone();
             Box::pin(async move { http.call(req.map(Body::new)).await })
         }
@@ -126,6 +214,7 @@ pub async fn serve(
                         stream = tls_handshake(acceptor, stream, peer) => stream,
                     };
                     if let Some(stream) = stream {
+                        let mux = mux.for_tls_connection(stream.get_ref().1);
                         serve_connection(builder, watcher, stream, mux, peer).await
                     }
                 });
@@ -267,5 +356,26 @@ impl AcceptFailures {
             tracing::warn!(address = ?local, "accepting connections again");
             self.warned = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_name_of_a_certificate() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "modkv");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "alice");
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(common_name(cert.der()).as_deref(), Some("alice"));
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "no cn");
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(common_name(cert.der()), None);
+        assert_eq!(common_name(&rustls::pki_types::CertificateDer::from(vec![0x30, 0x00])), None);
     }
 }

@@ -28,7 +28,9 @@ pub fn apply(
     let done = |r: Result<()>| Some(r.map(|_| None));
     if let Some(a) = &req.authenticate {
         return Some(
-            auth.can_authenticate(&a.name).map(|_| Some(auth.tokens().assign(&a.simple_token, index, &a.name))),
+            auth.can_authenticate(&a.name)
+                .and_then(|_| auth.tokens().assign(&a.simple_token, index, &a.name, auth.revision()))
+                .map(Some),
         );
     }
     if req.auth_enable.is_some() {
@@ -68,10 +70,12 @@ pub fn apply(
     None
 }
 
-/// The caller named in an entry's header.
+/// The caller named in an entry's header, with the auth revision its token had when it was proposed (a
+/// change applied in between makes its write fail with `revision of auth store is old`, as etcd; 0: none
+/// to check, e.g. the member's own requests).
 fn caller_of(req: &InternalRaftRequest) -> Option<AuthInfo> {
     let h = req.header.as_ref()?;
-    (!h.username.is_empty()).then(|| AuthInfo { user: h.username.clone(), revision: 0 })
+    (!h.username.is_empty()).then(|| AuthInfo { user: h.username.clone(), revision: h.auth_revision })
 }
 
 /// Checks a client's write again at apply, as the user named in the entry: a write proposed without a

@@ -16,6 +16,7 @@
 //! Storage (`Cf::Auth`): `enabled` → 1 byte; `revision` → u64 BE; `user/<name>` → `authpb.User`;
 //! `role/<name>` → `authpb.Role`. Names are kept in byte order, which is the order lists are answered in.
 
+pub mod jwt;
 pub mod perms;
 pub mod token;
 

@@ -123,7 +123,8 @@ pub(super) struct Cli {
     #[arg(long, env = "MODKV_MAX_TXN_OPS", value_name = "N", default_value = "128")]
     pub max_txn_ops: String,
 
-    /// Token type for authentication: "simple" (random tokens kept in the member's memory).
+    /// Token type for authentication: "simple" (random tokens kept in the member's memory) or
+    /// "jwt,pub-key=FILE,priv-key=FILE,sign-method=RS256|ES256|HS256|PS256|…,ttl=5m" (signed JSON Web Tokens).
     #[arg(long, env = "MODKV_AUTH_TOKEN", value_name = "TYPE", default_value = "simple")]
     pub auth_token: String,
 

@@ -54,6 +54,7 @@ mod cli;
 mod error;
 mod file;
 mod parse;
+pub(crate) use parse::go_duration;
 
 #[cfg(test)]
 mod tests;
@@ -416,6 +417,10 @@ fn resolve(raw: Cli, initial_cluster_given: bool) -> Result<Config, ConfigError>
 /// How clients authenticate when auth is enabled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthFlags {
+    /// `--auth-token` as given (`simple`, or `jwt,pub-key=…,priv-key=…,sign-method=…,ttl=…`); parsed and
+    /// its key files read when the member starts ([`crate::auth::token::provider`]), whose errors are
+    /// etcd's (`auth: invalid auth options`, …).
+    pub token: String,
     /// Simple tokens live this long unused (`--auth-token-ttl`).
     pub token_ttl: Duration,
     /// bcrypt cost of password hashes (`--bcrypt-cost`).
@@ -424,28 +429,20 @@ pub struct AuthFlags {
 
 impl Default for AuthFlags {
     fn default() -> AuthFlags {
-        AuthFlags { token_ttl: Duration::from_secs(300), bcrypt_cost: 10 }
+        AuthFlags { token: "simple".into(), token_ttl: Duration::from_secs(300), bcrypt_cost: 10 }
     }
 }
 
-/// `--auth-token` (`simple`; JWT is not served yet), `--auth-token-ttl` and `--bcrypt-cost` (out of
-/// [4, 31] it falls back to 10 with a warning, as etcd).
+/// `--auth-token` (kept as given), `--auth-token-ttl` and `--bcrypt-cost` (out of [4, 31] it falls back
+/// to 10 with a warning, as etcd).
 fn parse_auth(token: &str, ttl: &str, cost: &str) -> Result<AuthFlags, ConfigError> {
-    let kind = token.split(',').next().unwrap_or_default();
-    if kind != "simple" {
-        return Err(ConfigError::InvalidValue {
-            flag: "--auth-token",
-            value: token.to_string(),
-            expected: "\"simple\" (JWT tokens are not served yet)".into(),
-        });
-    }
     let token_ttl = Duration::from_secs(parse::positive::<u64>("--auth-token-ttl", ttl, "seconds")?);
     let mut bcrypt_cost: u32 = parse::number("--bcrypt-cost", cost, "cost")?;
     if !(4..=31).contains(&bcrypt_cost) {
         tracing::warn!(bcrypt_cost, "--bcrypt-cost out of [4, 31]; using 10");
         bcrypt_cost = 10;
     }
-    Ok(AuthFlags { token_ttl, bcrypt_cost })
+    Ok(AuthFlags { token: token.to_string(), token_ttl, bcrypt_cost })
 }
 
 #[derive(Clone, Copy)]

@@ -211,7 +211,7 @@ pub(super) fn auto_compaction(mode: &str, retention: &str) -> Result<AutoCompact
 }
 
 /// Parse a Go `time.ParseDuration` string ("1h30m", "1.5h", "300ms", "0"), negatives excluded.
-pub(super) fn go_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn go_duration(s: &str) -> Result<Duration, String> {
     const UNITS: &[(&str, u128)] = &[
         ("ns", 1),
         ("us", 1_000),

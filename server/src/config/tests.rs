@@ -1095,11 +1095,12 @@ fn from_args_reads_process_env_without_modkv_vars() {
 #[test]
 fn auth_flags() {
     let c = ok(&[]);
-    assert_eq!(c.auth, AuthFlags { token_ttl: Duration::from_secs(300), bcrypt_cost: 10 });
+    assert_eq!(c.auth, AuthFlags { token: "simple".into(), token_ttl: Duration::from_secs(300), bcrypt_cost: 10 });
     let c = ok(&["--auth-token", "simple", "--auth-token-ttl", "5", "--bcrypt-cost", "4"]);
-    assert_eq!(c.auth, AuthFlags { token_ttl: Duration::from_secs(5), bcrypt_cost: 4 });
+    assert_eq!(c.auth, AuthFlags { token: "simple".into(), token_ttl: Duration::from_secs(5), bcrypt_cost: 4 });
     assert_eq!(ok(&["--bcrypt-cost", "3"]).auth.bcrypt_cost, 10, "out of [4, 31]: etcd's default");
     assert_eq!(ok(&["--bcrypt-cost", "32"]).auth.bcrypt_cost, 10);
-    assert!(err(&["--auth-token", "jwt,pub-key=a,priv-key=b,sign-method=RS256"]).contains("--auth-token"));
+    let jwt = "jwt,pub-key=a,priv-key=b,sign-method=RS256";
+    assert_eq!(ok(&["--auth-token", jwt]).auth.token, jwt, "parsed, and its files read, when the member starts");
     assert!(err(&["--auth-token-ttl", "0"]).contains("--auth-token-ttl"));
 }

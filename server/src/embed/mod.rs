@@ -185,7 +185,8 @@ fn open_storage(cfg: &Config, db_path: &Path, metrics: &Arc<Metrics>) -> Result<
     let kv = Arc::new(KvStore::open(backend.clone())?);
     let lessor = Arc::new(Lessor::open(&*backend, &kv, cfg.election_timeout)?);
     let alarms = Arc::new(AlarmStore::open(&*backend)?);
-    let tokens = Arc::new(crate::auth::token::SimpleTokens::new(cfg.auth.token_ttl));
+    let tokens = crate::auth::token::provider(&cfg.auth.token, cfg.auth.token_ttl)
+        .map_err(|e| EmbedError::Server(format!("--auth-token: {e}")))?;
     let auth = Arc::new(crate::auth::AuthStore::open(&*backend, tokens)?);
     let watch = WatchHub::new(kv.clone());
     let applied_index = apply::stored_applied_index(&*backend)?;
@@ -384,7 +385,13 @@ fn serve_clients(
             max_request_bytes: cfg.max_request_bytes,
             watch_progress_notify_interval: cfg.watch_progress_notify_interval,
         };
-        let mux = crate::api::client_mux(handles, plugins.clone(), metrics.clone(), &client_cfg, stop.clone());
+        let mut mux = crate::api::client_mux(handles, plugins.clone(), metrics.clone(), &client_cfg, stop.clone());
+        // The client certificate's CN names the caller only where it is asked for and verified (etcd's
+        // `ClientCertAuthEnabled`; `--auto-tls` without files asks for none).
+        let flags = &cfg.client_tls;
+        if flags.client_cert_auth && !(flags.auto_tls && flags.is_empty()) {
+            mux = mux.with_cn_auth(handles.auth.clone());
+        }
         let https = acceptor.is_some();
         serving.push(tokio::spawn(crate::api::mux::serve(l, mux, acceptor, stop.clone(), fatal.clone())));
         tracing::info!(%addr, https, "serving client traffic (gRPC and HTTP)");

@@ -378,9 +378,9 @@ impl EtcdServer {
     /// one (as etcd's does) until the request times out.
     async fn propose(&self, mut req: InternalRaftRequest) -> Result<Applied> {
         let id = self.ids.next();
-        // The caller, for the checks made again at apply.
-        let username = caller().map(|c| c.user).unwrap_or_default();
-        req.header = Some(RequestHeader { id, username, auth_revision: self.auth.revision() });
+        // The caller and its token's auth revision, for the checks made again at apply.
+        let (username, auth_revision) = caller().map(|c| (c.user, c.revision)).unwrap_or_default();
+        req.header = Some(RequestHeader { id, username, auth_revision });
         let data = req.encode_to_vec();
         if data.len() > self.cfg.max_request_bytes {
             return Err(Error::RequestTooLarge);
