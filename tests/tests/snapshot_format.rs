@@ -230,3 +230,61 @@ fn auth_goes_along_both_ways() {
         assert_eq!(r.etcdctl(&[ROOT, "role", "get", "reader"]).ok(), "Role reader\nKV Read:\n\tfoo\nKV Write:\n");
     }
 }
+
+/// The etcd 3.5 generation reads modkv's files too: `etcdutl snapshot status` says what etcdctl 3.4 says,
+/// `etcdutl snapshot restore` makes a data dir from it, and etcd 3.5 started on that serves the history.
+/// `make test` provides etcd 3.5's tools (`tests/fetch-etcd35.sh`); without `ETCDCTL35_BIN` this is
+/// skipped.
+#[test]
+fn modkv_snapshot_read_by_etcdutl_3_5() {
+    let Some(etcdctl35) = etcdctl35_bin() else {
+        eprintln!("ETCDCTL35_BIN is not set: skipped (make test sets it)");
+        return;
+    };
+    let bin35 = etcdctl35.parent().unwrap();
+    let m = Server::start(Kind::Modkv, ServerOpts::new());
+    let lease = write_history(&m);
+    let dir = tempfile::tempdir().unwrap();
+    let file = save(&m, dir.path(), "modkv.db");
+    let st34 = parse_json(&m.ctl_ok(&["snapshot", "status", &file, "-w", "json"]));
+    let etcdutl = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(bin35.join("etcdutl"));
+        cmd.args(args);
+        run_command(cmd, None, Duration::from_secs(60))
+    };
+    let st35 = parse_json(etcdutl(&["snapshot", "status", &file, "-w", "json"]).ok());
+    assert_eq!(st35, st34, "etcdutl 3.5 and etcdctl 3.4 on the same file");
+
+    let (client, peer) = (free_port(), free_port());
+    let (curl, purl) = (format!("http://127.0.0.1:{client}"), format!("http://127.0.0.1:{peer}"));
+    let data = dir.path().join("etcd35.data").display().to_string();
+    let cluster = format!("e35={purl}");
+    let restore = ["snapshot", "restore", &file, "--data-dir", &data, "--name", "e35"];
+    let out =
+        etcdutl(&[&restore[..], &["--initial-cluster", &cluster, "--initial-advertise-peer-urls", &purl]].concat());
+    assert!(out.success(), "{out:#?}");
+    let log = std::fs::File::create(dir.path().join("etcd35.log")).unwrap();
+    let mut etcd35 = std::process::Command::new(bin35.join("etcd"))
+        .args(["--name", "e35", "--data-dir", &data, "--listen-client-urls", &curl, "--advertise-client-urls", &curl])
+        .args(["--listen-peer-urls", &purl, "--initial-advertise-peer-urls", &purl, "--initial-cluster", &cluster])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("etcd 3.5");
+    let ready = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        etcdctl_at(&curl, &["endpoint", "health"], None).success()
+    });
+    let get = etcdctl_at(&curl, &["get", "", "--prefix", "--rev", "12", "-w", "json"], None);
+    let ttl = etcdctl_at(&curl, &["lease", "timetolive", &lease, "--keys", "-w", "json"], None);
+    let _ = etcd35.kill();
+    let _ = etcd35.wait();
+    let log = std::fs::read_to_string(dir.path().join("etcd35.log")).unwrap_or_default();
+    assert!(ready, "etcd 3.5 did not start on the restored data dir:\n{log}");
+    let mut got = get.json();
+    got.as_object_mut().unwrap().remove("header");
+    let mut want = m.ctl_json(&["get", "", "--prefix", "--rev", "12"]);
+    want.as_object_mut().unwrap().remove("header");
+    assert_eq!(got, want, "etcd 3.5 serves the history at revision 12");
+    assert_eq!(ttl.json()["keys"], serde_json::json!([b64encode(b"c")]), "the lease and its key");
+}
