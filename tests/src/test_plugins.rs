@@ -64,6 +64,17 @@ pub fn install(dir: &Path, crate_name: &str, name: &str) {
     write_atomic(dir, &format!("{name}.wasm"), &std::fs::read(&src).unwrap_or_else(|e| panic!("{src:?}: {e}")));
 }
 
+/// Installs crate `crate_name` as plugin `name` with `toml` as its settings file (`<name>.toml`).
+pub fn install_with(dir: &Path, crate_name: &str, name: &str, toml: &str) {
+    install(dir, crate_name, name);
+    std::fs::write(dir.join(format!("{name}.toml")), toml).unwrap();
+}
+
+/// The settings the tests give the hostile plugins: `spin` (loops) fails open after 200 ms, `hog` (grows
+/// its memory) is capped at 16 MiB.
+pub const SPIN_TOML: &str = "failure-mode = \"fail-open\"\n[limits]\ntime-ms = 200\n";
+pub const HOG_TOML: &str = "[limits]\nmemory-bytes = 16777216\n";
+
 /// Writes `data` to `dir/name` atomically: under a name the server ignores, then renamed.
 pub fn write_atomic(dir: &Path, name: &str, data: &[u8]) {
     let tmp = dir.join(format!(".{name}.tmp"));

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use modkv_tests::grpc::{Client, PutRequest, RangeRequest};
 use modkv_tests::http::{post, request};
 use modkv_tests::procstat;
-use modkv_tests::test_plugins::install;
+use modkv_tests::test_plugins::{install, install_with, HOG_TOML, SPIN_TOML};
 use modkv_tests::*;
 
 const GOOD_TOML: &str = "[grants]\nread = [\"good/\"]\nwrite = [\"good/\"]\n";
@@ -64,12 +64,9 @@ fn client(
 fn plugin_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    install(d, "good", "good");
-    std::fs::write(d.join("good.toml"), GOOD_TOML).unwrap();
-    install(d, "spin", "spin");
-    std::fs::write(d.join("spin.toml"), "failure-mode = \"fail-open\"\n[limits]\ntime-ms = 200\n").unwrap();
-    install(d, "hog", "hog");
-    std::fs::write(d.join("hog.toml"), "[limits]\nmemory-bytes = 16777216\n").unwrap();
+    install_with(d, "good", "good", GOOD_TOML);
+    install_with(d, "spin", "spin", SPIN_TOML);
+    install_with(d, "hog", "hog", HOG_TOML);
     install(d, "crash", "crash");
     dir
 }

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use modkv_tests::http::{request, HttpResponse};
-use modkv_tests::test_plugins::{install, write_atomic};
+use modkv_tests::test_plugins::{install, install_with, write_atomic, HOG_TOML, SPIN_TOML};
 use modkv_tests::*;
 
 /// `toml` with `[config] name = "<name>"` added: the test plugins `good` and `crash` take their manifest
@@ -86,12 +86,9 @@ greeting = "hello from config"
 fn hostile_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    install(d, "good", "good");
-    std::fs::write(d.join("good.toml"), GOOD_TOML).unwrap();
-    install(d, "spin", "spin");
-    std::fs::write(d.join("spin.toml"), "failure-mode = \"fail-open\"\n[limits]\ntime-ms = 200\n").unwrap();
-    install(d, "hog", "hog");
-    std::fs::write(d.join("hog.toml"), "[limits]\nmemory-bytes = 16777216\n").unwrap();
+    install_with(d, "good", "good", GOOD_TOML);
+    install_with(d, "spin", "spin", SPIN_TOML);
+    install_with(d, "hog", "hog", HOG_TOML);
     // The same panicking component twice, fail-closed and fail-open, each on its own prefixes.
     install(d, "crash", "crash-closed");
     std::fs::write(d.join("crash-closed.toml"), named("crash-closed", "hooked-prefixes = [\"closed/\"]\n")).unwrap();

@@ -21,30 +21,6 @@ struct Shape<const A: u32 = 0, const B: u32 = 0> {
     nested: std::collections::BTreeMap<u32, BTreeSet<u32>>,
 }
 
-/// The field numbers of a nested message.
-#[derive(Debug, Default, Clone, PartialEq)]
-struct Fields(BTreeSet<u32>);
-
-impl prost::Message for Fields {
-    fn encode_raw(&self, _: &mut impl BufMut) {}
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wt: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), prost::DecodeError> {
-        self.0.insert(tag);
-        prost::encoding::skip_field(wt, tag, buf, ctx)
-    }
-    fn encoded_len(&self) -> usize {
-        0
-    }
-    fn clear(&mut self) {
-        self.0.clear();
-    }
-}
-
 impl<const A: u32, const B: u32> prost::Message for Shape<A, B> {
     fn encode_raw(&self, _: &mut impl BufMut) {}
     fn merge_field(
@@ -56,9 +32,11 @@ impl<const A: u32, const B: u32> prost::Message for Shape<A, B> {
     ) -> Result<(), prost::DecodeError> {
         self.fields.insert(tag);
         if wt == WireType::LengthDelimited && (tag == 1 || tag == A || tag == B) {
-            let mut inner = Fields::default();
+            // A nested message's own fields (its length-delimited fields are not looked into: the
+            // header's and a member's fields are all scalars or strings).
+            let mut inner = Shape::<0, 0>::default();
             prost::encoding::message::merge(wt, &mut inner, buf, ctx)?;
-            self.nested.entry(tag).or_default().extend(inner.0);
+            self.nested.entry(tag).or_default().extend(inner.fields);
             return Ok(());
         }
         prost::encoding::skip_field(wt, tag, buf, ctx)
