@@ -35,19 +35,10 @@ fn artifacts() -> PathBuf {
 fn chromium(args: &[&str]) -> String {
     let profile = tempfile::tempdir().expect("profile dir");
     let mut cmd = Command::new("chromium");
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--virtual-time-budget=5000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()))
-    .args(args);
+    cmd.args(modkv_tests::browser::HEADLESS_FLAGS)
+        .arg("--virtual-time-budget=5000")
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args);
     let out = run_command(cmd, None, Duration::from_secs(60));
     assert!(out.success(), "chromium failed (is Debian's chromium installed? `make deps-test`): {out:?}");
     out.stdout

@@ -473,6 +473,16 @@ impl State {
         self.info.server.upgrade().ok_or_else(|| "etcdserver: server stopped".to_string())
     }
 
+    /// Refuses a host KV call on `key`..`range_end` unless the key is given and `grants` (the plugin's
+    /// read or write prefixes) cover the range; `verb` names the refusal (read, write, delete).
+    fn permitted(&self, grants: &[Vec<u8>], verb: &str, key: &[u8], range_end: &[u8]) -> Result<(), String> {
+        key_given(key)?;
+        if !granted(grants, key, range_end) {
+            return Err(self.info.denied(verb, key, range_end));
+        }
+        Ok(())
+    }
+
     fn metric(&self, name: String, kind: MetricKind, labels: Vec<String>, value: f64) {
         let Some(set) = self.info.metrics.get() else { return };
         if let Err(e) = set.update(&name, kind, labels, value) {
@@ -589,10 +599,7 @@ impl self::modkv::plugin::host::Host for State {
         limit: i64,
         serializable: bool,
     ) -> Result<wit::RangeResult, String> {
-        key_given(&key)?;
-        if !granted(&self.info.config.read, &key, &range_end) {
-            return Err(self.info.denied("read", &key, &range_end));
-        }
+        self.permitted(&self.info.config.read, "read", &key, &range_end)?;
         let server = self.server()?;
         let r = crate::proto::etcdserverpb::RangeRequest { key, range_end, limit, serializable, ..Default::default() };
         let resp = as_plugin(server.range(r)).await.map_err(|e| e.to_string())?;
@@ -607,10 +614,7 @@ impl self::modkv::plugin::host::Host for State {
         serializable: bool,
         scope: wit::CallerScope,
     ) -> Result<wit::RangeResult, String> {
-        key_given(&key)?;
-        if !granted(&self.info.config.read, &key, &range_end) {
-            return Err(self.info.denied("read", &key, &range_end));
-        }
+        self.permitted(&self.info.config.read, "read", &key, &range_end)?;
         let server = self.server()?;
         let r = crate::proto::etcdserverpb::RangeRequest { key, range_end, limit, serializable, ..Default::default() };
         let caller = self.caller.clone();
@@ -622,10 +626,7 @@ impl self::modkv::plugin::host::Host for State {
     }
 
     async fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<i64, String> {
-        key_given(&key)?;
-        if !granted(&self.info.config.write, &key, b"") {
-            return Err(self.info.denied("write", &key, b""));
-        }
+        self.permitted(&self.info.config.write, "write", &key, b"")?;
         let server = self.server()?;
         let r = crate::proto::etcdserverpb::PutRequest { key, value, ..Default::default() };
         let resp = as_plugin(server.put_by(r, &self.chain)).await.map_err(|e| e.to_string())?;
@@ -633,10 +634,7 @@ impl self::modkv::plugin::host::Host for State {
     }
 
     async fn delete(&mut self, key: Vec<u8>, range_end: Vec<u8>) -> Result<i64, String> {
-        key_given(&key)?;
-        if !granted(&self.info.config.write, &key, &range_end) {
-            return Err(self.info.denied("delete", &key, &range_end));
-        }
+        self.permitted(&self.info.config.write, "delete", &key, &range_end)?;
         let server = self.server()?;
         let r = crate::proto::etcdserverpb::DeleteRangeRequest { key, range_end, ..Default::default() };
         let resp = as_plugin(server.delete_range(r)).await.map_err(|e| e.to_string())?;
