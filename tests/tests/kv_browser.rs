@@ -46,14 +46,7 @@ fn chromium(args: &[&str]) -> String {
 
 #[test]
 fn page_lists_keys_in_a_browser() {
-    let src = example_plugins();
-    let wasm = src.join("kv-browser.wasm");
-    assert!(wasm.exists(), "{} is missing: run `make plugins`", wasm.display());
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(&wasm, dir.path().join("kv-browser.wasm")).unwrap();
-    std::fs::copy(src.join("kv-browser.toml"), dir.path().join("kv-browser.toml")).unwrap();
-
-    let s = Server::start(Kind::Modkv, ServerOpts::new().args(["--plugin-dir", dir.path().to_str().unwrap()]));
+    let (s, _dir) = start_with_kv_browser();
     assert_eq!(s.ctl_ok(&["put", "json/a", r#"{"id": 1}"#]), "OK\n");
     assert_eq!(s.ctl_ok(&["put", "json/b", r#"{"id": 2}"#]), "OK\n");
     assert_eq!(s.ctl_ok(&["put", "other/x", "1"]), "OK\n");
