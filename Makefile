@@ -39,7 +39,7 @@ WASM_TARGET  := wasm32-wasip2
 PLUGINS      := hello json-guard audit kv-browser
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build build-failpoints run test fuzz chaos bench bench-auth plugins deps deps-build deps-test deps-wasm apt-install fmt clean
+.PHONY: all build build-failpoints run test fuzz chaos bench bench-auth bench-ab plugins deps deps-build deps-test deps-wasm apt-install fmt clean
 
 all: build
 
@@ -107,6 +107,12 @@ bench: deps-test build plugins
 bench-auth: deps-test build
 	$(CARGO) build --release -p modkv-tests --features bench --bin modkv-bench
 	CARGO_TARGET_DIR="$(abspath $(TARGET))" tests/bench-auth.sh
+
+## bench-ab: two modkv binaries side by side (tests/bench-ab.sh), alternating over ROUNDS rounds:
+## make bench-ab A=/path/to/old/modkv B=$(CARGO_TARGET_DIR)/release/modkv
+bench-ab: deps-test
+	$(CARGO) build --release -p modkv-tests --features bench --bin modkv-bench
+	CARGO_TARGET_DIR="$(abspath $(TARGET))" A="$(A)" B="$(B)" tests/bench-ab.sh
 
 ## plugins: build the example plugins (plugins/, their own workspace) for wasm32-wasip2 into
 ## $(CARGO_TARGET_DIR)/plugins/ as <name>.wasm, plus <name>.toml where the plugin has one

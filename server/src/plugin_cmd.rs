@@ -148,7 +148,11 @@ fn describe(i: &Inspected, file: &Path, size: usize, toml: Option<&Path>) -> Str
             items.join(", ")
         }
     };
-    let from = |set_in_toml: bool| if set_in_toml { " (set by the TOML; the manifest's are replaced)" } else { "" };
+    let from = |set_in_toml: bool, declared: bool| match (set_in_toml, declared) {
+        (true, true) => " (narrowed by the TOML)",
+        (true, false) => " (set by the TOML; the code declares none)",
+        (false, _) => "",
+    };
     let mut out = String::new();
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<13}{v}\n"));
     line("plugin", format!("{} {}", i.info.name, m.version));
@@ -162,11 +166,11 @@ fn describe(i: &Inspected, file: &Path, size: usize, toml: Option<&Path>) -> Str
         format!(
             "{}{}",
             if i.routes.is_empty() { "none".into() } else { i.routes.join(", ") },
-            from(c.routes.is_some())
+            from(c.routes.is_some(), !m.routes.is_empty())
         ),
     );
     let hooks = if i.hooked.is_empty() { "none".into() } else { format!("puts under {}", quoted(&i.hooked)) };
-    line("hooks", format!("{hooks}{}", from(c.hooked_prefixes.is_some())));
+    line("hooks", format!("{hooks}{}", from(c.hooked_prefixes.is_some(), !m.hooked_prefixes.is_empty())));
     if i.metric_defs.is_empty() {
         line("metrics", "none".into());
     }

@@ -30,9 +30,13 @@ fn plugin_dir() -> tempfile::TempDir {
         std::fs::write(d.join(format!("{file}.toml")), named(file, toml)).unwrap();
     };
     plugin("good", "good", "[grants]\nread = [\"\"]\nwrite = [\"who/\"]\n");
-    plugin("good2", "good", "routes = [\"/narrow\"]\nhooked-prefixes = [\"who/p\"]\n[grants]\nread = [\"app/\"]\n");
-    plugin("old", "legacy", "routes = [\"/old\"]\n[grants]\nread = [\"app/\"]\n");
-    plugin("v02", "v02", "routes = [\"/v02\"]\n[grants]\nread = [\"app/\"]\n");
+    plugin(
+        "good2",
+        "good",
+        "routes = [\"/good/narrow\"]\nhooked-prefixes = [\"who/p\"]\n[grants]\nread = [\"app/\"]\n",
+    );
+    plugin("old", "legacy", "routes = [\"/good/old\"]\n[grants]\nread = [\"app/\"]\n");
+    plugin("v02", "v02", "routes = [\"/good/v02\"]\n[grants]\nread = [\"app/\"]\n");
     dir
 }
 
@@ -145,9 +149,9 @@ fn routes_and_hooks_see_the_caller() {
     assert_response(&get(&s, "/nothing", Some("garbage")), 404, "404 page not found\n");
 
     // The older contracts' components load, serve and hook with auth on; they are not told the caller.
-    assert_response(&get(&s, "/old/caller", Some(&alice)), 200, r#"{"caller":"unknown to legacy-0.1.0"}"#);
-    assert_response(&get(&s, "/v02/caller", Some(&alice)), 200, r#"{"caller":"unknown to v02-0.2.0"}"#);
-    assert_response(&get(&s, "/v02/caller", Some("garbage")), 401, BAD_TOKEN);
+    assert_response(&get(&s, "/good/old/caller", Some(&alice)), 200, r#"{"caller":"unknown to legacy-0.1.0"}"#);
+    assert_response(&get(&s, "/good/v02/caller", Some(&alice)), 200, r#"{"caller":"unknown to v02-0.2.0"}"#);
+    assert_response(&get(&s, "/good/v02/caller", Some("garbage")), 401, BAD_TOKEN);
 
     // A plugin's own reads are bounded by its grants only, not by the caller (anonymous here): it
     // reads `secret`, which alice may not.
@@ -159,7 +163,7 @@ fn routes_and_hooks_see_the_caller() {
         &format!(r#"{{"revision":{rev},"count":1,"value":"s3"}}"#),
     );
     assert_response(
-        &get(&s, "/old/get?k=app/x", Some(&alice)),
+        &get(&s, "/good/old/get?k=app/x", Some(&alice)),
         200,
         &format!(r#"{{"revision":{rev},"count":0,"value":null}}"#),
     );
@@ -256,12 +260,12 @@ fn reads_for_the_caller_are_bounded_by_grants_and_permissions() {
 
     // The plugin's grants bound even root: good2 may read app/ only.
     assert_response(
-        &get(&s, "/narrow/as-caller?prefix=&scope=readable", Some(&root)),
+        &get(&s, "/good/narrow/as-caller?prefix=&scope=readable", Some(&root)),
         200,
         r#"{"err":"permission denied: plugin good2 may not read every key; grant it in good2.toml: [grants] read = [\"app/\", \"\"]"}"#,
     );
     assert_response(
-        &get(&s, "/narrow/as-caller?prefix=app/&scope=readable", Some(&alice)),
+        &get(&s, "/good/narrow/as-caller?prefix=app/&scope=readable", Some(&alice)),
         200,
         &answer(2, false, &["app/a", "app/b"]),
     );

@@ -663,7 +663,7 @@ fn calls_without_a_leader_time_out() {
     install(dir.path(), "good", "short");
     std::fs::write(
         dir.path().join("short.toml"),
-        format!("routes = [\"/short\"]\nhooked-prefixes = []\n{GRANTS}[config]\nname = \"short\"\n"),
+        format!("routes = [\"/good/short\"]\nhooked-prefixes = []\n{GRANTS}[config]\nname = \"short\"\n"),
     )
     .unwrap();
     let args = plugin_args(dir.path());
@@ -695,7 +695,7 @@ fn calls_without_a_leader_time_out() {
         let started = Instant::now();
         let r = call(&ep, &range(true)).unwrap();
         assert_eq!(r["kvs"][0]["value"], b64encode(b"before"), "{r}");
-        let r = request(&ep, "POST", "/short/kv", &writes[0].encode());
+        let r = request(&ep, "POST", "/good/short/kv", &writes[0].encode());
         assert_eq!((r.status, r.text().as_str()), (500, "plugin short failed: exceeded its time limit of 1000 ms\n"));
         assert!(started.elapsed() < CALL_LIMIT, "{:?}", started.elapsed());
         waiting.into_iter().map(|t| t.join().unwrap()).collect::<Vec<_>>()

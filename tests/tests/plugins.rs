@@ -89,15 +89,17 @@ fn hostile_dir() -> tempfile::TempDir {
     install_with(d, "good", "good", GOOD_TOML);
     install_with(d, "spin", "spin", SPIN_TOML);
     install_with(d, "hog", "hog", HOG_TOML);
-    // The same panicking component twice, fail-closed and fail-open, each on its own prefixes.
+    // The same panicking component twice, fail-closed and fail-open, each on its own part of what the
+    // code declares (`/crash`, `crash/`): a TOML narrows the routes and prefixes, never widens them.
     install(d, "crash", "crash-closed");
-    std::fs::write(d.join("crash-closed.toml"), named("crash-closed", "hooked-prefixes = [\"closed/\"]\n")).unwrap();
+    std::fs::write(d.join("crash-closed.toml"), named("crash-closed", "hooked-prefixes = [\"crash/closed/\"]\n"))
+        .unwrap();
     install(d, "crash", "crash-open");
     std::fs::write(
         d.join("crash-open.toml"),
         named(
             "crash-open",
-            "routes = [\"/crash-open\"]\nhooked-prefixes = [\"open/\"]\nfailure-mode = \"fail-open\"\n",
+            "routes = [\"/crash/open\"]\nhooked-prefixes = [\"crash/open/\"]\nfailure-mode = \"fail-open\"\n",
         ),
     )
     .unwrap();
@@ -106,6 +108,9 @@ fn hostile_dir() -> tempfile::TempDir {
     install(d, "crash", "crash_open");
     install(d, "huge", "huge");
     install(d, "alien", "alien");
+    // Refused: a TOML that would widen what the code declares.
+    install(d, "crash", "wide");
+    std::fs::write(d.join("wide.toml"), named("wide", "routes = [\"/crash\", \"/elsewhere\"]\n")).unwrap();
     // Malformed: not WebAssembly at all, and a good component with a broken settings file.
     std::fs::write(d.join("broken.wasm"), b"this is not a wasm component\n").unwrap();
     install(d, "good", "badconf");
@@ -131,6 +136,7 @@ fn routes_hooks_metrics_and_hostile_plugins() {
         "badconf.wasm: failed to load: ",
         "badconf.toml: TOML parse error at line 1, column 8",
         "misnamed.wasm: failed to load: its manifest names it \"good\", but the file is misnamed.wasm; a plugin is known by its manifest's name and its files are <name>.wasm and <name>.toml (\"-\" and \"_\" alike): rename it good.wasm",
+        "wide.wasm: failed to load: wide.toml: route \"/elsewhere\" is not one the plugin serves: its code declares \"/crash\"; the TOML may only narrow them (a route at or under one of these)",
         "crash_open.wasm: not loaded: crash-open.wasm has the same name (\"-\" and \"_\" in a plugin's name are the same); remove one of them",
         "plugins (startup): 6 loaded plugins=[\"crash-closed\", \"crash-open\", \"good\", \"hog\", \"huge\", \"spin\"]",
     ] {
@@ -194,7 +200,7 @@ fn routes_hooks_metrics_and_hostile_plugins() {
             && text.ends_with(": boom at /crash)\n"),
         "{text}"
     );
-    assert_eq!(get(&s, "/crash-open").status, 500);
+    assert_eq!(get(&s, "/crash/open").status, 500);
     assert_serving(&s);
     assert_response(
         &get(&s, "/huge"),
@@ -248,7 +254,7 @@ fn routes_hooks_metrics_and_hostile_plugins() {
     assert_eq!(s.etcdctl(&["get", "up/y", "--print-value-only"]).ok(), "ABC\n");
 
     // A trapping hook: fail-closed refuses the put, fail-open lets it through.
-    let out = s.etcdctl(&["put", "closed/k", "v"]);
+    let out = s.etcdctl(&["put", "crash/closed/k", "v"]);
     let prefix = "Error: rpc error: code = FailedPrecondition desc = etcdserver: plugin crash-closed failed, the put is refused (fail-closed): trapped: wasm `unreachable` instruction executed (panicked at ";
     let lines = out.error_lines();
     assert!(
@@ -256,9 +262,9 @@ fn routes_hooks_metrics_and_hostile_plugins() {
         "{out:#?}"
     );
     assert!(out.rpc_errors().iter().all(|e| e.starts_with("rpc error: code = FailedPrecondition desc = ")), "{out:#?}");
-    assert_eq!(s.etcdctl(&["get", "closed/k"]).ok(), "");
-    assert_eq!(s.etcdctl(&["put", "open/k", "v"]).ok(), "OK\n");
-    assert_eq!(s.etcdctl(&["get", "open/k", "--print-value-only"]).ok(), "v\n");
+    assert_eq!(s.etcdctl(&["get", "crash/closed/k"]).ok(), "");
+    assert_eq!(s.etcdctl(&["put", "crash/open/k", "v"]).ok(), "OK\n");
+    assert_eq!(s.etcdctl(&["get", "crash/open/k", "--print-value-only"]).ok(), "v\n");
     // A hook past its time limit, fail-open: allowed after the limit.
     let started = Instant::now();
     assert_eq!(s.etcdctl(&["put", "spin/k", "v"]).ok(), "OK\n");
@@ -429,8 +435,11 @@ fn reused_instances_answer_each_put() {
     install(dir.path(), "good", "good");
     std::fs::write(dir.path().join("good.toml"), format!("{GOOD_TOML}stateless = \"true\"\n")).unwrap();
     install(dir.path(), "crash", "crash-closed");
-    std::fs::write(dir.path().join("crash-closed.toml"), named("crash-closed", "hooked-prefixes = [\"closed/\"]\n"))
-        .unwrap();
+    std::fs::write(
+        dir.path().join("crash-closed.toml"),
+        named("crash-closed", "hooked-prefixes = [\"crash/closed/\"]\n"),
+    )
+    .unwrap();
     let s = start(dir.path());
     let ep = s.endpoint();
     const THREADS: usize = 24;
@@ -457,7 +466,7 @@ fn reused_instances_answer_each_put() {
                             assert!(r.is_ok(), "put {i}: {r:?}");
                         }
                         _ => {
-                            let (code, msg) = c.put(PutRequest::new(&format!("closed/{i:04}"), "v")).unwrap_err();
+                            let (code, msg) = c.put(PutRequest::new(&format!("crash/closed/{i:04}"), "v")).unwrap_err();
                             assert_eq!(code, "FailedPrecondition", "put {i}: {msg}");
                             assert!(msg.starts_with(trapped) && msg.ends_with(": hook boom)"), "put {i}: {msg}");
                         }
@@ -476,7 +485,10 @@ fn reused_instances_answer_each_put() {
         .map(|i| (format!("guard/{i:04}"), format!("{{\"n\":{i}}}")))
         .collect();
     assert_eq!(got, want);
-    assert!(modkv_tests::grpc::range(&ep, RangeRequest::range("closed/", "closed0")).unwrap().kvs.is_empty());
+    assert!(modkv_tests::grpc::range(&ep, RangeRequest::range("crash/closed/", "crash/closed0"))
+        .unwrap()
+        .kvs
+        .is_empty());
     let m = get(&s, "/metrics").text();
     let n = THREADS * PER_THREAD / 3;
     for needle in [
@@ -511,28 +523,28 @@ fn instances_reused_as_declared_and_old_contract_plugins_load() {
         install(d, crate_name, file);
         std::fs::write(d.join(format!("{file}.toml")), named(file, toml)).unwrap();
     };
-    plugin("fresh", "good", "routes = [\"/fresh\"]\nhooked-prefixes = []\n");
-    plugin("reused", "good", "routes = [\"/reused\"]\nhooked-prefixes = []\n[config]\nstateless = \"true\"\n");
+    plugin("fresh", "good", "routes = [\"/good/fresh\"]\nhooked-prefixes = []\n");
+    plugin("reused", "good", "routes = [\"/good/reused\"]\nhooked-prefixes = []\n[config]\nstateless = \"true\"\n");
     plugin(
         "capped",
         "good",
-        "routes = [\"/capped\"]\nhooked-prefixes = []\n[limits]\ncalls-per-instance = 3\n[config]\nstateless = \"true\"\n",
+        "routes = [\"/good/capped\"]\nhooked-prefixes = []\n[limits]\ncalls-per-instance = 3\n[config]\nstateless = \"true\"\n",
     );
     // Built against 0.1.0, whose manifest cannot say `stateless`: its config asking for it changes nothing.
     plugin(
         "old",
         "legacy",
-        "routes = [\"/old\"]\n[grants]\nread = [\"good/\"]\n[config]\ngreeting = \"from 0.1.0\"\nstateless = \"true\"\n",
+        "routes = [\"/good/old\"]\n[grants]\nread = [\"good/\"]\n[config]\ngreeting = \"from 0.1.0\"\nstateless = \"true\"\n",
     );
     // Built against 0.2.0: its manifest says `stateless`.
-    plugin("v2", "v02", "routes = [\"/v2\"]\nhooked-prefixes = []\n[config]\nstateless = \"true\"\n");
+    plugin("v2", "v02", "routes = [\"/good/v2\"]\nhooked-prefixes = []\n[config]\nstateless = \"true\"\n");
     let s = start(d);
     let seq = |route: &str| (0..7).map(|_| calls(&s, route)).collect::<Vec<_>>();
-    assert_eq!(seq("/fresh"), vec![1; 7]);
-    assert_eq!(seq("/reused"), (1..=7).collect::<Vec<_>>());
-    assert_eq!(seq("/capped"), vec![1, 2, 3, 1, 2, 3, 1]);
-    assert_eq!(seq("/old"), vec![1; 7]);
-    assert_eq!(seq("/v2"), (1..=7).collect::<Vec<_>>());
+    assert_eq!(seq("/good/fresh"), vec![1; 7]);
+    assert_eq!(seq("/good/reused"), (1..=7).collect::<Vec<_>>());
+    assert_eq!(seq("/good/capped"), vec![1, 2, 3, 1, 2, 3, 1]);
+    assert_eq!(seq("/good/old"), vec![1; 7]);
+    assert_eq!(seq("/good/v2"), (1..=7).collect::<Vec<_>>());
     let log = s.log();
     for (name, contract, calls) in [
         ("fresh", "0.3.0", 1),
@@ -551,17 +563,17 @@ fn instances_reused_as_declared_and_old_contract_plugins_load() {
 
     // The 0.1.0 plugin's exports and host imports work as they did.
     assert_response(
-        &get(&s, "/old/hello?x=1"),
+        &get(&s, "/good/old/hello?x=1"),
         200,
         r#"{"plugin":"good","version":"legacy-0.1.0","greeting":"from 0.1.0","method":"GET","query":"x=1","body":""}"#,
     );
     assert_response(
-        &get(&s, "/v2/hello?x=2"),
+        &get(&s, "/good/v2/hello?x=2"),
         200,
         r#"{"plugin":"good","version":"v02-0.2.0","greeting":"","method":"GET","query":"x=2","body":""}"#,
     );
     s.ctl_ok(&["put", "good/k", "v1"]);
-    assert_response(&get(&s, "/old/get?k=good/k"), 200, r#"{"revision":2,"count":1,"value":"v1"}"#);
+    assert_response(&get(&s, "/good/old/get?k=good/k"), 200, r#"{"revision":2,"count":1,"value":"v1"}"#);
     let out = s.etcdctl(&["put", "guard/a", "not json"]);
     assert_ctl_error(&out, "InvalidArgument", "etcdserver: plugin old rejected the put: value is not valid JSON");
     s.ctl_ok(&["put", "guard/a", "{\"ok\":1}"]);
@@ -569,7 +581,7 @@ fn instances_reused_as_declared_and_old_contract_plugins_load() {
     assert_eq!(s.ctl_ok(&["get", "up/a", "--print-value-only"]), "SHOUT\n");
     let m = get(&s, "/metrics").text();
     for needle in [
-        "modkv_plugin_old_requests_total{path=\"/old/hello\"} 1.0\n",
+        "modkv_plugin_old_requests_total{path=\"/good/old/hello\"} 1.0\n",
         "modkv_plugin_old_value_bytes_count 3\n",
         "modkv_plugin_calls_total{plugin=\"old\",hook=\"pre_put\"} 3\n",
     ] {

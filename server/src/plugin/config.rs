@@ -2,8 +2,8 @@
 //! `inspect`). Plugin authors' reference: `plugin-sdk/src/toml.md`; keep the two in step.
 //!
 //! ```toml
-//! routes = ["/hello"]               # replaces the manifest's route prefixes
-//! hooked-prefixes = ["json/"]       # replaces the manifest's hooked key prefixes
+//! routes = ["/hello"]               # narrows the manifest's route prefixes (inspect::narrowed_routes)
+//! hooked-prefixes = ["json/"]       # narrows the manifest's hooked key prefixes
 //! failure-mode = "fail-closed"      # or "fail-open": what a failing pre-put hook means (default closed)
 //!
 //! [limits]

@@ -9,8 +9,9 @@
 //!   identity: the manifest's name; the file must be named after it ("-" and "_" alike, for cargo's
 //!   `my-plugin` → my_plugin.wasm), or the plugin is refused; two files of one name: the first loads
 //!        ▼
-//!   routes / hooked prefixes: the manifest's, or the TOML's in their place; routes checked against
-//!   the server's own paths; metric definitions checked (valid Prometheus names, no duplicates)
+//!   routes / hooked prefixes: the manifest's, narrowed by the TOML's (each within one the code
+//!   declares, unless it declares none); routes checked against the server's own paths; metric
+//!   definitions checked (valid Prometheus names, no duplicates)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -155,8 +156,11 @@ pub async fn inspect(
     let manifest = manifest.map_err(|err| format!("manifest() {err}"))?;
     check_identity(&stem, &manifest.name)?;
     let toml_name = toml.map_or_else(|| format!("{}.toml", manifest.name), |(p, _)| file_name(p));
-    let routes: Vec<String> =
-        config.routes.as_ref().unwrap_or(&manifest.routes).iter().map(|r| normalize_route(r)).collect();
+    let declared: Vec<String> = manifest.routes.iter().map(|r| normalize_route(r)).collect();
+    let routes = match &config.routes {
+        Some(set) => narrowed_routes(&declared, set).map_err(|e| format!("{toml_name}: {e}"))?,
+        None => declared,
+    };
     for r in &routes {
         if !r.starts_with('/') {
             return Err(format!("route {r:?} does not start with '/'"));
@@ -165,7 +169,10 @@ pub async fn inspect(
             return Err(format!("route {r:?} is under {reserved}, which the server serves itself"));
         }
     }
-    let hooked = config.hooked_prefixes.clone().unwrap_or_else(|| manifest.hooked_prefixes.clone());
+    let hooked = match &config.hooked_prefixes {
+        Some(set) => narrowed_prefixes(&manifest.hooked_prefixes, set).map_err(|e| format!("{toml_name}: {e}"))?,
+        None => manifest.hooked_prefixes.clone(),
+    };
     let metric_defs = metric_defs(&manifest.metrics)?;
     // The operator's TOML decides; else a stateless plugin's instances answer several calls in a row.
     let calls_per_instance =
@@ -173,6 +180,47 @@ pub async fn inspect(
     let names = metric_defs.iter().map(|d| d.name.clone()).collect();
     let info = Arc::new(PluginInfo::new(manifest.name.as_str().into(), config, toml_name, names, server));
     Ok(Inspected { info, manifest, routes, hooked, metric_defs, calls_per_instance, pre, cached, manifest_call })
+}
+
+/// The routes a plugin serves when its TOML sets `routes`: the code's declaration is the one source of
+/// truth and the TOML may only narrow it — each route at or under one the manifest declares. Code that
+/// declares no route (it answers wherever it is mounted, or predates route declarations) takes the
+/// TOML's as they are.
+pub fn narrowed_routes(declared: &[String], set: &[String]) -> Result<Vec<String>, String> {
+    let set: Vec<String> = set.iter().map(|r| normalize_route(r)).collect();
+    if declared.is_empty() {
+        return Ok(set);
+    }
+    match set.iter().find(|r| !declared.iter().any(|d| route_matches(d, r))) {
+        Some(r) => Err(format!(
+            "route {r:?} is not one the plugin serves: its code declares {}; the TOML may only narrow them (a \
+             route at or under one of these)",
+            quoted(declared.iter().map(|d| d.as_bytes()))
+        )),
+        None => Ok(set),
+    }
+}
+
+/// The key prefixes a plugin's pre-put hook runs for when its TOML sets `hooked-prefixes`: as with
+/// routes, each must lie within one the code declares (start with it), unless the code declares none.
+pub fn narrowed_prefixes(declared: &[Vec<u8>], set: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, String> {
+    if declared.is_empty() {
+        return Ok(set.to_vec());
+    }
+    match set.iter().find(|p| !declared.iter().any(|d| p.starts_with(d))) {
+        Some(p) => Err(format!(
+            "hooked prefix {:?} is not one the plugin hooks: its code declares {}; the TOML may only narrow them \
+             (a prefix starting with one of these)",
+            String::from_utf8_lossy(p),
+            quoted(declared.iter().map(Vec::as_slice))
+        )),
+        None => Ok(set.to_vec()),
+    }
+}
+
+/// `"a", "b"` for messages.
+fn quoted<'a>(items: impl Iterator<Item = &'a [u8]>) -> String {
+    items.map(|i| format!("{:?}", String::from_utf8_lossy(i))).collect::<Vec<_>>().join(", ")
 }
 
 /// A plugin is known by its manifest's name, and its file must say the same.
@@ -263,6 +311,28 @@ mod tests {
         assert_eq!(normalize_route("/"), "/");
         assert!(RESERVED_ROUTES.iter().any(|r| route_matches(r, "/v3/kv")));
         assert!(!RESERVED_ROUTES.iter().any(|r| route_matches(r, "/v3x")));
+    }
+
+    #[test]
+    fn the_toml_only_narrows_what_the_code_declares() {
+        let declared = vec!["/good".to_string(), "/ui".to_string()];
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(narrowed_routes(&declared, &set(&["/good/x/", "/ui"])).unwrap(), ["/good/x", "/ui"]);
+        assert_eq!(narrowed_routes(&declared, &[]).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            narrowed_routes(&declared, &set(&["/goodies"])).unwrap_err(),
+            "route \"/goodies\" is not one the plugin serves: its code declares \"/good\", \"/ui\"; the TOML may \
+             only narrow them (a route at or under one of these)"
+        );
+        assert_eq!(narrowed_routes(&[], &set(&["/anywhere"])).unwrap(), ["/anywhere"]);
+        let hooks = vec![b"json/".to_vec()];
+        assert_eq!(narrowed_prefixes(&hooks, &[b"json/a".to_vec()]).unwrap(), [b"json/a".to_vec()]);
+        assert_eq!(
+            narrowed_prefixes(&hooks, &[b"".to_vec()]).unwrap_err(),
+            "hooked prefix \"\" is not one the plugin hooks: its code declares \"json/\"; the TOML may only narrow \
+             them (a prefix starting with one of these)"
+        );
+        assert_eq!(narrowed_prefixes(&[], &[b"x/".to_vec()]).unwrap(), [b"x/".to_vec()]);
     }
 
     #[test]

@@ -250,8 +250,8 @@ fn plugin_toml(name: &str, ns: &str, routes: &[String], hooks: &[String]) -> Str
          # --plugin-dir. Every key is optional; nothing is granted unless listed. The reference: the SDK's docs\n\
          # (modkv_plugin_sdk::toml_reference, plugin-sdk/src/toml.md).\n\n"
     );
-    s += &line(format!("# routes = [{}]", list(routes)), "replaces the routes the code declares");
-    s += &line(format!("# hooked-prefixes = [{}]", list(hooks)), "replaces the key prefixes the code hooks");
+    s += &line(format!("# routes = [{}]", list(routes)), "narrows the routes the code declares");
+    s += &line(format!("# hooked-prefixes = [{}]", list(hooks)), "narrows the key prefixes the code hooks");
     s += &line(
         "# failure-mode = \"fail-closed\"".into(),
         "a failing hook refuses the put (\"fail-open\": lets it through)",
