@@ -20,8 +20,8 @@ stop_all() {
 cleanup() { stop_all; rm -rf "$work"; }
 trap cleanup EXIT
 
-wait_ready() { # port
-  for _ in $(seq 1 100); do
+wait_ready() { # port (30 s: a member starting on a machine busy with builds can take a while)
+  for _ in $(seq 1 300); do
     ETCDCTL_API=3 etcdctl --endpoints="http://127.0.0.1:$1" endpoint health >/dev/null 2>&1 && return 0
     sleep 0.1
   done
