@@ -62,8 +62,11 @@ impl Hasher {
 mod tests {
     use super::*;
 
+    /// A bucket's name and pairs.
+    type Named<'a> = (&'a [u8], &'a [(&'a [u8], &'a [u8])]);
+
     /// The hash in one pass, as etcd computes it: buckets by name, consistent index left out.
-    fn one_pass(buckets: &[(&[u8], &[(&[u8], &[u8])])]) -> u32 {
+    fn one_pass(buckets: &[Named<'_>]) -> u32 {
         let mut sorted = buckets.to_vec();
         sorted.sort_by_key(|(name, _)| *name);
         let mut crc = 0;
@@ -83,7 +86,7 @@ mod tests {
         let key: &[(&[u8], &[u8])] = &[(b"\0\0\0\0\0\0\0\x02_\0\0\0\0\0\0\0\0", b"kv"), (b"\0\0\0\0\0\0\0\x03", b"x")];
         let meta: &[(&[u8], &[u8])] = &[(b"consistent_index", b"\0\0\0\0\0\0\0\x09"), (b"finishedCompactRev", b"r")];
         let lease: &[(&[u8], &[u8])] = &[];
-        let buckets: [(&[u8], &[(&[u8], &[u8])]); 4] =
+        let buckets: [Named<'_>; 4] =
             [(b"key", key), (b"lease", lease), (b"meta", meta), (b"authUsers", &[(b"u", b"pw")])];
         let mut h = Hasher::default();
         for (name, pairs) in &buckets {
