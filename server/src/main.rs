@@ -154,13 +154,43 @@ fn restore_cluster(name: &str, cluster: &str, peer_urls: Option<&str>) -> Result
         own.sort_unstable();
         advertised.sort_unstable();
         if own != advertised {
-            return Err(format!(
-                "--initial-cluster has {name}={} but missing from --initial-advertise-peer-urls={peer_urls}",
-                own.join(",")
-            ));
+            // etcd's words (`advertiseMatchesCluster`), with what its URL comparison says.
+            let why = match advertised.iter().zip(&own).find(|(a, o)| a != o) {
+                Some((a, o)) if own.len() == advertised.len() => format!("resolved urls: {a:?} != {o:?}"),
+                _ => format!("len({}) != len({})", go_quoted(&advertised), go_quoted(&own)),
+            };
+            let not_in = |list: &[String], of: &[String]| -> Vec<String> {
+                list.iter().filter(|u| !of.contains(u)).cloned().collect()
+            };
+            let (unadvertised, unlisted) = (not_in(&own, &advertised), not_in(&advertised, &own));
+            let named = |urls: &[String]| urls.iter().map(|u| format!("{name}={u}")).collect::<Vec<_>>().join(",");
+            return Err(if !unadvertised.is_empty() {
+                format!(
+                    "--initial-cluster has {} but missing from --initial-advertise-peer-urls={} ({why})",
+                    named(&unadvertised),
+                    advertised.join(",")
+                )
+            } else if !unlisted.is_empty() {
+                format!(
+                    "--initial-advertise-peer-urls has {} but missing from --initial-cluster={}",
+                    unlisted.join(","),
+                    named(&advertised)
+                )
+            } else {
+                format!(
+                    "failed to resolve {} to match --initial-cluster={} ({why})",
+                    advertised.join(","),
+                    named(&advertised)
+                )
+            });
         }
     }
     Ok(members)
+}
+
+/// A list of strings as Go's `%q` prints a `[]string`: `["a" "b"]`.
+fn go_quoted(list: &[String]) -> String {
+    format!("[{}]", list.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(" "))
 }
 
 fn snapshot(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {

@@ -381,3 +381,57 @@ fn etcd_snapshot_restored_into_three_members() {
     assert_eq!(results[1].0, results[0].0, "modkv's cluster id vs etcd's");
     assert_eq!(results[1].1, results[0].1, "modkv's members vs etcd's");
 }
+
+/// A restore whose cluster flags do not name this member, or name it with other peer URLs than it
+/// advertises, is refused by `modkv snapshot restore` with etcdctl's words, and no data dir is made.
+#[test]
+fn restore_cluster_flags_are_checked_as_etcdctl_checks_them() {
+    let file = workspace_root().join("bbolt/tests/fixtures/etcd-3.4.23.db").display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("d").display().to_string();
+    let cases: [&[&str]; 4] = [
+        &[
+            "--name",
+            "x",
+            "--initial-cluster",
+            "y=http://127.0.0.1:1",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:1",
+        ],
+        &[
+            "--name",
+            "x",
+            "--initial-cluster",
+            "x=http://127.0.0.1:1",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:2",
+        ],
+        &[
+            "--name",
+            "x",
+            "--initial-cluster",
+            "x=http://127.0.0.1:1,x=http://127.0.0.1:3",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:1",
+        ],
+        &[
+            "--name",
+            "x",
+            "--initial-cluster",
+            "x=http://127.0.0.1:1",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:1,http://127.0.0.1:4",
+        ],
+    ];
+    for flags in cases {
+        let args = [&["snapshot", "restore", &file, "--data-dir", &data_dir][..], flags].concat();
+        let mut cmd = std::process::Command::new(etcdctl_bin());
+        cmd.args(&args);
+        let etcd = run_command(cmd, None, Duration::from_secs(30));
+        let modkv = modkv_cmd(&args);
+        assert!(!etcd.success() && !modkv.success(), "{flags:?}: {etcd:#?} {modkv:#?}");
+        assert!(etcd.stderr.starts_with("Error: "), "{etcd:#?}");
+        assert_eq!(modkv.stderr, etcd.stderr, "{flags:?}");
+        assert!(!std::path::Path::new(&data_dir).exists(), "{flags:?}");
+    }
+}
