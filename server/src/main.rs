@@ -104,11 +104,12 @@ enum SnapshotCommand {
         /// data dir).
         #[arg(long = "skip-hash-check")]
         skip_hash_check: bool,
-        /// The cluster the restored members will form (etcdctl's flag; checked to name this member, the
-        /// members are then started with the same flags).
+        /// The cluster the restored members will form, name=peer URL each (etcdctl's flag): stored in the
+        /// data dir with the member and cluster ids etcd derives (without it, the member's start flags
+        /// decide them).
         #[arg(long = "initial-cluster")]
         initial_cluster: Option<String>,
-        /// The new cluster's token (etcdctl's flag; the members are started with it).
+        /// The new cluster's token, from which the member and cluster ids are derived (etcdctl's flag).
         #[arg(long = "initial-cluster-token", default_value = "etcd-cluster")]
         initial_cluster_token: String,
         /// This member's peer URLs (etcdctl's flag; checked against --initial-cluster).
@@ -124,31 +125,72 @@ enum SnapshotCommand {
     },
 }
 
-/// etcdctl's checks of a restore's cluster flags: the member is named in `--initial-cluster`, with the
-/// peer URLs it advertises (etcd's `VerifyBootstrap`).
-fn check_restore_cluster(name: &str, cluster: Option<&str>, peer_urls: Option<&str>) -> Result<(), String> {
-    let Some(cluster) = cluster else { return Ok(()) };
-    let mut own: Vec<&str> = cluster
-        .split(',')
-        .filter_map(|m| m.split_once('='))
-        .filter(|(n, _)| n.trim() == name)
-        .map(|(_, u)| u.trim())
-        .collect();
-    if own.is_empty() {
-        return Err(format!("couldn't find local name {name:?} in the initial cluster configuration"));
+/// The members a restore's cluster flags name, `(name, peer URLs)` each, after etcdctl's checks: the member
+/// is named in `--initial-cluster`, with the peer URLs it advertises (etcd's `VerifyBootstrap`). URLs are
+/// written as a member started with the same flags writes them.
+fn restore_cluster(name: &str, cluster: &str, peer_urls: Option<&str>) -> Result<Vec<(String, Vec<String>)>, String> {
+    let normal = |u: &str| {
+        url::Url::parse(u.trim())
+            .map(|u| modkv::membership::url_string(&u))
+            .map_err(|e| format!("--initial-cluster: {u:?} is not a URL: {e}"))
+    };
+    let mut members: Vec<(String, Vec<String>)> = Vec::new();
+    for entry in cluster.split(',').filter(|e| !e.trim().is_empty()) {
+        let Some((n, u)) = entry.split_once('=') else {
+            return Err(format!("--initial-cluster: {entry:?} is not name=URL"));
+        };
+        let u = normal(u)?;
+        match members.iter_mut().find(|(m, _)| m == n.trim()) {
+            Some((_, urls)) => urls.push(u),
+            None => members.push((n.trim().to_string(), vec![u])),
+        }
     }
+    let Some((_, own)) = members.iter().find(|(n, _)| n == name) else {
+        return Err(format!("couldn't find local name {name:?} in the initial cluster configuration"));
+    };
     if let Some(peer_urls) = peer_urls {
-        let mut advertised: Vec<&str> = peer_urls.split(',').map(str::trim).collect();
+        let mut advertised = peer_urls.split(',').map(normal).collect::<Result<Vec<_>, _>>()?;
+        let mut own = own.clone();
         own.sort_unstable();
         advertised.sort_unstable();
         if own != advertised {
-            return Err(format!(
-                "--initial-cluster has {name}={} but missing from --initial-advertise-peer-urls={peer_urls}",
-                own.join(",")
-            ));
+            // etcd's words (`advertiseMatchesCluster`), with what its URL comparison says.
+            let why = match advertised.iter().zip(&own).find(|(a, o)| a != o) {
+                Some((a, o)) if own.len() == advertised.len() => format!("resolved urls: {a:?} != {o:?}"),
+                _ => format!("len({}) != len({})", go_quoted(&advertised), go_quoted(&own)),
+            };
+            let not_in = |list: &[String], of: &[String]| -> Vec<String> {
+                list.iter().filter(|u| !of.contains(u)).cloned().collect()
+            };
+            let (unadvertised, unlisted) = (not_in(&own, &advertised), not_in(&advertised, &own));
+            let named = |urls: &[String]| urls.iter().map(|u| format!("{name}={u}")).collect::<Vec<_>>().join(",");
+            return Err(if !unadvertised.is_empty() {
+                format!(
+                    "--initial-cluster has {} but missing from --initial-advertise-peer-urls={} ({why})",
+                    named(&unadvertised),
+                    advertised.join(",")
+                )
+            } else if !unlisted.is_empty() {
+                format!(
+                    "--initial-advertise-peer-urls has {} but missing from --initial-cluster={}",
+                    unlisted.join(","),
+                    named(&advertised)
+                )
+            } else {
+                format!(
+                    "failed to resolve {} to match --initial-cluster={} ({why})",
+                    advertised.join(","),
+                    named(&advertised)
+                )
+            });
         }
     }
-    Ok(())
+    Ok(members)
+}
+
+/// A list of strings as Go's `%q` prints a `[]string`: `["a" "b"]`.
+fn go_quoted(list: &[String]) -> String {
+    format!("[{}]", list.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(" "))
 }
 
 fn snapshot(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
@@ -164,17 +206,25 @@ fn snapshot(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
             name,
             skip_hash_check,
             initial_cluster,
-            initial_cluster_token: _,
+            initial_cluster_token,
             initial_advertise_peer_urls,
         } => {
-            if let Err(e) =
-                check_restore_cluster(&name, initial_cluster.as_deref(), initial_advertise_peer_urls.as_deref())
-            {
-                eprintln!("Error: {e}");
-                return ExitCode::FAILURE;
-            }
+            // As etcdctl, the restored member's id and its cluster's id come from these flags (the
+            // members are then started on the data dir, whose cluster wins over their start flags).
+            // Without --initial-cluster none is stored: the member's start flags decide.
+            let cluster = match initial_cluster.as_deref().map(|c| {
+                restore_cluster(&name, c, initial_advertise_peer_urls.as_deref())
+                    .map(|members| modkv::membership::Cluster::bootstrap(&name, &members, &initial_cluster_token))
+            }) {
+                Some(Err(e)) => {
+                    eprintln!("Error: {e}");
+                    return ExitCode::FAILURE;
+                }
+                Some(Ok(c)) => c,
+                None => None,
+            };
             let dir = data_dir.unwrap_or_else(|| PathBuf::from(format!("{name}.modkv")));
-            modkv::backup::restore(&file, &dir, skip_hash_check)
+            modkv::backup::restore(&file, &dir, skip_hash_check, cluster.as_ref())
                 .map(|rev| println!("restored snapshot {} into {} (revision {rev})", file.display(), dir.display()))
         }
         SnapshotCommand::Status { file, write_out } => match modkv::backup::status(&file) {

@@ -542,7 +542,7 @@ fn backup_reader_input(data: &[u8]) {
             if data.first().is_some_and(|b| b & 0x30 != 0) {
                 return;
             }
-            match modkv::backup::restore(&path, &dir.path().join("data"), true) {
+            match modkv::backup::restore(&path, &dir.path().join("data"), true, None) {
                 // The store's revision: the last key's, or a later compaction's.
                 Ok(restored) => assert!(restored >= st.revision, "restored {restored}, status {st:?}"),
                 Err(e) => {

@@ -209,6 +209,26 @@ pub struct DeleteRangeResponse {
     pub prev_kvs: Vec<KeyValue>,
 }
 
+/// `etcdserverpb.HashRequest` (no fields).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HashRequest {}
+
+/// `etcdserverpb.HashResponse`
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HashResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(uint32, tag = "2")]
+    pub hash: u32,
+}
+
+/// `/etcdserverpb.Maintenance/Hash` on `endpoint` (etcdctl 3.4 has no command for it): the backend's
+/// hash and the revision of the response header.
+pub fn backend_hash(endpoint: &str) -> Result<(u32, i64), GrpcError> {
+    let r: HashResponse = unary_once(endpoint, "/etcdserverpb.Maintenance/Hash", HashRequest {})?;
+    Ok((r.hash, r.header.map_or(0, |h| h.revision)))
+}
+
 /// A blocking client that keeps one HTTP/2 connection (and its own current-thread runtime) for many
 /// calls, e.g. one per thread in a load test.
 pub struct Client {

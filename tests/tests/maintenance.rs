@@ -1,5 +1,5 @@
-//! Space quota and alarms, defragment, and automatic compaction: the same session against etcd and
-//! modkv, asserting what etcdctl shows.
+//! Space quota and alarms, defragment, automatic compaction, snapshots and the backend's hash
+//! (`Maintenance.Hash`): the same session against etcd and modkv, asserting what etcdctl shows.
 
 use std::time::{Duration, Instant};
 
@@ -21,22 +21,20 @@ fn http_get(s: &Server, path: &str) -> (u16, String) {
     (code, body)
 }
 
-/// Restores `file` into the (new) data dir of `s`, as each kind does it: `etcdctl snapshot restore` with
-/// the member's name and peer URL for etcd, `modkv snapshot restore` for modkv.
+/// Restores `file` into the (new) data dir of `s`, as each kind does it (`etcdctl snapshot restore`,
+/// `modkv snapshot restore`), with the member's name and peer URL.
 fn restore(s: &Server, file: &str) -> CtlOutput {
     let data_dir = s.data_dir().display().to_string();
+    let peer = format!("http://127.0.0.1:{}", s.peer_port);
+    let cluster = format!("{}={peer}", s.opts.name);
+    let args = ["snapshot", "restore", file, "--data-dir", &data_dir, "--name", &s.opts.name];
+    let mut args = args.to_vec();
+    args.extend(["--initial-cluster", &cluster, "--initial-advertise-peer-urls", &peer]);
     match s.kind {
-        Kind::Etcd => {
-            let peer = format!("http://127.0.0.1:{}", s.peer_port);
-            let cluster = format!("{}={peer}", s.opts.name);
-            let args = ["snapshot", "restore", file, "--data-dir", &data_dir, "--name", &s.opts.name];
-            let mut args = args.to_vec();
-            args.extend(["--initial-cluster", &cluster, "--initial-advertise-peer-urls", &peer]);
-            s.etcdctl(&args)
-        }
+        Kind::Etcd => s.etcdctl(&args),
         Kind::Modkv => {
             let mut cmd = std::process::Command::new(Kind::Modkv.binary());
-            cmd.args(["snapshot", "restore", file, "--data-dir", &data_dir]);
+            cmd.args(&args);
             run_command(cmd, None, Duration::from_secs(30))
         }
     }
@@ -317,4 +315,161 @@ fn hashkv_matches_etcd_over_the_same_history() {
     }
     assert_eq!(hashes[1], hashes[0], "modkv's (hash, compact_revision, revision) at revisions 0, 13, 20, 25 vs etcd's");
     assert_eq!(hashes[0][0].1, 12);
+}
+
+/// The CRC-32C etcd computes over the database of a snapshot file, as its backend's `Hash`: every bucket in
+/// bbolt's order, its name, then each key and value; `(without, with)` meta's `consistent_index` (the
+/// `Maintenance.Hash` RPC leaves it out, `etcdctl snapshot status` does not).
+fn file_hashes(path: &str) -> (u32, u32) {
+    let db = bbolt::Reader::open(std::fs::File::open(path).unwrap()).unwrap();
+    let (mut without, mut with, mut meta) = (0u32, 0u32, false);
+    db.walk(&mut |entry| {
+        match entry {
+            bbolt::Entry::Bucket(name) => {
+                without = crc32c::crc32c_append(without, name);
+                with = crc32c::crc32c_append(with, name);
+                meta = name == b"meta";
+            }
+            bbolt::Entry::Pair { key, value } => {
+                let value = value.unwrap_or_default();
+                with = crc32c::crc32c_append(crc32c::crc32c_append(with, key), value);
+                if !(meta && key == b"consistent_index") {
+                    without = crc32c::crc32c_append(crc32c::crc32c_append(without, key), value);
+                }
+            }
+        }
+        true
+    })
+    .unwrap();
+    (without, with)
+}
+
+both_kinds! {
+    /// `Maintenance.Hash` is etcd's CRC-32C of its backend without the consistent index: equal to that
+    /// hash over the buckets of a snapshot file taken at the same revision, not to `etcdctl snapshot
+    /// status`'s hash (which counts the consistent index); the same again without writes, another after a
+    /// put; the gateway's `/v3/maintenance/hash` gives it too (the hash a JSON number, the header's
+    /// numbers strings, as etcd's grpc-gateway); `etcdctl endpoint hashkv` still answers.
+    fn hash_is_the_crc_of_the_backend(kind) {
+        let s = Server::start(kind, ServerOpts::new());
+        s.ctl_ok(&["put", "a", "1"]);
+        s.ctl_ok(&["put", "b", "2"]);
+        s.ctl_ok(&["put", "a", "3"]);
+        s.ctl_ok(&["del", "b"]);
+        let lease = format!("{:016x}", s.ctl_json(&["lease", "grant", "600"])["ID"].as_i64().unwrap());
+        s.ctl_ok(&["put", "leased", "x", "--lease", &lease]);
+        s.ctl_ok(&["compact", "3", "--physical"]);
+        s.ctl_ok(&["user", "add", "alice:pw"]);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("backup.db").display().to_string();
+        // (etcd commits its backend for a snapshot, and again before it hashes.)
+        assert_eq!(s.etcdctl(&["snapshot", "save", &file]).ok(), format!("Snapshot saved at {file}\n"));
+        let (hash, revision) = grpc::backend_hash(&s.endpoint()).unwrap();
+        assert_eq!(revision, 6);
+        let (without_index, with_index) = file_hashes(&file);
+        assert_eq!(hash, without_index, "the hash of the snapshot's buckets without the consistent index");
+        let status = parse_json(&s.ctl_ok(&["snapshot", "status", &file, "-w", "json"]));
+        assert_eq!(status["hash"], with_index, "etcdctl's status hash counts the consistent index");
+        assert_ne!(with_index, without_index);
+
+        assert_eq!(grpc::backend_hash(&s.endpoint()).unwrap(), (hash, 6), "no writes, the same hash");
+        s.ctl_ok(&["put", "c", "4"]);
+        let (after, revision) = grpc::backend_hash(&s.endpoint()).unwrap();
+        assert_eq!(revision, 7);
+        assert_ne!(after, hash);
+
+        let r = modkv_tests::http::post(&s.endpoint(), "/v3/maintenance/hash", "{}");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let j = r.json();
+        assert_eq!(j["hash"], after, "{j}");
+        assert_eq!(j["header"]["revision"], "7", "{j}");
+        let header: Vec<&String> = j["header"].as_object().unwrap().keys().collect();
+        assert_eq!(header, ["cluster_id", "member_id", "raft_term", "revision"], "{j}");
+        assert!(j["header"]["cluster_id"].is_string(), "{j}");
+        let hashkv = s.ctl_json(&["endpoint", "hashkv"]);
+        assert_eq!(hashkv[0]["HashKV"]["header"]["revision"], 7, "{hashkv}");
+        assert_eq!(hashkv[0]["HashKV"]["compact_revision"], 3, "{hashkv}");
+    }
+
+    /// Every member of a three-member cluster gives the same `Maintenance.Hash` once it has applied the
+    /// same log (keys, a lease, a compaction, a deletion; every member published its name and client
+    /// URLs): the buckets hashed are the replicated state, not a member's own. A user with a password is
+    /// where etcd 3.4's members part: each bcrypts the password as it applies `UserAdd`, with a salt of
+    /// its own, so their `authUsers` buckets differ; modkv's member that takes the request hashes it once
+    /// for all, and they still agree.
+    fn hash_agrees_across_members(kind) {
+        let c = modkv_tests::cluster::Cluster::start(kind, 3, &[]);
+        let m1 = &c[0];
+        for i in 0..20 {
+            m1.ctl_ok(&["put", &format!("k{}", i % 6), &format!("v{i}")]);
+        }
+        let lease = format!("{:016x}", m1.ctl_json(&["lease", "grant", "600"])["ID"].as_i64().unwrap());
+        m1.ctl_ok(&["put", "leased", "x", "--lease", &lease]);
+        m1.ctl_ok(&["compact", "10", "--physical"]);
+        m1.ctl_ok(&["del", "k1"]);
+        assert_eq!(m1.ctl_json(&["put", "last", "1"])["header"]["revision"], 24);
+        // Every member at a revision has applied everything before it; a compaction ends in the background
+        // (etcd writes finishedCompactRev when it is done), so this waits for agreement (bounded), which a
+        // member-specific bucket would never reach.
+        let hashes = |rev: i64| {
+            let h: Vec<_> = (0..3).map(|i| grpc::backend_hash(&c[i].endpoint()).ok()).collect();
+            h.iter().all(|h| h.is_some_and(|(_, r)| r == rev)).then(|| h.into_iter().map(|h| h.unwrap().0).collect())
+        };
+        let agree = |rev: i64, what: &str| -> u32 {
+            modkv_tests::cluster::poll(Duration::from_secs(10), what, || {
+                hashes(rev).filter(|h: &Vec<u32>| h[1] == h[0] && h[2] == h[0]).map(|h| h[0])
+            })
+        };
+        let agreed = agree(24, "the same hash on every member at revision 24");
+        m1.ctl_ok(&["put", "after", "1"]);
+        assert_ne!(agree(25, "the same hash on every member at revision 25"), agreed);
+
+        m1.ctl_ok(&["user", "add", "alice:pw"]);
+        m1.ctl_ok(&["put", "after", "2"]);
+        match kind {
+            Kind::Modkv => {
+                agree(26, "the same hash on every member after a user was added");
+            }
+            Kind::Etcd => {
+                let h = modkv_tests::cluster::poll(Duration::from_secs(10), "every member at 26", || hashes(26));
+                assert!(h[1] != h[0] && h[2] != h[0], "etcd 3.4's members salt a password each: {h:x?}");
+            }
+        }
+    }
+}
+
+/// The same history on etcd and on modkv, each a member named alike on the same ports with the same token
+/// (so with the same member and cluster ids): `Maintenance.Hash` gives the same number on both, since
+/// modkv's buckets hold what etcd's do (keys with every revision, the lease, the compaction, the member
+/// with its published URLs, the cluster version; the consistent index, where they differ, is not hashed).
+/// The lease has a given id (etcd's are random), and no user is added (bcrypt salts differ).
+#[test]
+#[cfg_attr(
+    not(feature = "modkv"),
+    ignore = "modkv variants are off: feature `modkv` of modkv-tests (on by default) is disabled"
+)]
+fn hash_equals_etcds_over_the_same_history() {
+    let mut s = Server::start(Kind::Etcd, ServerOpts::new());
+    let mut hashes = Vec::new();
+    for kind in [Kind::Etcd, Kind::Modkv] {
+        if kind == Kind::Modkv {
+            s.kill9();
+            std::fs::remove_dir_all(s.data_dir()).unwrap();
+            s.kind = kind;
+            s.restart();
+        }
+        for i in 0..10 {
+            s.ctl_ok(&["put", &format!("k{}", i % 4), &format!("v{i}")]);
+        }
+        let grant = modkv_tests::http::post(&s.endpoint(), "/v3/lease/grant", r#"{"TTL":"600","ID":"1000"}"#);
+        assert_eq!(grant.json()["ID"], "1000", "{}", grant.text());
+        s.ctl_ok(&["put", "leased", "x", "--lease", "3e8"]);
+        s.ctl_ok(&["del", "k1"]);
+        s.ctl_ok(&["compact", "5", "--physical"]);
+        let h = grpc::backend_hash(&s.endpoint()).unwrap();
+        eprintln!("{kind}: Hash {:x} at revision {}", h.0, h.1);
+        hashes.push(h);
+    }
+    assert_eq!(hashes[0].1, 13);
+    assert_eq!(hashes[1], hashes[0], "modkv's (hash, revision) vs etcd's");
 }

@@ -112,6 +112,7 @@ fn shapes(s: &Server) -> Vec<(&'static str, String)> {
     call!("/etcdserverpb.Maintenance/Status", Shape, Empty {});
     call!("/etcdserverpb.Maintenance/Alarm", Shape<2>, Empty {});
     call!("/etcdserverpb.Maintenance/Defragment", Shape, Empty {});
+    call!("/etcdserverpb.Maintenance/Hash", Shape, Empty {});
     call!("/etcdserverpb.Maintenance/HashKV", Shape, Empty {});
     call!("/etcdserverpb.Maintenance/MoveLeader", Shape, Req { id: me, urls: vec![] });
     call!("/etcdserverpb.Cluster/MemberList", Shape<2>, Empty {});

@@ -12,7 +12,7 @@
 //!             alarms (JSON)      → alarm: etcdserverpb.AlarmMember → ""        (restore: dropped)
 //!             ETCD_CLUSTER_VERSION → cluster: clusterVersion                   (restore: dropped)
 //!   Cf::Lease id (8 BE) → TTL (i64 BE)                                    ⇄  lease: id → leasepb.Lease
-//!   Cf::Auth  enabled, revision                                           ⇄  auth: authEnabled, authRevision
+//!   Cf::Auth  enabled, revision (absent: 1, written as etcd writes it)    ⇄  auth: authEnabled, authRevision
 //!             role/<name> → authpb.Role, user/<name> → authpb.User        ⇄  authRoles, authUsers: name → …
 //! ```
 //!
@@ -45,7 +45,7 @@ pub const AUTH_ROLES: &[u8] = b"authRoles";
 /// Every bucket etcd 3.4 creates.
 const BUCKETS: [&[u8]; 10] = [KEY, META, LEASE, MEMBERS, MEMBERS_REMOVED, CLUSTER, ALARM, AUTH, AUTH_USERS, AUTH_ROLES];
 
-const CONSISTENT_INDEX: &[u8] = b"consistent_index";
+pub const CONSISTENT_INDEX: &[u8] = b"consistent_index";
 const SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
 const FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
 const CLUSTER_VERSION: &[u8] = b"clusterVersion";
@@ -111,10 +111,30 @@ fn streamed(cf: Cf, k: &[u8]) -> Option<(&'static [u8], &[u8])> {
     }
 }
 
+/// What [`feed`] hands etcd's buckets to: a bbolt writer (a snapshot file), or the hash of
+/// `Maintenance.Hash` (`super::hash`). Buckets come one after another in the order of the scan, each with
+/// its keys ascending, each bucket once.
+pub trait Sink {
+    /// Starts the next bucket (ending the one before).
+    fn bucket(&mut self, name: &[u8]) -> std::io::Result<()>;
+    /// Adds a pair to the current bucket.
+    fn put(&mut self, key: &[u8], value: &[u8]) -> std::io::Result<()>;
+}
+
+impl<W: Write> Sink for bbolt::Writer<W> {
+    fn bucket(&mut self, name: &[u8]) -> std::io::Result<()> {
+        bbolt::Writer::bucket(self, name)
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) -> std::io::Result<()> {
+        bbolt::Writer::put(self, key, value)
+    }
+}
+
 /// Writes the state in `snap` as etcd's buckets to `w` (called once per pass of the writer). Stops early,
 /// with `Ok(false)`, when the writer's output fails with [`std::io::ErrorKind::BrokenPipe`] (the receiver
 /// stopped).
-pub fn feed<W: Write>(snap: &dyn StateSnapshot, w: &mut bbolt::Writer<W>) -> Result<bool, StorageError> {
+pub fn feed(snap: &dyn StateSnapshot, w: &mut dyn Sink) -> Result<bool, StorageError> {
     let mut small: BTreeMap<&'static [u8], Pairs> = BTreeMap::new();
     let mut written: Vec<&'static [u8]> = Vec::new();
     let mut failure: Option<std::io::Error> = None;
@@ -172,7 +192,13 @@ pub fn feed<W: Write>(snap: &dyn StateSnapshot, w: &mut bbolt::Writer<W>) -> Res
     for (bucket, pairs) in meta_buckets(&meta_pairs)? {
         small.entry(bucket).or_default().extend(pairs);
     }
-    let mut run = |w: &mut bbolt::Writer<W>| -> std::io::Result<()> {
+    // etcd's auth store writes its revision, 1, when it first starts; modkv's starts at 1 without writing
+    // it (`auth`): the file holds what etcd's would.
+    let auth = small.entry(AUTH).or_default();
+    if !auth.iter().any(|(k, _)| k == AUTH_REVISION) {
+        auth.push((AUTH_REVISION.to_vec(), meta::encode_u64(1)));
+    }
+    let mut run = |w: &mut dyn Sink| -> std::io::Result<()> {
         for bucket in BUCKETS {
             if written.contains(&bucket) {
                 continue;

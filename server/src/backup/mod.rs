@@ -7,19 +7,24 @@
 //!        (etcd::feed → bbolt::Writer: pass 1 counts pages, pass 2 writes them), in chunks, hashed as it goes
 //!   modkv snapshot restore F --data-dir D ──▶ restore(): hash checked, every entry checked (etcd::Restorer),
 //!        then written to a new data dir in bounded batches: keys (every revision), leases, users and roles,
-//!        the revision counters
+//!        the revision counters, and (given --initial-cluster) the new cluster's members and the ids etcd
+//!        derives from --initial-cluster-token
 //!   modkv --data-dir D --initial-cluster … ──▶ starts a new cluster on that data (each member of it
 //!                                              restores the same file first, as with etcd)
 //!   modkv snapshot status F [-w simple|json|table] ──▶ status(): etcdctl's hash, revision, keys, size
+//!   Maintenance.Hash ──▶ hash(): one RocksDB snapshot, scanned once (etcd::feed → hash::Hasher): etcd's
+//!        CRC-32C of the buckets that snapshot's file would hold, without the consistent index
 //! ```
 //!
 //! A file is an etcd 3.4 backend database (a bbolt file, its buckets laid out as `etcd` describes) followed
 //! by the SHA-256 of the database (32 bytes; etcdctl tells a file with the trailer by its size, 32 more
 //! than a multiple of 512, and checks it on restore unless `--skip-hash-check`). Files in modkv's older
 //! format (`legacy`) are still read. What a restore leaves out is what belongs to the old cluster: its
-//! member list and ids, its raft position (consistent index) and its alarms.
+//! member list and ids (the new cluster's are written instead), its raft position (consistent index) and
+//! its alarms.
 
 mod etcd;
+mod hash;
 mod legacy;
 mod status;
 
@@ -152,6 +157,44 @@ pub fn stream(
         Ok(())
     })?;
     Ok(complete)
+}
+
+/// `Maintenance.Hash`: etcd's hash of its backend (`hash`) over the buckets a snapshot file of `backend`
+/// taken now would hold, and the store revision of the state hashed. One RocksDB snapshot, scanned once;
+/// memory is a few pairs (the meta and auth ones) and a CRC per bucket.
+pub fn hash(backend: &dyn Backend) -> crate::storage::Result<(u32, i64)> {
+    let mut result = (0, 1);
+    backend.with_state_snapshot(&mut |snap| {
+        let seen = Revisions { snap, revision: std::cell::Cell::new(1) };
+        let mut hasher = hash::Hasher::default();
+        etcd::feed(&seen, &mut hasher)?;
+        result = (hasher.finish(), seen.revision.get());
+        Ok(())
+    })?;
+    Ok(result)
+}
+
+/// A state snapshot whose scan notes the store revision as it goes: the revision counter, or the last
+/// key's revision if later (as the store reckons it at start).
+struct Revisions<'a> {
+    snap: &'a dyn crate::storage::StateSnapshot,
+    revision: std::cell::Cell<i64>,
+}
+
+impl crate::storage::StateSnapshot for Revisions<'_> {
+    fn scan(&self, visit: &mut dyn FnMut(Cf, &[u8], &[u8]) -> bool) -> crate::storage::Result<()> {
+        self.snap.scan(&mut |cf, k, v| {
+            let rev = match cf {
+                Cf::Meta if k == meta::CURRENT_REV => meta::decode_u64(v).map(|r| r as i64),
+                Cf::Kv => crate::mvcc::Revision::from_bytes(k).map(|(r, _)| r.main),
+                _ => None,
+            };
+            if let Some(rev) = rev {
+                self.revision.set(self.revision.get().max(rev));
+            }
+            visit(cf, k, v)
+        })
+    }
 }
 
 /// The snapshot of `backend` as a file's bytes, in memory (tests; the server streams with [`stream`]).
@@ -294,9 +337,16 @@ fn convert(
 }
 
 /// `modkv snapshot restore`: a new data dir at `data_dir` (which must not exist or be empty) holding the
-/// snapshot's keys, leases, users and roles and revision counters. Returns the restored store revision.
-/// An etcd snapshot is checked whole (trailer and every entry) before the data dir is created.
-pub fn restore(path: &Path, data_dir: &Path, skip_hash_check: bool) -> Result<i64, BackupError> {
+/// snapshot's keys, leases, users and roles and revision counters, and `cluster` if given (the new
+/// cluster's members and ids, from etcdctl's flags: a member started on the data dir keeps them, as etcd
+/// does). Returns the restored store revision. An etcd snapshot is checked whole (trailer and every entry)
+/// before the data dir is created.
+pub fn restore(
+    path: &Path,
+    data_dir: &Path,
+    skip_hash_check: bool,
+    cluster: Option<&crate::membership::Cluster>,
+) -> Result<i64, BackupError> {
     let dir_error = |reason: String| BackupError::DataDir { path: data_dir.display().to_string(), reason };
     let legacy = is_legacy(path)?;
     let (legacy_pairs, db) = if legacy {
@@ -346,6 +396,9 @@ pub fn restore(path: &Path, data_dir: &Path, skip_hash_check: bool) -> Result<i6
             revision
         }
     };
+    if let Some(cluster) = cluster {
+        cluster.save(&mut batch);
+    }
     write(batch, true)?;
     Ok(revision)
 }

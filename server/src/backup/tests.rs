@@ -101,8 +101,8 @@ fn snapshot_in_etcds_layout() {
     let st = status(&path).unwrap();
     assert_eq!((st.revision, st.total_key, st.total_size), (4, 12, (bytes.len() - HASH_LEN) as u64));
     let restored = out.path().join("restored");
-    assert_eq!(restore(&path, &restored, false).unwrap(), 4);
-    let e = restore(&path, &restored, false).unwrap_err().to_string();
+    assert_eq!(restore(&path, &restored, false, None).unwrap(), 4);
+    let e = restore(&path, &restored, false, None).unwrap_err().to_string();
     assert!(e.ends_with("exists and is not empty; a snapshot is restored into a new data dir"), "{e}");
     let db = RocksDb::open(&restored.join("db")).unwrap();
     assert_eq!(db.get(Cf::Kv, &Revision::new(3, 0).to_bytes(false)).unwrap(), Some(kv("b", "2", 3, 3, 1, 7)));
@@ -156,7 +156,7 @@ fn restores_and_reports_what_etcd_wrote() {
     let st = status(&path).unwrap();
     assert_eq!(st, Status { hash: 1180057767, revision: 307, total_key: 313, total_size: 65536 });
     let dir = out.path().join("d");
-    assert_eq!(restore(&path, &dir, false).unwrap(), 307);
+    assert_eq!(restore(&path, &dir, false, None).unwrap(), 307);
     let db = RocksDb::open(&dir.join("db")).unwrap();
     assert_eq!(db.get(Cf::Meta, meta::COMPACT_REV).unwrap(), Some(meta::encode_u64(3)));
     let mut leases = vec![];
@@ -183,15 +183,15 @@ fn damaged_files_are_refused() {
     let mut bytes = ETCD_FILE.to_vec();
     bytes[14 * 4096 + 8] = 0x10; // the root page (14) made a freelist page
     std::fs::write(&path, &bytes).unwrap();
-    let e = restore(&path, &out.path().join("d"), false).unwrap_err();
+    let e = restore(&path, &out.path().join("d"), false, None).unwrap_err();
     assert!(matches!(e, BackupError::Hash { .. }), "{e}");
     // Past the hash check, the database itself is checked before anything is written.
-    let e = restore(&path, &out.path().join("d"), true).unwrap_err().to_string();
+    let e = restore(&path, &out.path().join("d"), true, None).unwrap_err().to_string();
     assert!(e.starts_with(&format!("snapshot {}: invalid database: ", path.display())), "{e}");
     assert!(!out.path().join("d").exists());
     // Cut short: no trailer, and the database is incomplete.
     std::fs::write(&path, &ETCD_FILE[..40000]).unwrap();
-    let e = restore(&path, &out.path().join("d"), false).unwrap_err().to_string();
+    let e = restore(&path, &out.path().join("d"), false, None).unwrap_err().to_string();
     assert!(e.ends_with("snapshot missing hash but --skip-hash-check=false"), "{e}");
     let e = status(&path).unwrap_err().to_string();
     assert!(e.contains("invalid database: the file is cut short"), "{e}");
@@ -212,8 +212,58 @@ fn older_modkv_files_still_restore() {
     let st = status(&path).unwrap();
     assert_eq!((st.revision, st.total_key), (9, 1));
     let dir = out.path().join("d");
-    assert_eq!(restore(&path, &dir, false).unwrap(), 9);
+    assert_eq!(restore(&path, &dir, false, None).unwrap(), 9);
     let db = RocksDb::open(&dir.join("db")).unwrap();
     assert_eq!(db.get(Cf::Kv, &Revision::new(2, 0).to_bytes(false)).unwrap(), Some(kv("k", "v", 2, 2, 1, 0)));
     assert_eq!(db.get(Cf::Meta, meta::APPLIED_INDEX).unwrap(), None);
+}
+
+/// etcd's Hash over a database: every bucket by name, its keys and values, without meta's consistent index.
+fn etcd_hash(db: &[u8]) -> u32 {
+    let mut crc = 0;
+    for (name, pairs) in buckets(db) {
+        crc = crc32c::crc32c_append(crc, name.as_bytes());
+        for (k, v) in pairs.iter().filter(|(k, _)| !(name == "meta" && k == b"consistent_index")) {
+            crc = crc32c::crc32c_append(crc32c::crc32c_append(crc, k), v);
+        }
+    }
+    crc
+}
+
+#[test]
+fn hash_is_etcds_over_the_snapshots_buckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = source(dir.path());
+    let (hash, revision) = super::hash(&db).unwrap();
+    assert_eq!(revision, 4);
+    let bytes = file(&db).unwrap();
+    let path = dir.path().join("f.db");
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(hash, etcd_hash(&bytes[..bytes.len() - HASH_LEN]));
+    // The status hash includes the consistent index, the Hash does not.
+    assert_ne!(status(&path).unwrap().hash, hash);
+    let mut w = WriteBatch::default();
+    w.put(Cf::Meta, meta::APPLIED_INDEX, meta::encode_u64(43));
+    db.write(w, true).unwrap();
+    assert_eq!(super::hash(&db).unwrap(), (hash, 4), "the raft position is not hashed");
+    let mut w = WriteBatch::default();
+    w.put(Cf::Kv, Revision::new(5, 0).to_bytes(false), kv("c", "3", 5, 5, 1, 0));
+    db.write(w, true).unwrap();
+    let (after, revision) = super::hash(&db).unwrap();
+    assert_eq!(revision, 5, "the last key's revision, ahead of the counter");
+    assert_ne!(after, hash);
+    let bytes = file(&db).unwrap();
+    assert_eq!(after, etcd_hash(&bytes[..bytes.len() - HASH_LEN]));
+}
+
+#[test]
+fn a_new_stores_file_holds_what_a_new_etcd_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = file(&RocksDb::open(dir.path()).unwrap()).unwrap();
+    let got = buckets(&bytes[..bytes.len() - HASH_LEN]);
+    // etcd's auth store writes its revision, 1, at its first start; nothing else is in a bucket.
+    let filled: Vec<&(String, etcd::Pairs)> = got.iter().filter(|(_, pairs)| !pairs.is_empty()).collect();
+    let names: Vec<&str> = filled.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["auth", "cluster"]);
+    assert_eq!(filled[0].1, [(b"authRevision".to_vec(), meta::encode_u64(1))]);
 }
