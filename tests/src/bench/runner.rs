@@ -116,6 +116,7 @@ fn run_all(a: &RunnerArgs) -> Result<PathBuf, String> {
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("bench/results").join(today()));
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    rt.spawn(stop_servers_on_signal());
     let tmp = std::env::temp_dir();
     let fsync_before = fsync_pair(&tmp)?;
     let machine = machine(&tmp);
@@ -189,6 +190,7 @@ fn one_server(
     let timing = ["--heartbeat-interval", "100", "--election-timeout", "1000"];
     let t = Instant::now();
     let mut c = Cluster::start(kind, members, &timing);
+    track(&c);
     let leader = c.wait_leader(LEADER_TIMEOUT);
     let ready = t.elapsed();
     let endpoints = c.endpoints(&(0..members).collect::<Vec<_>>());
@@ -238,6 +240,7 @@ fn one_server(
     for m in &mut c.members {
         m.wait_ready(LEADER_TIMEOUT).map_err(|e| format!("{kind} {} restart: {e}", m.name))?;
     }
+    track(&c);
     c.wait_leader(LEADER_TIMEOUT);
     let restart = t.elapsed();
     eprintln!(
@@ -254,6 +257,32 @@ fn one_server(
         "peak_rss": peak_rss, "disk_bytes": disk, "cpu_s": cpu_total,
     });
     Ok((server, samples))
+}
+
+/// The pids of the members running now, for [`stop_servers_on_signal`].
+static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn track(c: &Cluster) {
+    *RUNNING.lock().expect("pids") = c.members.iter().filter_map(|m| m.pid()).collect();
+}
+
+/// On SIGINT or SIGTERM: SIGKILLs the members running now (a Cluster stops its members when dropped,
+/// which an interrupted process never does) and exits with 130.
+async fn stop_servers_on_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    for &pid in RUNNING.lock().expect("pids").iter() {
+        // SAFETY: kill(2) on a member this process started and has not reaped.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    }
+    eprintln!("modkv-bench report: interrupted; the servers are stopped (their data dirs stay in the temp dir)");
+    std::process::exit(130);
 }
 
 /// The figures the report tables and charts use, latencies in ms.
