@@ -39,7 +39,7 @@ WASM_TARGET  := wasm32-wasip2
 PLUGINS      := hello json-guard audit kv-browser
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build build-failpoints run test fuzz chaos bench bench-auth bench-ab plugins deps deps-build deps-test deps-wasm apt-install fmt clean
+.PHONY: all build build-failpoints run test fuzz chaos bench bench-auth bench-ab bench-report plugins deps deps-build deps-test deps-wasm apt-install fmt clean
 
 all: build
 
@@ -75,6 +75,7 @@ test: deps-test build build-failpoints plugins
 	MODKV_BIN="$(abspath $(MODKV))" MODKV_PLUGIN_DIR="$(abspath $(PLUGIN_DIR))" \
 		ETCDCTL35_BIN="$(abspath $(ETCD35_DIR))/usr/bin/etcdctl" \
 		$(CARGO) test --release -p modkv-tests $(TEST_ARGS)
+	MODKV_BIN="$(abspath $(MODKV))" $(CARGO) test --release -p modkv-tests --features bench --test bench_tool
 
 ## fuzz: each fuzz target of server/tests/fuzz.rs (its corpus in server/tests/fuzz/<target>/, then random
 ## and mutated inputs) for FUZZ_SECS seconds; FUZZ_SEED=<n> replays a run. A failing input is printed and
@@ -113,6 +114,15 @@ bench-auth: deps-test build
 bench-ab: deps-test
 	$(CARGO) build --release -p modkv-tests --features bench --bin modkv-bench
 	CARGO_TARGET_DIR="$(abspath $(TARGET))" A="$(A)" B="$(B)" tests/bench-ab.sh
+
+## bench-report: etcd 3.4 and modkv side by side (`modkv-bench report`): 1 member then 3, fresh data dirs,
+## fsync on, ROUNDS rounds (default 3) alternating which server goes first, BENCH_SCALE times the request
+## counts, BENCH_NOTE a remark for the report; writes bench/results/<date>/ (or OUT=dir): report.md
+## (QPS, p50/p99, CPU seconds, peak RSS, disk bytes, start-to-ready and restart time, the machine's
+## fdatasync time), results.json and PNG charts. Figures only, nothing asserted.
+bench-report: deps-test build
+	$(CARGO) build --release -p modkv-tests --features bench --bin modkv-bench
+	MODKV_BIN="$(abspath $(MODKV))" "$(TARGET)/release/modkv-bench" report $(if $(OUT),--out "$(OUT)")
 
 ## plugins: build the example plugins (plugins/, their own workspace) for wasm32-wasip2 into
 ## $(CARGO_TARGET_DIR)/plugins/ as <name>.wasm, plus <name>.toml where the plugin has one

@@ -24,8 +24,8 @@ mkdir -p "$work/plugins-guard"
 cp "$plugins/json-guard.wasm" "$plugins/json-guard.toml" "$work/plugins-guard/"
 start modkv plain 26379 26380
 start modkv guarded 27379 27380 --plugin-dir "$work/plugins-guard"
-put_bench modkv-no-plugins 26379 --key-prefix json/ --json true
-put_bench modkv-json-guard 27379 --key-prefix json/ --json true
+put_bench modkv-no-plugins 26379 --key-prefix json/ --json-values
+put_bench modkv-json-guard 27379 --key-prefix json/ --json-values
 curl -s "http://127.0.0.1:27379/metrics" | grep -E '^modkv_plugin_call_duration_seconds_(sum|count)\{plugin="json-guard",hook="pre_put"\}'
 "$target/release/examples/plugin-call-cost" "$plugins/json-guard.wasm" "$plugins/json-guard.toml"
 
