@@ -6,14 +6,19 @@
 
 use std::collections::HashSet;
 
+use smallvec::SmallVec;
+
 use super::revision::Revision;
 
+/// Memory: one of these per key is the bulk of a member's memory with many keys. Most keys have one
+/// generation and one revision; both live inline (no allocation of their own), so a key costs its map
+/// slot and its name: 1M one-revision keys hold ≈ 90 MB less than with `Vec`s.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Generation {
     /// Number of changes in this generation, the tombstone included.
     ver: i64,
     created: Revision,
-    revs: Vec<Revision>,
+    revs: SmallVec<[Revision; 1]>,
 }
 
 /// What [`KeyIndex::get`] finds: the key's state at a revision.
@@ -26,7 +31,7 @@ pub struct KeyAt {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KeyIndex {
-    generations: Vec<Generation>,
+    generations: SmallVec<[Generation; 1]>,
 }
 
 impl KeyIndex {
@@ -111,6 +116,7 @@ impl KeyIndex {
             if let Some(ri) = g.revs.iter().rposition(|r| r.main <= at) {
                 keep.insert(g.revs[ri]);
                 g.revs.drain(..ri);
+                g.revs.shrink_to_fit();
             }
             if g.revs.len() == 1 && gi != last {
                 // Only the tombstone is left: the whole generation goes.
@@ -119,6 +125,8 @@ impl KeyIndex {
             }
         }
         self.generations.drain(..gi);
+        // Back inline once history is gone (a compaction is when many keys shed their past).
+        self.generations.shrink_to_fit();
     }
 }
 

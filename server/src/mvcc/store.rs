@@ -33,7 +33,8 @@ pub struct RangeResult {
 }
 
 struct State {
-    index: BTreeMap<Vec<u8>, KeyIndex>,
+    /// Every key's history; names as boxed slices (8 bytes a key less than `Vec`s: see `KeyIndex`).
+    index: BTreeMap<Box<[u8]>, KeyIndex>,
     current_rev: i64,
     compact_rev: i64,
     /// Encoded values of changes already in the index whose batch is not yet written to the backend.
@@ -56,7 +57,7 @@ fn read_i64(backend: &dyn Backend, key: &[u8]) -> Result<Option<i64>> {
 impl KvStore {
     /// Opens the key space kept in `backend`, rebuilding the in-memory index from it.
     pub fn open(backend: Arc<dyn Backend>) -> Result<KvStore> {
-        let mut index: BTreeMap<Vec<u8>, KeyIndex> = BTreeMap::new();
+        let mut index: BTreeMap<Box<[u8]>, KeyIndex> = BTreeMap::new();
         let mut max_rev = 1;
         let mut bad = None;
         let mut live_bytes = 0u64;
@@ -73,7 +74,7 @@ impl KvStore {
                     return false;
                 }
             };
-            let ki = index.entry(kv.key).or_default();
+            let ki = index.entry(kv.key.into_boxed_slice()).or_default();
             if tombstone {
                 ki.tombstone(rev);
             } else {
@@ -414,7 +415,11 @@ impl WriteTxn<'_> {
     pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) {
         let rev = Revision::new(self.main, self.sub);
         let mut st = self.store.write_state();
-        let ki = st.index.entry(key.to_vec()).or_default();
+        // The key's name is copied only when it is new (most puts change a key that exists).
+        if !st.index.contains_key(key) {
+            st.index.insert(key.into(), KeyIndex::default());
+        }
+        let ki = st.index.get_mut(key).expect("inserted above");
         let (create_revision, version) = match ki.get(self.main) {
             Some(at) => (at.created.main, at.version + 1),
             None => (self.main, 1),
@@ -436,10 +441,10 @@ impl WriteTxn<'_> {
         let at = self.main;
         let mut st = self.store.write_state();
         let keys: Vec<Vec<u8>> =
-            st.index.range::<[u8], _>(bounds).filter(|(_, ki)| ki.get(at).is_some()).map(|(k, _)| k.clone()).collect();
+            st.index.range::<[u8], _>(bounds).filter(|(_, ki)| ki.get(at).is_some()).map(|(k, _)| k.to_vec()).collect();
         for key in &keys {
             let rev = Revision::new(self.main, self.sub);
-            if let Some(ki) = st.index.get_mut(key) {
+            if let Some(ki) = st.index.get_mut(key.as_slice()) {
                 ki.tombstone(rev);
             }
             let enc = KeyValue { key: key.clone(), ..Default::default() }.encode_to_vec();

@@ -20,6 +20,14 @@ fn err(e: rocksdb::Error) -> StorageError {
     StorageError::Backend(e.into_string())
 }
 
+/// What RocksDB may hold in memtables, all column families together (its default is 64 MiB per column
+/// family, twice over): etcd's bbolt buffers nothing, and a member's memory should be its key index.
+const MEMTABLE_BUDGET: usize = 32 << 20;
+/// One column family's memtable: flushed to an L0 file when full.
+const MEMTABLE_BYTES: usize = 8 << 20;
+/// Data, index and filter blocks cached, shared by every column family (the OS page cache holds the rest).
+const BLOCK_CACHE_BYTES: usize = 16 << 20;
+
 impl RocksDb {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<RocksDb> {
@@ -29,9 +37,18 @@ impl RocksDb {
         opts.set_max_background_jobs(2);
         opts.set_bytes_per_sync(1 << 20);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        table.set_bloom_filter(10.0, false);
         let cfs = Cf::ALL.iter().map(|cf| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            o.set_write_buffer_size(MEMTABLE_BYTES);
+            o.set_block_based_table_factory(&table);
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(err)?;
