@@ -87,6 +87,7 @@ pub mod metrics;
 pub mod mvcc;
 pub mod plugin;
 pub mod proto;
+pub mod proxy;
 pub mod raft;
 pub mod server;
 pub mod storage;
