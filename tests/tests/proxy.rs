@@ -1,0 +1,223 @@
+//! Proxy mode (issue 15): `etcd grpc-proxy start` and `modkv grpc-proxy start` in front of a cluster of
+//! their own kind, used through etcdctl with the same assertions: kv, txn, history, leases, watch, lock,
+//! compaction and the members' errors; a namespace; the member the proxy uses killed in a 3-member
+//! cluster (puts resume within seconds, an open watch keeps every event once). modkv only (etcd's
+//! proxy has no gateway): the JSON gateway, `/health` turning 503 when the cluster loses quorum,
+//! `/version` and `/metrics` on the proxy's port.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use modkv_tests::cluster::{poll, Cluster};
+use modkv_tests::http::{post, request};
+use modkv_tests::watch::CtlProc;
+use modkv_tests::*;
+
+/// A `grpc-proxy start` process of one kind, killed when dropped (its log printed if the test failed).
+struct Proxy {
+    child: Child,
+    endpoint: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Proxy {
+    /// Starts a proxy of `kind` in front of `endpoints` (comma-separated) and waits until a read
+    /// through it is answered.
+    fn start(kind: Kind, endpoints: &str, extra: &[&str]) -> Proxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let log = dir.path().join("proxy.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let mut cmd = kind.command();
+        cmd.args(["grpc-proxy", "start"])
+            .arg(format!("--endpoints={endpoints}"))
+            .arg(format!("--listen-addr=127.0.0.1:{port}"))
+            .arg(format!("--data-dir={}", dir.path().join("proxy").display()))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let p = Proxy { child, endpoint: format!("http://127.0.0.1:{port}"), log, _dir: dir };
+        poll(Duration::from_secs(20), "the proxy to answer", || {
+            TcpStream::connect(("127.0.0.1", port)).ok()?;
+            p.ctl(&["get", "ready"]).success().then_some(())
+        });
+        p
+    }
+
+    fn ctl(&self, args: &[&str]) -> CtlOutput {
+        etcdctl_at(&self.endpoint, args, None)
+    }
+
+    /// etcdctl's stdout, the command required to succeed.
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(out.success(), "etcdctl {args:?} through the proxy: {out:?}");
+        out.stdout
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- proxy log ---\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        }
+    }
+}
+
+/// The header revision of `get <key> -w json` through `p`.
+fn revision(p: &Proxy) -> i64 {
+    let out = p.ok(&["get", "nothing", "-w", "json"]);
+    let v: Value = serde_json::from_str(out.trim()).expect("json");
+    v["header"]["revision"].as_i64().expect("revision")
+}
+
+/// The lease id etcdctl prints for `lease grant`.
+fn granted_id(out: &str) -> String {
+    out.strip_prefix("lease ").and_then(|s| s.split_whitespace().next()).expect("lease <id> granted").to_string()
+}
+
+both_kinds! {
+    fn etcdctl_through_the_proxy(kind) {
+        let s = Server::start(kind, ServerOpts::new());
+        let p = Proxy::start(kind, &s.endpoint(), &[]);
+        // kv and history.
+        assert_eq!(p.ok(&["put", "k", "v1"]), "OK\n");
+        assert_eq!(p.ok(&["put", "k", "v2"]), "OK\n");
+        assert_eq!(p.ok(&["get", "k"]), "k\nv2\n");
+        assert_eq!(p.ok(&["get", "k", "--rev=2"]), "k\nv1\n");
+        assert_eq!(s.ctl_ok(&["get", "k"]), "k\nv2\n", "the proxy wrote to the member");
+        // txn, both branches.
+        let txn = |script: &str| etcdctl_at(&p.endpoint, &["txn"], Some(script.as_bytes())).ok().to_string();
+        assert_eq!(txn("value(\"k\") = \"v2\"\n\nput t yes\n\nput t no\n\n"), "SUCCESS\n\nOK\n");
+        assert_eq!(txn("value(\"k\") = \"v1\"\n\nput t yes\n\nget t\n\n"), "FAILURE\n\nt\nyes\n");
+        assert_eq!(p.ok(&["del", "t"]), "1\n");
+        // Leases: grant, attach, keep alive, time to live, revoke.
+        let id = granted_id(&p.ok(&["lease", "grant", "60"]));
+        assert_eq!(p.ok(&["put", "lk", "x", &format!("--lease={id}")]), "OK\n");
+        assert_eq!(p.ok(&["lease", "keep-alive", "--once", &id]), format!("lease {id} keepalived with TTL(60)\n"));
+        let ttl = p.ok(&["lease", "timetolive", &id, "--keys"]);
+        assert!(
+            ttl.starts_with(&format!("lease {id} granted with TTL(60s), remaining(")) && ttl.ends_with("s), attached keys([lk])\n"),
+            "{ttl}"
+        );
+        assert_eq!(p.ok(&["lease", "revoke", &id]), format!("lease {id} revoked\n"));
+        assert_eq!(p.ok(&["get", "lk"]), "");
+        // A member's error comes back unchanged.
+        let out = p.ctl(&["lease", "revoke", "1"]);
+        assert_eq!(out.status, 1);
+        assert!(out.stderr.ends_with("Error: failed to revoke lease (etcdserver: requested lease not found)\n"), "{out:?}");
+        // Watch from the next revision: every event once, in order.
+        let next = revision(&p) + 1;
+        let w = CtlProc::spawn_at(&p.endpoint, &["watch", "w", "--prefix", &format!("--rev={next}")]);
+        assert_eq!(p.ok(&["put", "w1", "a"]), "OK\n");
+        assert_eq!(p.ok(&["put", "w2", "b"]), "OK\n");
+        assert_eq!(p.ok(&["del", "w1"]), "1\n");
+        w.wait_for("three events", Duration::from_secs(15), |o| o == "PUT\nw1\na\nPUT\nw2\nb\nDELETE\nw1\n\n");
+        drop(w);
+        // Lock: the command runs while the lock is held.
+        assert_eq!(p.ok(&["lock", "mutex", "--", "echo", "held"]), "held\n");
+        // Compaction: history before it is gone, with the member's error.
+        let rev = revision(&p);
+        assert_eq!(p.ok(&["compaction", &rev.to_string()]), format!("compacted revision {rev}\n"));
+        let out = p.ctl(&["get", "k", "--rev=2"]);
+        assert_eq!(out.status, 1);
+        assert!(out.stderr.ends_with("Error: etcdserver: mvcc: required revision has been compacted\n"), "{out:?}");
+    }
+
+    fn namespace_prefixes_and_hides(kind) {
+        let s = Server::start(kind, ServerOpts::new());
+        let p = Proxy::start(kind, &s.endpoint(), &["--namespace=p/"]);
+        assert_eq!(s.ctl_ok(&["put", "outside", "o"]), "OK\n");
+        assert_eq!(s.ctl_ok(&["put", "q/x", "o"]), "OK\n");
+        let next = revision(&p) + 1;
+        let w = CtlProc::spawn_at(&p.endpoint, &["watch", "", "--prefix", &format!("--rev={next}")]);
+        assert_eq!(p.ok(&["put", "a", "1"]), "OK\n");
+        assert_eq!(p.ok(&["put", "b", "2", "--prev-kv"]), "OK\n");
+        assert_eq!(p.ok(&["put", "b", "3", "--prev-kv"]), "OK\nb\n2\n");
+        // Stored under the prefix; read back without it.
+        assert_eq!(s.ctl_ok(&["get", "p/", "--prefix"]), "p/a\n1\np/b\n3\n");
+        assert_eq!(p.ok(&["get", "a"]), "a\n1\n");
+        assert_eq!(p.ok(&["get", "", "--prefix", "--keys-only"]), "a\n\nb\n\n");
+        assert_eq!(p.ok(&["get", "", "--from-key", "--keys-only"]), "a\n\nb\n\n");
+        assert_eq!(p.ok(&["get", "outside"]), "");
+        let id = granted_id(&p.ok(&["lease", "grant", "60"]));
+        assert_eq!(p.ok(&["put", "l", "x", &format!("--lease={id}")]), "OK\n");
+        assert!(p.ok(&["lease", "timetolive", &id, "--keys"]).ends_with("s), attached keys([l])\n"));
+        let txn = etcdctl_at(&p.endpoint, &["txn"], Some(b"value(\"a\") = \"1\"\n\nget b\n\n\n")).ok().to_string();
+        assert_eq!(txn, "SUCCESS\n\nb\n3\n");
+        assert_eq!(p.ok(&["del", "", "--prefix"]), "3\n");
+        assert_eq!(s.ctl_ok(&["get", "", "--prefix", "--keys-only"]), "outside\n\nq/x\n\n");
+        w.wait_for("the namespace's events", Duration::from_secs(15), |o| {
+            o == "PUT\na\n1\nPUT\nb\n2\nPUT\nb\n3\nPUT\nl\nx\nDELETE\na\n\nDELETE\nb\n\nDELETE\nl\n\n"
+        });
+    }
+
+    fn puts_resume_when_the_proxied_member_dies(kind) {
+        let mut c = Cluster::start(kind, 3, &[]);
+        let p = Proxy::start(kind, &c.endpoints(&[0, 1, 2]), &[]);
+        assert_eq!(p.ok(&["put", "k0", "v"]), "OK\n");
+        let next = revision(&p) + 1;
+        let w = CtlProc::spawn_at(&p.endpoint, &["watch", "k", "--prefix", &format!("--rev={next}")]);
+        assert_eq!(p.ok(&["put", "k1", "v"]), "OK\n");
+        w.wait_for("the first event", Duration::from_secs(15), |o| o == "PUT\nk1\nv\n");
+        // m1: the member modkv's proxy uses first (etcd's uses the three in turn).
+        c.members[0].kill9();
+        let killed = Instant::now();
+        for i in 2..=6 {
+            let key = format!("k{i}");
+            poll(Duration::from_secs(20), &format!("put {key} through the proxy"), || {
+                p.ctl(&["put", &key, "v"]).success().then_some(())
+            });
+        }
+        println!("{kind}: five puts through the proxy done {:?} after the member was killed", killed.elapsed());
+        assert!(killed.elapsed() < Duration::from_secs(20));
+        let expected: String = (1..=6).map(|i| format!("PUT\nk{i}\nv\n")).collect();
+        w.wait_for("every event once, in order", Duration::from_secs(20), |o| o == expected);
+    }
+}
+
+/// modkv's proxy goes beyond etcd's: the JSON gateway, `/version`, `/metrics` with the members' metrics,
+/// and `/health` answering 503 once the cluster has lost its quorum.
+#[test]
+fn gateway_health_and_metrics_on_the_proxy_port() {
+    let mut c = Cluster::start(Kind::Modkv, 3, &[]);
+    let p = Proxy::start(Kind::Modkv, &c.endpoints(&[0, 1, 2]), &["--namespace=g/"]);
+    let r = post(&p.endpoint, "/v3/kv/put", r#"{"key":"YQ==","value":"MQ=="}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post(&p.endpoint, "/v3/kv/range", r#"{"key":"YQ=="}"#);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["kvs"][0]["key"], "YQ==", "the namespace is stripped: {}", r.text());
+    assert_eq!(r.json()["kvs"][0]["value"], "MQ==");
+    assert_eq!(c.members[1].ctl_ok(&["get", "g/a"]), "g/a\n1\n");
+    // A member's error through the gateway: its code and message, grpc-gateway's status.
+    let r = post(&p.endpoint, "/v3/lease/revoke", r#"{"ID":"1"}"#);
+    assert_eq!((r.status, r.json()["message"].as_str()), (404, Some("etcdserver: requested lease not found")));
+    let r = request(&p.endpoint, "GET", "/version", b"");
+    assert_eq!(r.status, 200);
+    assert!(r.json()["etcdserver"].as_str().is_some_and(|v| v.starts_with("3.4.")), "{}", r.text());
+    let r = request(&p.endpoint, "GET", "/metrics", b"");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("modkv_proxy_members 3\n"), "the proxy's own gauge");
+    assert!(r.text().contains("\netcd_server_has_leader 1\n"), "a member's metrics are passed on");
+    let r = request(&p.endpoint, "GET", "/health", b"");
+    assert_eq!((r.status, r.text()), (200, r#"{"health":"true"}"#.to_string()));
+    // Two of three members gone: no quorum.
+    c.members[1].kill9();
+    c.members[2].kill9();
+    let lost = Instant::now();
+    poll(Duration::from_secs(15), "/health to answer 503", || {
+        let r = request(&p.endpoint, "GET", "/health", b"");
+        (r.status == 503).then_some(r.text())
+    });
+    println!("/health answered 503 {:?} after quorum was lost", lost.elapsed());
+    let r = request(&p.endpoint, "GET", "/health", b"");
+    assert_eq!((r.status, r.text()), (503, "{\"health\":\"false\"}\n".to_string()));
+}
