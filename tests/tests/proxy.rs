@@ -132,6 +132,30 @@ both_kinds! {
         assert!(out.stderr.ends_with("Error: etcdserver: mvcc: required revision has been compacted\n"), "{out:?}");
     }
 
+    fn each_call_is_made_as_its_caller(kind) {
+        let s = Server::start(kind, ServerOpts::new());
+        let p = Proxy::start(kind, &s.endpoint(), &[]);
+        assert_eq!(p.ok(&["user", "add", "root:rootpw"]), "User root created\n");
+        assert_eq!(p.ok(&["role", "add", "r"]), "Role r created\n");
+        assert_eq!(p.ok(&["role", "grant-permission", "r", "readwrite", "a/", "--prefix"]), "Role r updated\n");
+        assert_eq!(p.ok(&["user", "add", "alice:pw"]), "User alice created\n");
+        assert_eq!(p.ok(&["user", "grant-role", "alice", "r"]), "Role r is granted to user alice\n");
+        assert_eq!(p.ok(&["auth", "enable"]), "Authentication Enabled\n");
+        assert_eq!(p.ok(&["--user", "alice:pw", "put", "a/1", "x"]), "OK\n");
+        assert_eq!(p.ok(&["--user", "alice:pw", "get", "a/1"]), "a/1\nx\n");
+        let refused = |args: &[&str], error: &str, status: i32| {
+            let out = p.ctl(args);
+            assert_eq!(out.status, status, "{args:?}: {out:?}");
+            assert!(out.stderr.ends_with(&format!("Error: {error}\n")), "{args:?}: {out:?}");
+        };
+        refused(&["--user", "alice:pw", "put", "b", "x"], "etcdserver: permission denied", 1);
+        refused(&["--user", "alice:pw", "user", "list"], "etcdserver: permission denied", 1);
+        refused(&["put", "a/2", "x"], "etcdserver: user name is empty", 1);
+        refused(&["--user", "alice:bad", "get", "a/1"], "etcdserver: authentication failed, invalid user ID or password", 2);
+        assert_eq!(p.ok(&["--user", "root:rootpw", "user", "list"]), "alice\nroot\n");
+        assert_eq!(p.ok(&["--user", "root:rootpw", "get", "a/1", "--print-value-only"]), "x\n");
+    }
+
     fn namespace_prefixes_and_hides(kind) {
         let s = Server::start(kind, ServerOpts::new());
         let p = Proxy::start(kind, &s.endpoint(), &["--namespace=p/"]);
