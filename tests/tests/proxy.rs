@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use modkv_tests::cluster::{poll, Cluster};
 use modkv_tests::http::{post, request};
+use modkv_tests::tls;
 use modkv_tests::watch::CtlProc;
 use modkv_tests::*;
 
@@ -19,6 +20,8 @@ use modkv_tests::*;
 struct Proxy {
     child: Child,
     endpoint: String,
+    /// etcdctl's TLS flags towards the proxy (with `--cert-file`).
+    ctl_tls: Vec<String>,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -27,6 +30,11 @@ impl Proxy {
     /// Starts a proxy of `kind` in front of `endpoints` (comma-separated) and waits until a read
     /// through it is answered.
     fn start(kind: Kind, endpoints: &str, extra: &[&str]) -> Proxy {
+        Proxy::start_tls(kind, endpoints, extra, &[])
+    }
+
+    /// [`Proxy::start`] serving TLS (`extra` has `--cert-file`): etcdctl reaches it with `ctl_tls`.
+    fn start_tls(kind: Kind, endpoints: &str, extra: &[&str], ctl_tls: &[String]) -> Proxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let log = dir.path().join("proxy.log");
@@ -41,7 +49,9 @@ impl Proxy {
             .stdout(out.try_clone().expect("log file"))
             .stderr(out);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-        let p = Proxy { child, endpoint: format!("http://127.0.0.1:{port}"), log, _dir: dir };
+        let scheme = if ctl_tls.is_empty() { "http" } else { "https" };
+        let endpoint = format!("{scheme}://127.0.0.1:{port}");
+        let p = Proxy { child, endpoint, ctl_tls: ctl_tls.to_vec(), log, _dir: dir };
         poll(Duration::from_secs(20), "the proxy to answer", || {
             TcpStream::connect(("127.0.0.1", port)).ok()?;
             p.ctl(&["get", "ready"]).success().then_some(())
@@ -50,7 +60,9 @@ impl Proxy {
     }
 
     fn ctl(&self, args: &[&str]) -> CtlOutput {
-        etcdctl_at(&self.endpoint, args, None)
+        let mut all: Vec<&str> = self.ctl_tls.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        etcdctl_at(&self.endpoint, &all, None)
     }
 
     /// etcdctl's stdout, the command required to succeed.
@@ -156,6 +168,26 @@ both_kinds! {
         assert_eq!(p.ok(&["--user", "root:rootpw", "get", "a/1", "--print-value-only"]), "x\n");
     }
 
+    fn tls_towards_the_members_and_the_clients(kind) {
+        let pki = tls::Pki::generate();
+        // No client certificate towards the member: etcd's proxy refuses one with a Common Name (`cert has
+        // non empty Common Name`), as the test PKI's have.
+        let s = tls::start_https(kind, ServerOpts::new().args(pki.server_args()), false, &pki.ctl_ca());
+        let (ca, server, server_key) = (pki.path("ca.pem"), pki.path("server.pem"), pki.path("server.key"));
+        let p = Proxy::start_tls(
+            kind,
+            &tls::https_endpoint(&s),
+            &["--cacert", &ca, "--cert-file", &server, "--key-file", &server_key],
+            &pki.ctl_ca(),
+        );
+        assert_eq!(p.ok(&["put", "k", "over tls"]), "OK\n");
+        assert_eq!(p.ok(&["get", "k", "--print-value-only"]), "over tls\n");
+        assert_eq!(tls::etcdctl_tls(&s, &pki.ctl_ca(), &["get", "k", "--print-value-only"]).ok(), "over tls\n");
+        // A client that does not trust the proxy's certificate does not get through.
+        let out = etcdctl_at(&p.endpoint, &["--dial-timeout=2s", "get", "k"], None);
+        assert!(!out.success(), "{out:?}");
+    }
+
     fn namespace_prefixes_and_hides(kind) {
         let s = Server::start(kind, ServerOpts::new());
         let p = Proxy::start(kind, &s.endpoint(), &["--namespace=p/"]);
@@ -244,4 +276,18 @@ fn gateway_health_and_metrics_on_the_proxy_port() {
     println!("/health answered 503 {:?} after quorum was lost", lost.elapsed());
     let r = request(&p.endpoint, "GET", "/health", b"");
     assert_eq!((r.status, r.text()), (503, "{\"health\":\"false\"}\n".to_string()));
+}
+
+/// modkv's proxy presents `--cert` to members that require a client certificate (etcd's refuses a
+/// certificate with a Common Name, which this one has).
+#[test]
+fn client_certificate_towards_the_members() {
+    let pki = tls::Pki::generate();
+    let mut member_flags = pki.server_args();
+    member_flags.extend(["--client-cert-auth".into(), "--trusted-ca-file".into(), pki.path("ca.pem")]);
+    let s = tls::start_https(Kind::Modkv, ServerOpts::new().args(member_flags), false, &pki.ctl_client());
+    let (ca, client, key) = (pki.path("ca.pem"), pki.path("client.pem"), pki.path("client.key"));
+    let p = Proxy::start(Kind::Modkv, &tls::https_endpoint(&s), &["--cacert", &ca, "--cert", &client, "--key", &key]);
+    assert_eq!(p.ok(&["put", "k", "v"]), "OK\n");
+    assert_eq!(tls::etcdctl_tls(&s, &pki.ctl_client(), &["get", "k", "--print-value-only"]).ok(), "v\n");
 }
