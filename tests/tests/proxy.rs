@@ -291,3 +291,59 @@ fn client_certificate_towards_the_members() {
     assert_eq!(p.ok(&["put", "k", "v"]), "OK\n");
     assert_eq!(tls::etcdctl_tls(&s, &pki.ctl_client(), &["get", "k", "--print-value-only"]).ok(), "v\n");
 }
+
+/// The proxy's `/metrics` text.
+fn proxy_metrics(p: &Proxy) -> String {
+    let r = request(&p.endpoint, "GET", "/metrics", b"");
+    assert_eq!(r.status, 200);
+    r.text()
+}
+
+/// Fifty watchers of one key that start now share one upstream watch (modkv's proxy's gauges); each
+/// hears every event once, in order, a watcher that joins late from the revision of its `created` on;
+/// the shared watch ends with its last watcher.
+#[test]
+fn fifty_watchers_share_one_upstream_watch() {
+    use modkv_tests::watch::{WatchClient, WatchCreateRequest};
+    let s = Server::start(Kind::Modkv, ServerOpts::new());
+    let p = Proxy::start(Kind::Modkv, &s.endpoint(), &[]);
+    let mut watchers: Vec<WatchClient> = (0..50).map(|_| WatchClient::connect(&p.endpoint)).collect();
+    for w in &mut watchers {
+        w.create(WatchCreateRequest::key("hot"));
+        let created = w.recv();
+        assert!(created.created && created.watch_id == 0, "{}", created.summary());
+    }
+    let m = proxy_metrics(&p);
+    assert!(m.contains("\nmodkv_proxy_shared_watches 1\n"), "{m}");
+    assert!(m.contains("\nmodkv_proxy_coalesced_watchers 50\n"), "{m}");
+    assert_eq!(p.ok(&["put", "hot", "1"]), "OK\n");
+    assert_eq!(p.ok(&["put", "cold", "x"]), "OK\n");
+    assert_eq!(p.ok(&["put", "hot", "2"]), "OK\n");
+    let rev = revision(&p);
+    let mut late = WatchClient::connect(&p.endpoint);
+    late.create(WatchCreateRequest::key("hot"));
+    let created = late.recv();
+    assert!(created.created, "{}", created.summary());
+    assert_eq!(p.ok(&["put", "hot", "3"]), "OK\n");
+    // The values of the events a watcher hears up to the last put's revision.
+    let values = |w: &mut WatchClient| {
+        let mut seen: Vec<(String, i64)> = Vec::new();
+        while seen.last().is_none_or(|&(_, r)| r < rev + 1) {
+            for e in &w.recv().events {
+                let kv = e.kv.as_ref().expect("kv");
+                seen.push((String::from_utf8_lossy(&kv.value).into_owned(), kv.mod_revision));
+            }
+        }
+        seen.into_iter().map(|(v, _)| v).collect::<Vec<_>>()
+    };
+    for w in &mut watchers {
+        assert_eq!(values(w), ["1", "2", "3"]);
+    }
+    assert_eq!(values(&mut late), ["3"], "the late watcher hears what follows its created revision");
+    assert_eq!(created.rev(), rev);
+    drop(watchers);
+    drop(late);
+    poll(Duration::from_secs(10), "the shared watch to end with its watchers", || {
+        proxy_metrics(&p).contains("\nmodkv_proxy_shared_watches 0\n").then_some(())
+    });
+}

@@ -65,7 +65,7 @@ impl Backend for Services {
         requests: BoxStream<'static, Result<WatchRequest, Status>>,
     ) -> BoxStream<'static, Result<WatchResponse, Status>> {
         let w = &self.watch;
-        let rx = super::watch::session(w.up.clone(), w.ns.clone(), current_token(), requests);
+        let rx = super::watch::session(w.up.clone(), w.ns.clone(), Some(w.hub.clone()), current_token(), requests);
         Box::pin(ReceiverStream::new(rx))
     }
 

@@ -2,6 +2,7 @@
 //! a quorum read within [`HEALTH_TIMEOUT`]), `/version`, and `/metrics` (the pinned member's metrics, as
 //! etcd's proxy passes them on, after the proxy's own).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use axum::Router;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Request;
 
+use super::coalesce::Hub;
 use super::upstream::{Retry, Upstream};
 use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::RangeRequest;
@@ -25,11 +27,11 @@ const METRICS_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_METRICS_BYTES: u64 = 32 << 20;
 
 /// `/health` and `/metrics` (what `--metrics-addr` serves), and `/version` on the main port.
-pub fn router(up: Arc<Upstream>, with_version: bool) -> Router {
+pub fn router(up: Arc<Upstream>, hub: Arc<Hub>, with_version: bool) -> Router {
     let health_up = up.clone();
     let mut r = Router::new()
         .route("/health", get(move || health(health_up.clone())))
-        .route("/metrics", any(move || metrics(up.clone())));
+        .route("/metrics", any(move || metrics(up.clone(), hub.clone())));
     if with_version {
         r = r.route("/version", get(version));
     }
@@ -71,12 +73,18 @@ async fn version() -> Response {
 }
 
 /// The proxy's own gauges, then the first member's metrics that answers (plain-HTTP members only).
-async fn metrics(up: Arc<Upstream>) -> Response {
+async fn metrics(up: Arc<Upstream>, hub: Arc<Hub>) -> Response {
     let urls = up.urls();
     let mut body = format!(
         "# HELP modkv_proxy_members Members of the cluster the proxy forwards to.\n\
-         # TYPE modkv_proxy_members gauge\nmodkv_proxy_members {}\n",
-        urls.len()
+         # TYPE modkv_proxy_members gauge\nmodkv_proxy_members {}\n\
+         # HELP modkv_proxy_shared_watches Upstream watches shared by the proxy's watchers that start now.\n\
+         # TYPE modkv_proxy_shared_watches gauge\nmodkv_proxy_shared_watches {}\n\
+         # HELP modkv_proxy_coalesced_watchers Client watches served by a shared upstream watch.\n\
+         # TYPE modkv_proxy_coalesced_watchers gauge\nmodkv_proxy_coalesced_watchers {}\n",
+        urls.len(),
+        hub.upstream_watches.load(Ordering::Relaxed),
+        hub.coalesced_watchers.load(Ordering::Relaxed),
     );
     for url in urls.iter().filter(|u| u.starts_with("http://")) {
         if let Ok(Ok(m)) = tokio::time::timeout(METRICS_TIMEOUT, fetch_metrics(url)).await {

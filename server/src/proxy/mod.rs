@@ -8,6 +8,7 @@
 //!                │           the member's errors passed back unchanged)
 //!                └─ HTTP: the JSON gateway (over the same forwarding services), /health, /version,
 //!                         /metrics (also on --metrics-addr)
+//!   coalesce   watches that start now share one upstream watch per range, options and caller
 //!   upstream   the members: a pinned one, failed ones skipped, refreshed from the member list
 //!   namespace  --namespace: keys prefixed in, stripped out
 //!   tls        --cert/--key/--cacert towards the members, --cert-file/--key-file/--trusted-ca-file
@@ -34,6 +35,7 @@ macro_rules! forward {
 
 pub mod auth;
 pub mod cluster;
+pub mod coalesce;
 pub mod election;
 mod gateway;
 pub mod http;
@@ -86,11 +88,11 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn new(up: &Arc<Upstream>, ns: &Namespace) -> Services {
-        let (up, ns) = (up.clone(), ns.clone());
+    pub fn new(up: &Arc<Upstream>, ns: &Namespace, hub: &Arc<coalesce::Hub>) -> Services {
+        let (up, ns, hub) = (up.clone(), ns.clone(), hub.clone());
         Services {
             kv: kv::KvProxy { up: up.clone(), ns: ns.clone() },
-            watch: watch::WatchProxy { up: up.clone(), ns: ns.clone() },
+            watch: watch::WatchProxy { up: up.clone(), ns: ns.clone(), hub },
             lease: lease::LeaseProxy { up: up.clone(), ns: ns.clone() },
             cluster: cluster::ClusterProxy { up: up.clone() },
             maintenance: maintenance::MaintenanceProxy { up: up.clone() },
@@ -137,10 +139,11 @@ pub async fn start(cfg: &ProxyConfig) -> Result<Proxy, String> {
     let (stop, stopped) = signal::channel(false);
     let (report, errors) = mpsc::unbounded_channel();
 
-    let services = Services::new(&up, &ns);
+    let hub = coalesce::Hub::new(up.clone());
+    let services = Services::new(&up, &ns, &hub);
     let max = MIN_RECV_MESSAGE.max(cfg.max_send_bytes);
     let grpc = services.grpc_routes(max).into_axum_router();
-    let http_routes = http::router(up.clone(), true)
+    let http_routes = http::router(up.clone(), hub.clone(), true)
         .merge(crate::api::gateway::router_for(services.clone(), None, max))
         .fallback(|| async {
             (
@@ -157,7 +160,7 @@ pub async fn start(cfg: &ProxyConfig) -> Result<Proxy, String> {
     if let Some(a) = cfg.metrics_addr {
         let l = tokio::net::TcpListener::bind(a).await.map_err(|e| format!("listen {a}: {e}"))?;
         metrics_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
-        let app = http::router(up.clone(), false);
+        let app = http::router(up.clone(), hub.clone(), false);
         let mut stop = stopped.clone();
         let report = report.clone();
         serving.push(tokio::spawn(async move {

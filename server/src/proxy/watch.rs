@@ -11,7 +11,9 @@
 //! ```
 //!
 //! A watch remembers its create request and the next revision its client is due; events below it
-//! (repeats after a resume) are dropped.
+//! (repeats after a resume) are dropped. The proxy chooses the watch ids (the client's own if it gives
+//! one) and creates upstream watches with them. A watch that starts now joins a shared upstream watch
+//! of the same range and caller instead ([`super::coalesce`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
@@ -19,10 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::coalesce::{shareable, Group, Hub, Subscriber};
 use super::namespace::Namespace;
 use super::upstream::{is_transport_failure, token_of, with_token, Token, Upstream};
 use crate::proto::etcdserverpb::watch_client::WatchClient;
@@ -32,6 +35,10 @@ use crate::proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse
 
 /// Responses buffered towards one client stream.
 const OUT_BUFFER: usize = 128;
+/// Answers of shared watches buffered per session; a session that falls this far behind is dropped.
+const SHARED_BUFFER: usize = 1024;
+/// The error ending a session that does not read its shared watches' events fast enough.
+const ERR_TOO_SLOW: &str = "modkv proxy: the client reads its watch events too slowly";
 /// Pause before reopening a failed upstream stream.
 const REOPEN_PAUSE: Duration = Duration::from_millis(200);
 
@@ -39,6 +46,7 @@ const REOPEN_PAUSE: Duration = Duration::from_millis(200);
 pub struct WatchProxy {
     pub up: Arc<Upstream>,
     pub ns: Namespace,
+    pub hub: Arc<Hub>,
 }
 
 pub type WatchRequests = Pin<Box<dyn Stream<Item = Result<WatchRequest, Status>> + Send>>;
@@ -50,20 +58,37 @@ impl Watch for WatchProxy {
 
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
         let token = token_of(&req);
-        let rx = session(self.up.clone(), self.ns.clone(), token, Box::pin(req.into_inner()));
+        let rx = session(self.up.clone(), self.ns.clone(), Some(self.hub.clone()), token, Box::pin(req.into_inner()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
 /// Runs one client's watch session over `requests`; the responses come out of the returned channel.
+/// With `hub`, watches that start now share upstream watches.
 pub fn session(
     up: Arc<Upstream>,
     ns: Namespace,
+    hub: Option<Arc<Hub>>,
     token: Token,
     requests: WatchRequests,
 ) -> mpsc::Receiver<Result<WatchResponse, Status>> {
     let (tx, rx) = mpsc::channel(OUT_BUFFER);
-    let s = Session { up, ns, token, tx, watches: HashMap::new(), pending: VecDeque::new() };
+    let (shared_tx, shared) = mpsc::channel(SHARED_BUFFER);
+    let sub = Subscriber { tx: shared_tx, overflow: Arc::new(Notify::new()) };
+    let s = Session {
+        up,
+        ns,
+        token,
+        tx,
+        watches: HashMap::new(),
+        pending: VecDeque::new(),
+        hub,
+        sub,
+        shared,
+        joined: HashMap::new(),
+        next_id: 0,
+        outbox: Vec::new(),
+    };
     tokio::spawn(s.run(requests));
     rx
 }
@@ -90,6 +115,25 @@ struct Session {
     tx: mpsc::Sender<Result<WatchResponse, Status>>,
     watches: HashMap<i64, Watched>,
     pending: VecDeque<Pending>,
+    hub: Option<Arc<Hub>>,
+    /// Where this session's shared watches' answers come.
+    sub: Subscriber,
+    shared: mpsc::Receiver<WatchResponse>,
+    /// The shared watches by id.
+    joined: HashMap<i64, Arc<Group>>,
+    next_id: i64,
+    /// Answers made by the proxy itself (a shared watch's cancel), sent next.
+    outbox: Vec<WatchResponse>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(hub) = &self.hub {
+            for (id, g) in self.joined.drain() {
+                g.leave(id, &self.sub.tx, hub);
+            }
+        }
+    }
 }
 
 /// Whether an upstream stream's failure is its member's (reopened elsewhere) rather than an answer.
@@ -148,6 +192,11 @@ impl Session {
                             if let Some(r) = self.request(r) {
                                 let _ = utx.send(r).await;
                             }
+                            for r in std::mem::take(&mut self.outbox) {
+                                if self.tx.send(Ok(r)).await.is_err() {
+                                    return;
+                                }
+                            }
                         }
                         // The client is gone.
                         Some(Err(_)) => return,
@@ -176,6 +225,16 @@ impl Session {
                             break;
                         }
                     },
+                    Some(r) = self.shared.recv() => {
+                        let r = self.strip(r);
+                        if self.tx.send(Ok(r)).await.is_err() {
+                            return;
+                        }
+                    }
+                    _ = self.sub.overflow.notified() => {
+                        let _ = self.tx.try_send(Err(Status::unavailable(ERR_TOO_SLOW)));
+                        return;
+                    }
                     _ = self.tx.closed() => return,
                 }
             }
@@ -185,12 +244,68 @@ impl Session {
 
     /// A client's request as sent upstream (creates namespaced and remembered).
     fn request(&mut self, mut r: WatchRequest) -> Option<WatchRequest> {
-        if let Some(RequestUnion::CreateRequest(c)) = &mut r.request_union {
-            self.ns.key(&mut c.key);
-            self.ns.range_end(&mut c.range_end);
-            self.pending.push_back(Pending::Fresh(c.clone()));
+        match &mut r.request_union {
+            Some(RequestUnion::CreateRequest(c)) => {
+                self.ns.key(&mut c.key);
+                self.ns.range_end(&mut c.range_end);
+                if c.watch_id == 0 {
+                    c.watch_id = self.free_id();
+                }
+                if let Some(hub) = &self.hub {
+                    if shareable(c) && !self.in_use(c.watch_id) {
+                        let group = hub.join(&self.token, c, c.watch_id, self.sub.clone());
+                        self.joined.insert(c.watch_id, group);
+                        return None;
+                    }
+                }
+                self.pending.push_back(Pending::Fresh(c.clone()));
+            }
+            Some(RequestUnion::CancelRequest(c)) => {
+                if let (Some(g), Some(hub)) = (self.joined.remove(&c.watch_id), &self.hub) {
+                    let header = g.leave(c.watch_id, &self.sub.tx, hub);
+                    self.outbox.push(WatchResponse {
+                        header,
+                        watch_id: c.watch_id,
+                        canceled: true,
+                        ..Default::default()
+                    });
+                    return None;
+                }
+            }
+            _ => {}
         }
         r.request_union.is_some().then_some(r)
+    }
+
+    fn in_use(&self, id: i64) -> bool {
+        self.watches.contains_key(&id)
+            || self.joined.contains_key(&id)
+            || self.pending.iter().any(|p| matches!(p, Pending::Fresh(c) if c.watch_id == id))
+    }
+
+    /// The lowest id not in use from the last one given on (etcd's choice).
+    fn free_id(&mut self) -> i64 {
+        while self.in_use(self.next_id) {
+            self.next_id += 1;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// A response with the namespace stripped from its events.
+    fn strip(&self, mut r: WatchResponse) -> WatchResponse {
+        if !self.ns.is_empty() {
+            for e in &mut r.events {
+                if let Some(kv) = &mut e.kv {
+                    self.ns.strip_kv(kv);
+                }
+                if let Some(kv) = &mut e.prev_kv {
+                    self.ns.strip_kv(kv);
+                }
+            }
+        }
+        r
     }
 
     /// An upstream answer as its client sees it; `None` when the client must not see it.
@@ -235,16 +350,6 @@ impl Session {
                 }
             }
         }
-        if !self.ns.is_empty() {
-            for e in &mut r.events {
-                if let Some(kv) = &mut e.kv {
-                    self.ns.strip_kv(kv);
-                }
-                if let Some(kv) = &mut e.prev_kv {
-                    self.ns.strip_kv(kv);
-                }
-            }
-        }
-        Some(r)
+        Some(self.strip(r))
     }
 }
