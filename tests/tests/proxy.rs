@@ -347,3 +347,34 @@ fn fifty_watchers_share_one_upstream_watch() {
         proxy_metrics(&p).contains("\nmodkv_proxy_shared_watches 0\n").then_some(())
     });
 }
+
+/// A shared upstream watch whose member dies resumes on another member: each of its watchers hears
+/// every event once, in order.
+#[test]
+fn a_shared_watch_survives_its_member() {
+    use modkv_tests::watch::{WatchClient, WatchCreateRequest};
+    let mut c = Cluster::start(Kind::Modkv, 3, &[]);
+    let p = Proxy::start(Kind::Modkv, &c.endpoints(&[0, 1, 2]), &[]);
+    let mut watchers: Vec<WatchClient> = (0..5).map(|_| WatchClient::connect(&p.endpoint)).collect();
+    for w in &mut watchers {
+        w.create(WatchCreateRequest::range("s", "t"));
+        assert!(w.recv().created);
+    }
+    assert!(proxy_metrics(&p).contains("\nmodkv_proxy_shared_watches 1\n"));
+    assert_eq!(p.ok(&["put", "s1", "v"]), "OK\n");
+    c.members[0].kill9();
+    for i in 2..=4 {
+        let key = format!("s{i}");
+        poll(Duration::from_secs(20), &format!("put {key}"), || p.ctl(&["put", &key, "v"]).success().then_some(()));
+    }
+    for w in &mut watchers {
+        let mut keys = Vec::new();
+        while keys.len() < 4 {
+            for e in &w.recv().events {
+                keys.push(String::from_utf8_lossy(&e.kv.as_ref().expect("kv").key).into_owned());
+            }
+        }
+        assert_eq!(keys, ["s1", "s2", "s3", "s4"]);
+        w.assert_quiet(Duration::from_millis(300));
+    }
+}
