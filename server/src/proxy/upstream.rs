@@ -87,7 +87,9 @@ fn never_sent(s: &Status) -> bool {
         text.push_str(&e.to_string());
         source = e.source();
     }
-    text.contains("connect") || text.contains("Connection refused")
+    ["tcp connect error", "Connection refused", "error trying to connect", "dns error", "timed out connecting"]
+        .iter()
+        .any(|m| text.contains(m))
 }
 
 struct Member {
