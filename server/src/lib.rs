@@ -9,6 +9,8 @@
 //! ```text
 //!   embed     start a member: storage, raft, plugins, listeners as named steps; ready / error
 //!             channel; ordered close
+//!   proxy     beside embed: `modkv grpc-proxy start`, a proxy forwarding every client service to a
+//!             cluster's members (namespace, failover, shared watches), served by api's mux and gateway
 //!   config    flags, MODKV_* environment, TOML file → Config
 //!   api       the client port: one mux for gRPC (one file per service, each holding one narrow handle
 //!             of `server::v3`) and HTTP (health, version, metrics, the JSON gateway, plugin routes);
@@ -87,6 +89,7 @@ pub mod metrics;
 pub mod mvcc;
 pub mod plugin;
 pub mod proto;
+pub mod proxy;
 pub mod raft;
 pub mod server;
 pub mod storage;

@@ -1,6 +1,13 @@
-//! The `modkv` binary: parse the configuration, bind, run until SIGINT/SIGTERM. `modkv snapshot …`
-//! works on snapshot files instead (what `etcdctl snapshot restore|status` does for etcd 3.4);
-//! `modkv plugin …` makes and checks plugins (`plugin_cmd`).
+//! The `modkv` binary: parse the configuration, start a member or a proxy, run until SIGINT/SIGTERM.
+//! `modkv snapshot …` works on snapshot files instead (what `etcdctl snapshot restore|status` does for
+//! etcd 3.4); `modkv plugin …` makes and checks plugins (`plugin_cmd`).
+//!
+//! ```text
+//!   modkv [flags]                   ─▶ start_member ─┐  each returns how it is stopped and where it
+//!   modkv grpc-proxy start [flags]  ─▶ start_proxy  ─┤  reports that it stopped by itself (etcd's
+//!                                                    │  startEtcdOrProxyV2)
+//!                                     one interrupt handler (SIGINT/SIGTERM) ─▶ stop ─▶ exit status
+//! ```
 
 mod plugin_cmd;
 
@@ -8,7 +15,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use modkv::config::Config;
+use std::ffi::OsString;
+
+use modkv::config::{Config, ProxyConfig};
 use modkv::embed::{self, Listeners};
 
 /// Stack of each async worker and blocking thread.
@@ -21,16 +30,26 @@ pub fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "plugin") {
         return plugin_cmd::main(std::env::args_os().skip(1));
     }
-    let cfg = match Config::from_args(std::env::args_os()) {
-        Ok(cfg) => cfg,
-        Err(e) if e.is_help_or_version() => e.exit(),
-        Err(e) => {
-            eprintln!("modkv: {e}");
-            return ExitCode::from(2);
+    let what = if std::env::args_os().nth(1).is_some_and(|a| a == "grpc-proxy") {
+        match grpc_proxy_args() {
+            Ok(cfg) => What::Proxy(cfg),
+            Err(code) => return code,
+        }
+    } else {
+        match Config::from_args(std::env::args_os()) {
+            Ok(cfg) => What::Member(cfg),
+            Err(e) if e.is_help_or_version() => e.exit(),
+            Err(e) => {
+                eprintln!("modkv: {e}");
+                return ExitCode::from(2);
+            }
         }
     };
-    init_logging(&cfg.log_level);
-    match run(cfg) {
+    init_logging(match &what {
+        What::Member(cfg) => &cfg.log_level,
+        What::Proxy(cfg) => &cfg.log_level,
+    });
+    match run(what) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -54,7 +73,65 @@ fn init_logging(level: &str) {
         .init();
 }
 
-fn run(cfg: Config) -> anyhow::Result<()> {
+/// What the process runs: a member of a cluster, or a proxy in front of one.
+enum What {
+    Member(Config),
+    Proxy(ProxyConfig),
+}
+
+/// `modkv grpc-proxy start [flags]`: the proxy's configuration, or the exit code of a bad command line.
+fn grpc_proxy_args() -> Result<ProxyConfig, ExitCode> {
+    let mut args = std::env::args_os().skip(1);
+    let start = args.nth(1);
+    if start.as_ref().is_none_or(|a| a != "start") {
+        eprintln!("Usage: modkv grpc-proxy start [flags]   (see modkv grpc-proxy start --help)");
+        return Err(ExitCode::from(2));
+    }
+    match ProxyConfig::from_args(std::iter::once(OsString::from("modkv grpc-proxy start")).chain(args)) {
+        Ok(cfg) => Ok(cfg),
+        Err(e) if e.is_help_or_version() => e.exit(),
+        Err(e) => {
+            eprintln!("modkv grpc-proxy: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// A started member or proxy: `stop` asks it to stop; `stopped` resolves once it has, with its error
+/// if it stopped by itself because something failed.
+struct Started {
+    stop: tokio::sync::oneshot::Sender<()>,
+    stopped: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start_member(cfg: Config) -> anyhow::Result<Started> {
+    let listeners = Listeners::bind(&cfg)?;
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let stopped = tokio::spawn(async move {
+        embed::run(&cfg, listeners, async move {
+            let _ = stopping.await;
+        })
+        .await?;
+        Ok(())
+    });
+    Ok(Started { stop, stopped })
+}
+
+async fn start_proxy(cfg: ProxyConfig) -> anyhow::Result<Started> {
+    let mut proxy = modkv::proxy::start(&cfg).await.map_err(anyhow::Error::msg)?;
+    let (stop, mut stopping) = tokio::sync::oneshot::channel::<()>();
+    let stopped = tokio::spawn(async move {
+        let result = tokio::select! {
+            _ = &mut stopping => Ok(()),
+            e = proxy.err() => Err(anyhow::anyhow!("{}", e.map_or_else(|| "stopped".to_owned(), |e| e.to_string()))),
+        };
+        proxy.close().await;
+        result
+    });
+    Ok(Started { stop, stopped })
+}
+
+fn run(what: What) -> anyhow::Result<()> {
     // Deeply nested requests (a txn may nest 129 levels, as etcd allows) recurse while they are decoded,
     // checked, applied and encoded: give the workers room beyond tokio's 2 MiB default.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -63,9 +140,18 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let result = rt.block_on(async {
-        let listeners = Listeners::bind(&cfg)?;
-        embed::run(&cfg, listeners, shutdown_signal()).await?;
-        Ok(())
+        let Started { stop, mut stopped } = match what {
+            What::Member(cfg) => start_member(cfg).await?,
+            What::Proxy(cfg) => start_proxy(cfg).await?,
+        };
+        let ended = tokio::select! {
+            _ = shutdown_signal() => {
+                let _ = stop.send(());
+                stopped.await
+            }
+            ended = &mut stopped => ended,
+        };
+        ended.context("the server task failed")?
     });
     // Tasks still blocked (e.g. on a failed core thread) must not keep the process alive.
     rt.shutdown_timeout(std::time::Duration::from_secs(2));

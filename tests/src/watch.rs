@@ -55,11 +55,16 @@ fn collect<R: Read + Send + 'static>(mut r: R, into: Arc<Mutex<Vec<u8>>>) -> thr
 impl CtlProc {
     /// Starts `etcdctl --endpoints <s> <args>` with a piped stdin.
     pub fn spawn(s: &Server, args: &[&str]) -> CtlProc {
+        CtlProc::spawn_at(&s.endpoint(), args)
+    }
+
+    /// Starts `etcdctl --endpoints <endpoint> <args>` with a piped stdin (a proxy, a cluster's members).
+    pub fn spawn_at(endpoint: &str, args: &[&str]) -> CtlProc {
         let mut cmd = Command::new(etcdctl_bin());
         cmd.env("ETCDCTL_API", "3")
             .env_remove("ETCDCTL_ENDPOINTS")
             .arg("--endpoints")
-            .arg(s.endpoint())
+            .arg(endpoint)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -54,7 +54,9 @@ mod cli;
 mod error;
 mod file;
 mod parse;
+mod proxy;
 pub(crate) use parse::go_duration;
+pub use proxy::{ProxyConfig, UpstreamTls};
 
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,9 @@
 //! the caller's token (raw, no "Bearer"), as etcd's gateway passes it on in the metadata. Every response carries
 //! etcd's CORS headers; `OPTIONS` answers 200 with no body, other methods than POST 405, unknown
 //! paths under `/v3/` grpc-gateway's 404.
+//!
+//! The services are a [`Backend`]'s: a member's own ([`router`]) or a proxy's forwarding ones
+//! ([`router_for`]), the backend saying how a call is made as the token's caller.
 
 mod gojson;
 pub mod json;
@@ -27,6 +30,8 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -39,17 +44,16 @@ use crate::api::kv::KvService;
 use crate::api::lease::{self, LeaseService};
 use crate::api::lock::LockService;
 use crate::api::maintenance::MaintenanceService;
-use crate::api::watch::WatchService;
 use crate::api::Services;
 use crate::metrics::Metrics;
-use crate::proto::etcdserverpb::auth_server::Auth as _;
-use crate::proto::etcdserverpb::cluster_server::Cluster as _;
-use crate::proto::etcdserverpb::kv_server::Kv as _;
-use crate::proto::etcdserverpb::lease_server::Lease as _;
-use crate::proto::etcdserverpb::maintenance_server::Maintenance as _;
-use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, WatchRequest};
-use crate::proto::v3electionpb::election_server::Election as _;
-use crate::proto::v3lockpb::lock_server::Lock as _;
+use crate::proto::etcdserverpb::auth_server::Auth as AuthRpc;
+use crate::proto::etcdserverpb::cluster_server::Cluster;
+use crate::proto::etcdserverpb::kv_server::Kv;
+use crate::proto::etcdserverpb::lease_server::Lease;
+use crate::proto::etcdserverpb::maintenance_server::Maintenance;
+use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse, WatchRequest, WatchResponse};
+use crate::proto::v3electionpb::election_server::Election;
+use crate::proto::v3lockpb::lock_server::Lock;
 use jsonpb::Schema;
 
 /// etcd's default `--max-request-bytes`.
@@ -194,17 +198,117 @@ const ROUTES: &[(&str, Rpc)] = &[
     ("election/resign", Rpc::Resign),
 ];
 
-struct Gateway {
-    kv: KvService,
-    lease: LeaseService,
-    cluster: ClusterService,
-    maintenance: MaintenanceService,
-    watch: WatchService,
-    lock: LockService,
-    election: ElectionService,
-    auth: AuthService,
-    /// Counts the calls as the gRPC layer counts gRPC's (`grpc_server_*`).
-    metrics: Arc<Metrics>,
+/// What the gateway calls: a member's services ([`Services`]) or a proxy's forwarding ones. Besides
+/// the services, how a call is made as its caller (the `Authorization` header's raw token) and how the
+/// bidirectional calls (watch, lease keep-alive) are served from a stream of requests.
+pub trait Backend: Clone + Send + Sync + 'static {
+    type Kv: Kv;
+    type Lease: Lease;
+    type Cluster: Cluster;
+    type Maintenance: Maintenance;
+    type Lock: Lock;
+    type Election: Election;
+    type Auth: AuthRpc;
+    fn kv(&self) -> Self::Kv;
+    fn lease(&self) -> Self::Lease;
+    fn cluster(&self) -> Self::Cluster;
+    fn maintenance(&self) -> Self::Maintenance;
+    fn lock(&self) -> Self::Lock;
+    fn election(&self) -> Self::Election;
+    fn auth(&self) -> Self::Auth;
+    /// Runs `call` as the caller `token` names (`None`: anonymous, or an `Authenticate` call).
+    fn as_caller(&self, token: Option<HeaderValue>, call: BoxFuture<'static, Response>)
+        -> BoxFuture<'static, Response>;
+    /// A watch session over `requests` (run as the current caller).
+    fn watch(
+        &self,
+        requests: BoxStream<'static, Result<WatchRequest, Status>>,
+    ) -> BoxStream<'static, Result<WatchResponse, Status>>;
+    /// The answers to a stream of keep-alives (made as the current caller).
+    fn keep_alive(
+        &self,
+        requests: BoxStream<'static, LeaseKeepAliveRequest>,
+    ) -> BoxStream<'static, Result<LeaseKeepAliveResponse, Status>>;
+}
+
+impl Backend for Services {
+    type Kv = KvService;
+    type Lease = LeaseService;
+    type Cluster = ClusterService;
+    type Maintenance = MaintenanceService;
+    type Lock = LockService;
+    type Election = ElectionService;
+    type Auth = AuthService;
+    fn kv(&self) -> KvService {
+        self.kv.clone()
+    }
+    fn lease(&self) -> LeaseService {
+        self.lease.clone()
+    }
+    fn cluster(&self) -> ClusterService {
+        self.cluster.clone()
+    }
+    fn maintenance(&self) -> MaintenanceService {
+        self.maintenance.clone()
+    }
+    fn lock(&self) -> LockService {
+        self.lock.clone()
+    }
+    fn election(&self) -> ElectionService {
+        self.election.clone()
+    }
+    fn auth(&self) -> AuthService {
+        self.auth.clone()
+    }
+
+    fn as_caller(
+        &self,
+        token: Option<HeaderValue>,
+        call: BoxFuture<'static, Response>,
+    ) -> BoxFuture<'static, Response> {
+        let auth = self.auth.server.clone();
+        Box::pin(async move {
+            let caller = match crate::api::auth::caller_of(&*auth, token.as_ref().map(HeaderValue::as_bytes)).await {
+                Ok(c) => c,
+                Err(e) => return status_error(&Status::from(e)),
+            };
+            crate::auth::with_caller(caller, call).await
+        })
+    }
+
+    fn watch(
+        &self,
+        requests: BoxStream<'static, Result<WatchRequest, Status>>,
+    ) -> BoxStream<'static, Result<WatchResponse, Status>> {
+        let rx = crate::api::watch::session(self.watch.clone(), requests);
+        Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+    }
+
+    fn keep_alive(
+        &self,
+        requests: BoxStream<'static, LeaseKeepAliveRequest>,
+    ) -> BoxStream<'static, Result<LeaseKeepAliveResponse, Status>> {
+        let leases = self.lease.server.clone();
+        // Each renewal as the caller (the answers are made after this call returns).
+        let caller = crate::auth::stream_caller();
+        Box::pin(requests.then(move |r| {
+            let renew = lease::keep_alive_once(leases.clone(), r.id).map(|a| a.map_err(Status::from));
+            crate::auth::with_caller(caller.clone(), renew)
+        }))
+    }
+}
+
+struct Gateway<B: Backend> {
+    kv: B::Kv,
+    lease: B::Lease,
+    cluster: B::Cluster,
+    maintenance: B::Maintenance,
+    lock: B::Lock,
+    election: B::Election,
+    auth: B::Auth,
+    backend: B,
+    /// Counts the calls as the gRPC layer counts gRPC's (`grpc_server_*`); a proxy's are not counted.
+    metrics: Option<Arc<Metrics>>,
     schema: &'static Schema,
     /// The largest request etcd's gRPC server takes (`--max-request-bytes` + 512 KiB).
     max_recv: usize,
@@ -264,18 +368,23 @@ pub fn decode_stream_body<Req: prost::Message + DeserializeOwned>(
 /// The gateway in front of `services`; requests whose protobuf encoding exceeds `max_request_bytes` +
 /// 512 KiB are refused as etcd's gRPC server refuses them.
 pub fn router(services: Services, metrics: Arc<Metrics>, max_request_bytes: usize) -> Router {
+    router_for(services, Some(metrics), crate::api::max_grpc_message(max_request_bytes))
+}
+
+/// The gateway in front of any [`Backend`] (a proxy's), taking requests of up to `max_recv` bytes.
+pub fn router_for<B: Backend>(backend: B, metrics: Option<Arc<Metrics>>, max_recv: usize) -> Router {
     let gw = Arc::new(Gateway {
-        kv: services.kv,
-        lease: services.lease,
-        cluster: services.cluster,
-        maintenance: services.maintenance,
-        watch: services.watch,
-        lock: services.lock,
-        election: services.election,
-        auth: services.auth,
+        kv: backend.kv(),
+        lease: backend.lease(),
+        cluster: backend.cluster(),
+        maintenance: backend.maintenance(),
+        lock: backend.lock(),
+        election: backend.election(),
+        auth: backend.auth(),
+        backend,
         metrics,
         schema: schema(),
-        max_recv: crate::api::max_grpc_message(max_request_bytes),
+        max_recv,
     });
     let mut router = Router::new();
     for (path, rpc) in ROUTES {
@@ -285,7 +394,7 @@ pub fn router(services: Services, metrics: Arc<Metrics>, max_request_bytes: usiz
             router = router.route(
                 &format!("{prefix}{path}"),
                 any(move |method: Method, headers: HeaderMap, body: Body| async move {
-                    with_cors(serve(&gw, rpc, method, &headers, body).await)
+                    with_cors(serve(gw, rpc, method, &headers, body).await)
                 }),
             );
         }
@@ -356,7 +465,7 @@ fn too_large(len: usize, max: usize) -> Status {
     Status::resource_exhausted(format!("grpc: received message larger than max ({len} vs. {max})"))
 }
 
-impl Gateway {
+impl<B: Backend> Gateway<B> {
     /// The most JSON bytes one request may take (JSON needs up to 4 bytes per protobuf byte).
     fn max_json(&self) -> usize {
         MIN_BODY_CAP.max(self.max_recv.saturating_mul(4))
@@ -392,7 +501,9 @@ impl Gateway {
         let result = call(req).await;
         if let Some(path) = rpc.grpc_path() {
             let code = result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok);
-            self.metrics.grpc().count_unary(path, code);
+            if let Some(m) = &self.metrics {
+                m.grpc().count_unary(path, code);
+            }
         }
         match result {
             Ok(resp) => ok(resp.get_ref()),
@@ -401,7 +512,7 @@ impl Gateway {
     }
 }
 
-async fn serve(gw: &Gateway, rpc: Rpc, method: Method, headers: &HeaderMap, body: Body) -> Response {
+async fn serve<B: Backend>(gw: Arc<Gateway<B>>, rpc: Rpc, method: Method, headers: &HeaderMap, body: Body) -> Response {
     if method == Method::OPTIONS {
         return Response::new(Body::empty());
     }
@@ -409,16 +520,15 @@ async fn serve(gw: &Gateway, rpc: Rpc, method: Method, headers: &HeaderMap, body
         return text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
     }
     // The caller: the raw token in `Authorization` (no "Bearer"), as grpc-gateway passes it on.
-    let token = headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+    let token = headers.get(header::AUTHORIZATION).cloned();
     let authenticate = matches!(rpc, Rpc::Auth { path: "/etcdserverpb.Auth/Authenticate", .. });
-    let caller = match crate::api::auth::caller_of(&*gw.auth.server, token.filter(|_| !authenticate)).await {
-        Ok(c) => c,
-        Err(e) => return status_error(&Status::from(e)),
-    };
-    crate::auth::with_caller(caller, serve_as_caller(gw, rpc, body)).await
+    let backend = gw.backend.clone();
+    backend
+        .as_caller(token.filter(|_| !authenticate), Box::pin(async move { serve_as_caller(&gw, rpc, body).await }))
+        .await
 }
 
-async fn serve_as_caller(gw: &Gateway, rpc: Rpc, body: Body) -> Response {
+async fn serve_as_caller<B: Backend>(gw: &Gateway<B>, rpc: Rpc, body: Body) -> Response {
     let cap = gw.max_json();
     if let Rpc::Watch | Rpc::LeaseKeepAlive = rpc {
         return bidirectional(gw, rpc, body).await;
@@ -430,7 +540,7 @@ async fn serve_as_caller(gw: &Gateway, rpc: Rpc, body: Body) -> Response {
     call(gw, rpc, &body).await
 }
 
-async fn call(gw: &Gateway, rpc: Rpc, body: &Bytes) -> Response {
+async fn call<B: Backend>(gw: &Gateway<B>, rpc: Rpc, body: &Bytes) -> Response {
     const ES: &str = ".etcdserverpb.";
     match rpc {
         Rpc::Range => gw.unary(rpc, &format!("{ES}RangeRequest"), body, |r| gw.kv.range(Request::new(r))).await,
@@ -509,7 +619,7 @@ async fn call(gw: &Gateway, rpc: Rpc, body: &Bytes) -> Response {
                 Err(s) => return status_error(&s),
             };
             match gw.election.observe(Request::new(req)).await {
-                Ok(stream) => stream_response(stream.into_inner()).await,
+                Ok(stream) => stream_response(Box::pin(stream.into_inner())).await,
                 Err(s) => stream_error(&s),
             }
         }
@@ -521,7 +631,7 @@ async fn call(gw: &Gateway, rpc: Rpc, body: &Bytes) -> Response {
                 Err(s) => return status_error(&s),
             };
             match gw.maintenance.snapshot(Request::new(req)).await {
-                Ok(stream) => stream_response(stream.into_inner()).await,
+                Ok(stream) => stream_response(Box::pin(stream.into_inner())).await,
                 Err(s) => stream_error(&s),
             }
         }
@@ -529,7 +639,7 @@ async fn call(gw: &Gateway, rpc: Rpc, body: &Bytes) -> Response {
     }
 }
 
-async fn auth_call(gw: &Gateway, rpc: Rpc, path: &str, input: &str, body: &Bytes) -> Response {
+async fn auth_call<B: Backend>(gw: &Gateway<B>, rpc: Rpc, path: &str, input: &str, body: &Bytes) -> Response {
     let a = &gw.auth;
     match path.trim_start_matches("/etcdserverpb.Auth/") {
         "AuthEnable" => gw.unary(rpc, input, body, |r| a.auth_enable(Request::new(r))).await,
@@ -555,7 +665,7 @@ async fn auth_call(gw: &Gateway, rpc: Rpc, path: &str, input: &str, body: &Bytes
 /// A bidirectional call: its requests are read from the body as they arrive (a client may keep the
 /// body open and send more later). A bad first value fails the call with a plain error (`Unknown`,
 /// 500); a bad later one ends the requests there.
-async fn bidirectional(gw: &Gateway, rpc: Rpc, body: Body) -> Response {
+async fn bidirectional<B: Backend>(gw: &Gateway<B>, rpc: Rpc, body: Body) -> Response {
     const ES: &str = ".etcdserverpb.";
     let input = if let Rpc::Watch = rpc { "WatchRequest" } else { "LeaseKeepAliveRequest" };
     let mut reader = stream::BodyRequests::new(body, gw.schema, format!("{ES}{input}"), gw.max_recv, gw.max_json());
@@ -567,22 +677,15 @@ async fn bidirectional(gw: &Gateway, rpc: Rpc, body: Body) -> Response {
         // etcd keeps a watch stream open after the client's requests end, until the client goes.
         let requests =
             futures::stream::iter(first).chain(reader.into_stream()).map(Ok).chain(futures::stream::pending());
-        let rx = crate::api::watch::session(gw.watch.clone(), Box::pin(requests));
-        return stream_response(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
+        return stream_response(gw.backend.watch(Box::pin(requests))).await;
     }
     let first = match reader.next::<LeaseKeepAliveRequest>().await {
         Some(Err(s)) => return error(s.code(), s.message()),
         first => first.and_then(Result::ok),
     };
     // The call ends once the body has ended and every request is answered.
-    let leases = gw.lease.server.clone();
     let mut failed = false;
-    // Each renewal as the caller (the answers are made after this call returns).
-    let caller = crate::auth::stream_caller();
-    let answers = futures::stream::iter(first).chain(reader.into_stream()).then(move |r| {
-        let renew = lease::keep_alive_once(leases.clone(), r.id).map(|a| a.map_err(Status::from));
-        crate::auth::with_caller(caller.clone(), renew)
-    });
+    let answers = gw.backend.keep_alive(Box::pin(futures::stream::iter(first).chain(reader.into_stream())));
     let answers = answers.take_while(move |a| {
         let go_on = !failed;
         failed |= a.is_err();

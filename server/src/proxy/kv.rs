@@ -1,0 +1,78 @@
+//! `etcdserverpb.KV` forwarded: range, put, delete, txn and compact go to the pinned member with the
+//! caller's token, under the namespace; the member's errors come back unchanged.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::namespace::Namespace;
+use super::upstream::{token_of, Retry, Upstream};
+use crate::proto::etcdserverpb::kv_client::KvClient;
+use crate::proto::etcdserverpb::kv_server::Kv;
+use crate::proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+
+#[derive(Clone)]
+pub struct KvProxy {
+    pub up: Arc<Upstream>,
+    pub ns: Namespace,
+}
+
+/// Whether a txn only reads (it may then be repeated on another member).
+fn read_only(t: &TxnRequest) -> bool {
+    use crate::proto::etcdserverpb::request_op::Request as Op;
+    t.success.iter().chain(t.failure.iter()).all(|op| match &op.request {
+        Some(Op::RequestRange(_)) | None => true,
+        Some(Op::RequestTxn(t)) => read_only(t),
+        _ => false,
+    })
+}
+
+#[tonic::async_trait]
+impl Kv for KvProxy {
+    async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let token = token_of(&req);
+        let mut r = req.into_inner();
+        self.ns.range(&mut r);
+        let mut resp = forward!(self.up, Retry::Always, KvClient, range, r, token)?;
+        self.ns.range_response(&mut resp);
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let token = token_of(&req);
+        let mut r = req.into_inner();
+        self.ns.put(&mut r);
+        let mut resp = forward!(self.up, Retry::IfNotSent, KvClient, put, r, token)?;
+        self.ns.put_response(&mut resp);
+        Ok(Response::new(resp))
+    }
+
+    async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+        let token = token_of(&req);
+        let mut r = req.into_inner();
+        self.ns.delete(&mut r);
+        let mut resp = forward!(self.up, Retry::IfNotSent, KvClient, delete_range, r, token)?;
+        self.ns.delete_response(&mut resp);
+        Ok(Response::new(resp))
+    }
+
+    async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let token = token_of(&req);
+        let mut r = req.into_inner();
+        self.ns.txn(&mut r);
+        let retry = if read_only(&r) { Retry::Always } else { Retry::IfNotSent };
+        let mut resp = forward!(self.up, retry, KvClient, txn, r, token)?;
+        self.ns.txn_response(&mut resp);
+        Ok(Response::new(resp))
+    }
+
+    async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+        let token = token_of(&req);
+        let r = req.into_inner();
+        let resp = forward!(self.up, Retry::IfNotSent, KvClient, compact, r, token)?;
+        Ok(Response::new(resp))
+    }
+}

@@ -1,0 +1,380 @@
+//! Proxy mode (issue 15): `etcd grpc-proxy start` and `modkv grpc-proxy start` in front of a cluster of
+//! their own kind, used through etcdctl with the same assertions: kv, txn, history, leases, watch, lock,
+//! compaction and the members' errors; a namespace; the member the proxy uses killed in a 3-member
+//! cluster (puts resume within seconds, an open watch keeps every event once). modkv only (etcd's
+//! proxy has no gateway): the JSON gateway, `/health` turning 503 when the cluster loses quorum,
+//! `/version` and `/metrics` on the proxy's port.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use modkv_tests::cluster::{poll, Cluster};
+use modkv_tests::http::{post, request};
+use modkv_tests::tls;
+use modkv_tests::watch::CtlProc;
+use modkv_tests::*;
+
+/// A `grpc-proxy start` process of one kind, killed when dropped (its log printed if the test failed).
+struct Proxy {
+    child: Child,
+    endpoint: String,
+    /// etcdctl's TLS flags towards the proxy (with `--cert-file`).
+    ctl_tls: Vec<String>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Proxy {
+    /// Starts a proxy of `kind` in front of `endpoints` (comma-separated) and waits until a read
+    /// through it is answered.
+    fn start(kind: Kind, endpoints: &str, extra: &[&str]) -> Proxy {
+        Proxy::start_tls(kind, endpoints, extra, &[])
+    }
+
+    /// [`Proxy::start`] serving TLS (`extra` has `--cert-file`): etcdctl reaches it with `ctl_tls`.
+    fn start_tls(kind: Kind, endpoints: &str, extra: &[&str], ctl_tls: &[String]) -> Proxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let log = dir.path().join("proxy.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let mut cmd = kind.command();
+        cmd.args(["grpc-proxy", "start"])
+            .arg(format!("--endpoints={endpoints}"))
+            .arg(format!("--listen-addr=127.0.0.1:{port}"))
+            .arg(format!("--data-dir={}", dir.path().join("proxy").display()))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let scheme = if ctl_tls.is_empty() { "http" } else { "https" };
+        let endpoint = format!("{scheme}://127.0.0.1:{port}");
+        let p = Proxy { child, endpoint, ctl_tls: ctl_tls.to_vec(), log, _dir: dir };
+        poll(Duration::from_secs(20), "the proxy to answer", || {
+            TcpStream::connect(("127.0.0.1", port)).ok()?;
+            p.ctl(&["get", "ready"]).success().then_some(())
+        });
+        p
+    }
+
+    fn ctl(&self, args: &[&str]) -> CtlOutput {
+        let mut all: Vec<&str> = self.ctl_tls.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        etcdctl_at(&self.endpoint, &all, None)
+    }
+
+    /// etcdctl's stdout, the command required to succeed.
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(out.success(), "etcdctl {args:?} through the proxy: {out:?}");
+        out.stdout
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- proxy log ---\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        }
+    }
+}
+
+/// The header revision of `get <key> -w json` through `p`.
+fn revision(p: &Proxy) -> i64 {
+    let out = p.ok(&["get", "nothing", "-w", "json"]);
+    let v: Value = serde_json::from_str(out.trim()).expect("json");
+    v["header"]["revision"].as_i64().expect("revision")
+}
+
+/// The lease id etcdctl prints for `lease grant`.
+fn granted_id(out: &str) -> String {
+    out.strip_prefix("lease ").and_then(|s| s.split_whitespace().next()).expect("lease <id> granted").to_string()
+}
+
+both_kinds! {
+    fn etcdctl_through_the_proxy(kind) {
+        let s = Server::start(kind, ServerOpts::new());
+        let p = Proxy::start(kind, &s.endpoint(), &[]);
+        // kv and history.
+        assert_eq!(p.ok(&["put", "k", "v1"]), "OK\n");
+        assert_eq!(p.ok(&["put", "k", "v2"]), "OK\n");
+        assert_eq!(p.ok(&["get", "k"]), "k\nv2\n");
+        assert_eq!(p.ok(&["get", "k", "--rev=2"]), "k\nv1\n");
+        assert_eq!(s.ctl_ok(&["get", "k"]), "k\nv2\n", "the proxy wrote to the member");
+        // txn, both branches.
+        let txn = |script: &str| etcdctl_at(&p.endpoint, &["txn"], Some(script.as_bytes())).ok().to_string();
+        assert_eq!(txn("value(\"k\") = \"v2\"\n\nput t yes\n\nput t no\n\n"), "SUCCESS\n\nOK\n");
+        assert_eq!(txn("value(\"k\") = \"v1\"\n\nput t yes\n\nget t\n\n"), "FAILURE\n\nt\nyes\n");
+        assert_eq!(p.ok(&["del", "t"]), "1\n");
+        // Leases: grant, attach, keep alive, time to live, revoke.
+        let id = granted_id(&p.ok(&["lease", "grant", "60"]));
+        assert_eq!(p.ok(&["put", "lk", "x", &format!("--lease={id}")]), "OK\n");
+        assert_eq!(p.ok(&["lease", "keep-alive", "--once", &id]), format!("lease {id} keepalived with TTL(60)\n"));
+        let ttl = p.ok(&["lease", "timetolive", &id, "--keys"]);
+        assert!(
+            ttl.starts_with(&format!("lease {id} granted with TTL(60s), remaining(")) && ttl.ends_with("s), attached keys([lk])\n"),
+            "{ttl}"
+        );
+        assert_eq!(p.ok(&["lease", "revoke", &id]), format!("lease {id} revoked\n"));
+        assert_eq!(p.ok(&["get", "lk"]), "");
+        // A member's error comes back unchanged.
+        let out = p.ctl(&["lease", "revoke", "1"]);
+        assert_eq!(out.status, 1);
+        assert!(out.stderr.ends_with("Error: failed to revoke lease (etcdserver: requested lease not found)\n"), "{out:?}");
+        // Watch from the next revision: every event once, in order.
+        let next = revision(&p) + 1;
+        let w = CtlProc::spawn_at(&p.endpoint, &["watch", "w", "--prefix", &format!("--rev={next}")]);
+        assert_eq!(p.ok(&["put", "w1", "a"]), "OK\n");
+        assert_eq!(p.ok(&["put", "w2", "b"]), "OK\n");
+        assert_eq!(p.ok(&["del", "w1"]), "1\n");
+        w.wait_for("three events", Duration::from_secs(15), |o| o == "PUT\nw1\na\nPUT\nw2\nb\nDELETE\nw1\n\n");
+        drop(w);
+        // Lock: the command runs while the lock is held.
+        assert_eq!(p.ok(&["lock", "mutex", "--", "echo", "held"]), "held\n");
+        // Compaction: history before it is gone, with the member's error.
+        let rev = revision(&p);
+        assert_eq!(p.ok(&["compaction", &rev.to_string()]), format!("compacted revision {rev}\n"));
+        let out = p.ctl(&["get", "k", "--rev=2"]);
+        assert_eq!(out.status, 1);
+        assert!(out.stderr.ends_with("Error: etcdserver: mvcc: required revision has been compacted\n"), "{out:?}");
+    }
+
+    fn each_call_is_made_as_its_caller(kind) {
+        let s = Server::start(kind, ServerOpts::new());
+        let p = Proxy::start(kind, &s.endpoint(), &[]);
+        assert_eq!(p.ok(&["user", "add", "root:rootpw"]), "User root created\n");
+        assert_eq!(p.ok(&["role", "add", "r"]), "Role r created\n");
+        assert_eq!(p.ok(&["role", "grant-permission", "r", "readwrite", "a/", "--prefix"]), "Role r updated\n");
+        assert_eq!(p.ok(&["user", "add", "alice:pw"]), "User alice created\n");
+        assert_eq!(p.ok(&["user", "grant-role", "alice", "r"]), "Role r is granted to user alice\n");
+        assert_eq!(p.ok(&["auth", "enable"]), "Authentication Enabled\n");
+        assert_eq!(p.ok(&["--user", "alice:pw", "put", "a/1", "x"]), "OK\n");
+        assert_eq!(p.ok(&["--user", "alice:pw", "get", "a/1"]), "a/1\nx\n");
+        let refused = |args: &[&str], error: &str, status: i32| {
+            let out = p.ctl(args);
+            assert_eq!(out.status, status, "{args:?}: {out:?}");
+            assert!(out.stderr.ends_with(&format!("Error: {error}\n")), "{args:?}: {out:?}");
+        };
+        refused(&["--user", "alice:pw", "put", "b", "x"], "etcdserver: permission denied", 1);
+        refused(&["--user", "alice:pw", "user", "list"], "etcdserver: permission denied", 1);
+        refused(&["put", "a/2", "x"], "etcdserver: user name is empty", 1);
+        refused(&["--user", "alice:bad", "get", "a/1"], "etcdserver: authentication failed, invalid user ID or password", 2);
+        assert_eq!(p.ok(&["--user", "root:rootpw", "user", "list"]), "alice\nroot\n");
+        assert_eq!(p.ok(&["--user", "root:rootpw", "get", "a/1", "--print-value-only"]), "x\n");
+    }
+
+    fn tls_towards_the_members_and_the_clients(kind) {
+        let pki = tls::Pki::generate();
+        // No client certificate towards the member: etcd's proxy refuses one with a Common Name (`cert has
+        // non empty Common Name`), as the test PKI's have.
+        let s = tls::start_https(kind, ServerOpts::new().args(pki.server_args()), false, &pki.ctl_ca());
+        let (ca, server, server_key) = (pki.path("ca.pem"), pki.path("server.pem"), pki.path("server.key"));
+        let p = Proxy::start_tls(
+            kind,
+            &tls::https_endpoint(&s),
+            &["--cacert", &ca, "--cert-file", &server, "--key-file", &server_key],
+            &pki.ctl_ca(),
+        );
+        assert_eq!(p.ok(&["put", "k", "over tls"]), "OK\n");
+        assert_eq!(p.ok(&["get", "k", "--print-value-only"]), "over tls\n");
+        assert_eq!(tls::etcdctl_tls(&s, &pki.ctl_ca(), &["get", "k", "--print-value-only"]).ok(), "over tls\n");
+        // A client that does not trust the proxy's certificate does not get through.
+        let out = etcdctl_at(&p.endpoint, &["--dial-timeout=2s", "get", "k"], None);
+        assert!(!out.success(), "{out:?}");
+    }
+
+    fn namespace_prefixes_and_hides(kind) {
+        let s = Server::start(kind, ServerOpts::new());
+        let p = Proxy::start(kind, &s.endpoint(), &["--namespace=p/"]);
+        assert_eq!(s.ctl_ok(&["put", "outside", "o"]), "OK\n");
+        assert_eq!(s.ctl_ok(&["put", "q/x", "o"]), "OK\n");
+        let next = revision(&p) + 1;
+        let w = CtlProc::spawn_at(&p.endpoint, &["watch", "", "--prefix", &format!("--rev={next}")]);
+        assert_eq!(p.ok(&["put", "a", "1"]), "OK\n");
+        assert_eq!(p.ok(&["put", "b", "2", "--prev-kv"]), "OK\n");
+        assert_eq!(p.ok(&["put", "b", "3", "--prev-kv"]), "OK\nb\n2\n");
+        // Stored under the prefix; read back without it.
+        assert_eq!(s.ctl_ok(&["get", "p/", "--prefix"]), "p/a\n1\np/b\n3\n");
+        assert_eq!(p.ok(&["get", "a"]), "a\n1\n");
+        assert_eq!(p.ok(&["get", "", "--prefix", "--keys-only"]), "a\n\nb\n\n");
+        assert_eq!(p.ok(&["get", "", "--from-key", "--keys-only"]), "a\n\nb\n\n");
+        assert_eq!(p.ok(&["get", "outside"]), "");
+        let id = granted_id(&p.ok(&["lease", "grant", "60"]));
+        assert_eq!(p.ok(&["put", "l", "x", &format!("--lease={id}")]), "OK\n");
+        assert!(p.ok(&["lease", "timetolive", &id, "--keys"]).ends_with("s), attached keys([l])\n"));
+        let txn = etcdctl_at(&p.endpoint, &["txn"], Some(b"value(\"a\") = \"1\"\n\nget b\n\n\n")).ok().to_string();
+        assert_eq!(txn, "SUCCESS\n\nb\n3\n");
+        assert_eq!(p.ok(&["del", "", "--prefix"]), "3\n");
+        assert_eq!(s.ctl_ok(&["get", "", "--prefix", "--keys-only"]), "outside\n\nq/x\n\n");
+        w.wait_for("the namespace's events", Duration::from_secs(15), |o| {
+            o == "PUT\na\n1\nPUT\nb\n2\nPUT\nb\n3\nPUT\nl\nx\nDELETE\na\n\nDELETE\nb\n\nDELETE\nl\n\n"
+        });
+    }
+
+    fn puts_resume_when_the_proxied_member_dies(kind) {
+        let mut c = Cluster::start(kind, 3, &[]);
+        let p = Proxy::start(kind, &c.endpoints(&[0, 1, 2]), &[]);
+        assert_eq!(p.ok(&["put", "k0", "v"]), "OK\n");
+        let next = revision(&p) + 1;
+        let w = CtlProc::spawn_at(&p.endpoint, &["watch", "k", "--prefix", &format!("--rev={next}")]);
+        assert_eq!(p.ok(&["put", "k1", "v"]), "OK\n");
+        w.wait_for("the first event", Duration::from_secs(15), |o| o == "PUT\nk1\nv\n");
+        // m1: the member modkv's proxy uses first (etcd's uses the three in turn).
+        c.members[0].kill9();
+        let killed = Instant::now();
+        for i in 2..=6 {
+            let key = format!("k{i}");
+            poll(Duration::from_secs(20), &format!("put {key} through the proxy"), || {
+                p.ctl(&["put", &key, "v"]).success().then_some(())
+            });
+        }
+        println!("{kind}: five puts through the proxy done {:?} after the member was killed", killed.elapsed());
+        assert!(killed.elapsed() < Duration::from_secs(20));
+        let expected: String = (1..=6).map(|i| format!("PUT\nk{i}\nv\n")).collect();
+        w.wait_for("every event once, in order", Duration::from_secs(20), |o| o == expected);
+    }
+}
+
+/// modkv's proxy goes beyond etcd's: the JSON gateway, `/version`, `/metrics` with the members' metrics,
+/// and `/health` answering 503 once the cluster has lost its quorum.
+#[test]
+fn gateway_health_and_metrics_on_the_proxy_port() {
+    let mut c = Cluster::start(Kind::Modkv, 3, &[]);
+    let p = Proxy::start(Kind::Modkv, &c.endpoints(&[0, 1, 2]), &["--namespace=g/"]);
+    let r = post(&p.endpoint, "/v3/kv/put", r#"{"key":"YQ==","value":"MQ=="}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post(&p.endpoint, "/v3/kv/range", r#"{"key":"YQ=="}"#);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["kvs"][0]["key"], "YQ==", "the namespace is stripped: {}", r.text());
+    assert_eq!(r.json()["kvs"][0]["value"], "MQ==");
+    assert_eq!(c.members[1].ctl_ok(&["get", "g/a"]), "g/a\n1\n");
+    // A member's error through the gateway: its code and message, grpc-gateway's status.
+    let r = post(&p.endpoint, "/v3/lease/revoke", r#"{"ID":"1"}"#);
+    assert_eq!((r.status, r.json()["message"].as_str()), (404, Some("etcdserver: requested lease not found")));
+    let r = request(&p.endpoint, "GET", "/version", b"");
+    assert_eq!(r.status, 200);
+    assert!(r.json()["etcdserver"].as_str().is_some_and(|v| v.starts_with("3.4.")), "{}", r.text());
+    let r = request(&p.endpoint, "GET", "/metrics", b"");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("modkv_proxy_members 3\n"), "the proxy's own gauge");
+    assert!(r.text().contains("\netcd_server_has_leader 1\n"), "a member's metrics are passed on");
+    let r = request(&p.endpoint, "GET", "/health", b"");
+    assert_eq!((r.status, r.text()), (200, r#"{"health":"true"}"#.to_string()));
+    // Two of three members gone: no quorum.
+    c.members[1].kill9();
+    c.members[2].kill9();
+    let lost = Instant::now();
+    poll(Duration::from_secs(15), "/health to answer 503", || {
+        let r = request(&p.endpoint, "GET", "/health", b"");
+        (r.status == 503).then_some(r.text())
+    });
+    println!("/health answered 503 {:?} after quorum was lost", lost.elapsed());
+    let r = request(&p.endpoint, "GET", "/health", b"");
+    assert_eq!((r.status, r.text()), (503, "{\"health\":\"false\"}\n".to_string()));
+}
+
+/// modkv's proxy presents `--cert` to members that require a client certificate (etcd's refuses a
+/// certificate with a Common Name, which this one has).
+#[test]
+fn client_certificate_towards_the_members() {
+    let pki = tls::Pki::generate();
+    let mut member_flags = pki.server_args();
+    member_flags.extend(["--client-cert-auth".into(), "--trusted-ca-file".into(), pki.path("ca.pem")]);
+    let s = tls::start_https(Kind::Modkv, ServerOpts::new().args(member_flags), false, &pki.ctl_client());
+    let (ca, client, key) = (pki.path("ca.pem"), pki.path("client.pem"), pki.path("client.key"));
+    let p = Proxy::start(Kind::Modkv, &tls::https_endpoint(&s), &["--cacert", &ca, "--cert", &client, "--key", &key]);
+    assert_eq!(p.ok(&["put", "k", "v"]), "OK\n");
+    assert_eq!(tls::etcdctl_tls(&s, &pki.ctl_client(), &["get", "k", "--print-value-only"]).ok(), "v\n");
+}
+
+/// The proxy's `/metrics` text.
+fn proxy_metrics(p: &Proxy) -> String {
+    let r = request(&p.endpoint, "GET", "/metrics", b"");
+    assert_eq!(r.status, 200);
+    r.text()
+}
+
+/// Fifty watchers of one key that start now share one upstream watch (modkv's proxy's gauges); each
+/// hears every event once, in order, a watcher that joins late from the revision of its `created` on;
+/// the shared watch ends with its last watcher.
+#[test]
+fn fifty_watchers_share_one_upstream_watch() {
+    use modkv_tests::watch::{WatchClient, WatchCreateRequest};
+    let s = Server::start(Kind::Modkv, ServerOpts::new());
+    let p = Proxy::start(Kind::Modkv, &s.endpoint(), &[]);
+    let mut watchers: Vec<WatchClient> = (0..50).map(|_| WatchClient::connect(&p.endpoint)).collect();
+    for w in &mut watchers {
+        w.create(WatchCreateRequest::key("hot"));
+        let created = w.recv();
+        assert!(created.created && created.watch_id == 0, "{}", created.summary());
+    }
+    let m = proxy_metrics(&p);
+    assert!(m.contains("\nmodkv_proxy_shared_watches 1\n"), "{m}");
+    assert!(m.contains("\nmodkv_proxy_coalesced_watchers 50\n"), "{m}");
+    assert_eq!(p.ok(&["put", "hot", "1"]), "OK\n");
+    assert_eq!(p.ok(&["put", "cold", "x"]), "OK\n");
+    assert_eq!(p.ok(&["put", "hot", "2"]), "OK\n");
+    let rev = revision(&p);
+    let mut late = WatchClient::connect(&p.endpoint);
+    late.create(WatchCreateRequest::key("hot"));
+    let created = late.recv();
+    assert!(created.created, "{}", created.summary());
+    assert_eq!(p.ok(&["put", "hot", "3"]), "OK\n");
+    // The values of the events a watcher hears up to the last put's revision.
+    let values = |w: &mut WatchClient| {
+        let mut seen: Vec<(String, i64)> = Vec::new();
+        while seen.last().is_none_or(|&(_, r)| r < rev + 1) {
+            for e in &w.recv().events {
+                let kv = e.kv.as_ref().expect("kv");
+                seen.push((String::from_utf8_lossy(&kv.value).into_owned(), kv.mod_revision));
+            }
+        }
+        seen.into_iter().map(|(v, _)| v).collect::<Vec<_>>()
+    };
+    for w in &mut watchers {
+        assert_eq!(values(w), ["1", "2", "3"]);
+    }
+    assert_eq!(values(&mut late), ["3"], "the late watcher hears what follows its created revision");
+    assert_eq!(created.rev(), rev);
+    drop(watchers);
+    drop(late);
+    poll(Duration::from_secs(10), "the shared watch to end with its watchers", || {
+        proxy_metrics(&p).contains("\nmodkv_proxy_shared_watches 0\n").then_some(())
+    });
+}
+
+/// A shared upstream watch whose member dies resumes on another member: each of its watchers hears
+/// every event once, in order.
+#[test]
+fn a_shared_watch_survives_its_member() {
+    use modkv_tests::watch::{WatchClient, WatchCreateRequest};
+    let mut c = Cluster::start(Kind::Modkv, 3, &[]);
+    let p = Proxy::start(Kind::Modkv, &c.endpoints(&[0, 1, 2]), &[]);
+    let mut watchers: Vec<WatchClient> = (0..5).map(|_| WatchClient::connect(&p.endpoint)).collect();
+    for w in &mut watchers {
+        w.create(WatchCreateRequest::range("s", "t"));
+        assert!(w.recv().created);
+    }
+    assert!(proxy_metrics(&p).contains("\nmodkv_proxy_shared_watches 1\n"));
+    assert_eq!(p.ok(&["put", "s1", "v"]), "OK\n");
+    c.members[0].kill9();
+    for i in 2..=4 {
+        let key = format!("s{i}");
+        poll(Duration::from_secs(20), &format!("put {key}"), || p.ctl(&["put", &key, "v"]).success().then_some(()));
+    }
+    for w in &mut watchers {
+        let mut keys = Vec::new();
+        while keys.len() < 4 {
+            for e in &w.recv().events {
+                keys.push(String::from_utf8_lossy(&e.kv.as_ref().expect("kv").key).into_owned());
+            }
+        }
+        assert_eq!(keys, ["s1", "s2", "s3", "s4"]);
+        w.assert_quiet(Duration::from_millis(300));
+    }
+}
