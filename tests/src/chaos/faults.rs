@@ -4,7 +4,8 @@
 //!   timeout, a member isolated from its peers, a minority cut from the majority, a bridge (5 members:
 //!   two halves that only talk through the middle member), added latency and loss (`tc netem`, skipped
 //!   with a message where the kernel has no netem), a graceful restart, every member killed at once
-//!   (a power loss: acknowledged writes must survive it). Targets are "the leader" (found
+//!   (a power loss: acknowledged writes must survive it), a member replaced (removed, wiped, added
+//!   again: [`super::replace`]). Targets are "the leader" (found
 //!   when the fault starts) or a member picked by the seed.
 //! * [`schedule`] — the steps (quiet time, then one fault) a seed gives.
 //! * [`Injector`] — applies a step to an [`NsCluster`], heals it, waits until every member runs and
@@ -48,6 +49,9 @@ pub enum Fault {
     Restart { target: Target },
     /// Every member SIGKILLed at once (a power loss), down for `down_ms`, then all started again.
     KillAll { down_ms: u64 },
+    /// `member remove`, data dir wiped, `member add` again and started on a fresh data dir
+    /// ([`super::replace`]).
+    Replace { target: Target },
 }
 
 /// Quiet time, then a fault.
@@ -69,7 +73,7 @@ pub fn schedule(seed: u64, members: usize, election_ms: u64, secs: u64, long: bo
     while planned < 3 * secs * 1000 {
         let target = if rng.percent(50) { Target::Leader } else { Target::Pick(rng.next_u64()) };
         let hold = rng.between(2 * e, 6 * e);
-        let weights = [3, 2, 3, 2, 2, if members >= 5 { 1 } else { 0 }, 1, 1, 1, if long { 1 } else { 0 }];
+        let weights = [3, 2, 3, 2, 2, if members >= 5 { 1 } else { 0 }, 1, 1, 1, if long { 1 } else { 0 }, 1];
         let fault = match rng.weighted(&weights) {
             0 => Fault::Kill { target: Target::Leader, down_ms: rng.between(e, 4 * e) },
             1 => Fault::Kill { target, down_ms: rng.between(e, 4 * e) },
@@ -80,7 +84,8 @@ pub fn schedule(seed: u64, members: usize, election_ms: u64, secs: u64, long: bo
             6 => Fault::Netem { delay_ms: rng.between(20, 100), loss_pct: rng.between(5, 20), ms: hold },
             7 => Fault::Restart { target },
             8 => Fault::KillAll { down_ms: rng.between(e / 2, 2 * e) },
-            _ => Fault::Kill { target: Target::Pick(rng.next_u64()), down_ms: rng.between(15_000, 25_000) },
+            9 => Fault::Kill { target: Target::Pick(rng.next_u64()), down_ms: rng.between(15_000, 25_000) },
+            _ => Fault::Replace { target },
         };
         let quiet_ms = rng.between(e, 3 * e);
         planned += quiet_ms + hold + 2 * e;
@@ -230,6 +235,38 @@ impl<'a> Injector<'a> {
                 thread::sleep(Duration::from_millis(down_ms));
                 self.start_all_again();
                 (format!("kill -9 all {} members, down {down_ms} ms", self.n()), true, true, false)
+            }
+            Fault::Replace { target } => {
+                let (i, lead) = self.resolve(target);
+                let via =
+                    (0..self.n()).find(|&j| j != i && self.cluster.members[j].is_live()).unwrap_or((i + 1) % self.n());
+                start = self.clock.now();
+                let t = Instant::now();
+                let what = match super::replace::replace(self.cluster, i, via) {
+                    Ok(exit) => {
+                        if let Err(e) = self.cluster.members[i].wait_ready(RECOVERY_TIMEOUT) {
+                            self.problems.push(format!(
+                                "replaced {} not ready {RECOVERY_TIMEOUT:?} after its start: {e}",
+                                self.name(i)
+                            ));
+                        }
+                        format!(
+                            "replace {}{} (member remove: the old process {exit}; member add, fresh data dir, ready after {:.1} s)",
+                            self.name(i),
+                            lead_tag(lead),
+                            t.elapsed().as_secs_f64()
+                        )
+                    }
+                    Err(e) => {
+                        self.problems.push(format!("replacing {}: {e}", self.name(i)));
+                        // Whatever state it is in, the run goes on with it started again if it can be.
+                        if !self.cluster.members[i].is_running() {
+                            self.start_again(i);
+                        }
+                        format!("replace {}{} (failed)", self.name(i), lead_tag(lead))
+                    }
+                };
+                (what, lead, false, false)
             }
             Fault::Restart { target } => {
                 let (i, lead) = self.resolve(target);

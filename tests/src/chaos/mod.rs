@@ -8,7 +8,9 @@
 //!   final revision log and end state; [`end`] — reading the log and the end state after the faults.
 //! * [`check`] — the checkers: linearizability against revisions, watches, final reads.
 //! * [`figures`] — availability: acknowledged ops/s during faults, time until writes resume.
-//! * [`sim`] — histories of a simulated correct store, for showing the checkers catch planted anomalies.
+//! * [`lease`] — the lease client of the workload (grants, puts with leases, keep-alives, revokes).
+//! * [`sim`], [`sim_lease`] — histories of a simulated correct store, for showing the checkers catch
+//!   planted anomalies.
 //! * [`rng`] — the seeded generator.
 //!
 //! [`run`] does one seeded run: start the cluster, start the workload, run fault steps until the time
@@ -21,8 +23,11 @@ pub mod end;
 pub mod faults;
 pub mod figures;
 pub mod history;
+pub mod lease;
+pub mod replace;
 pub mod rng;
 pub mod sim;
+pub mod sim_lease;
 pub mod workload;
 
 use std::path::PathBuf;
@@ -55,6 +60,8 @@ pub struct Config {
     pub workload: WorkloadConfig,
     /// At most this many acknowledged writes are read back at their revision after the run.
     pub at_rev_reads: usize,
+    /// These steps instead of the seed's schedule (a dedicated test of one fault).
+    pub steps: Option<Vec<faults::Step>>,
 }
 
 impl Config {
@@ -68,8 +75,15 @@ impl Config {
             election_ms: 500,
             snapshot_count: 1000,
             long_faults: false,
-            workload: WorkloadConfig { clients: 4, watchers: 2, keys: 6, op_timeout: Duration::from_secs(2) },
+            workload: WorkloadConfig {
+                clients: 4,
+                lease_clients: 1,
+                watchers: 2,
+                keys: 6,
+                op_timeout: Duration::from_secs(2),
+            },
             at_rev_reads: 1500,
+            steps: None,
         }
     }
 
@@ -103,6 +117,7 @@ impl Report {
         let mut s = format!(
             "chaos {} seed {} ({} members, {} s): {} ops checked ({} acknowledged, {} writes of unknown outcome), \
              {} watch streams with {} events, log of {} events, {} writes read back at their revision; \
+             leases: {} granted, {} keep-alives, {} revoked, {} puts refused (lease gone), {} ended in the log; \
              {applied} faults injected ({} skipped); {} anomalies\n  {}: {}\n",
             c.kind,
             c.seed,
@@ -115,6 +130,11 @@ impl Report {
             k.watch_events,
             k.log_events,
             k.at_rev_reads,
+            k.leases.0,
+            k.leases.1,
+            k.leases.2,
+            k.leases.3,
+            k.leases.4,
             self.faults.len() - applied,
             self.anomalies.len(),
             c.kind,
@@ -165,7 +185,10 @@ pub fn run(cfg: &Config) -> Report {
     let mut cluster = NsCluster::start(cfg.kind, cfg.members, &extra);
     let endpoints: Vec<String> = cluster.members.iter().map(|m| m.endpoint()).collect();
     let clock = Clock::start();
-    let steps = faults::schedule(cfg.seed, cfg.members, cfg.election_ms, cfg.secs, cfg.long_faults);
+    let steps = match &cfg.steps {
+        Some(steps) => steps.clone(),
+        None => faults::schedule(cfg.seed, cfg.members, cfg.election_ms, cfg.secs, cfg.long_faults),
+    };
     let workload = Workload::start(&endpoints, cfg.seed, &cfg.workload, clock);
     let deadline = Instant::now() + Duration::from_secs(cfg.secs);
     let (records, mut problems) = {
