@@ -2,7 +2,8 @@
 //! is up, each seed against etcd 3.4 and modkv side by side (same schedule, same client choices), and
 //! prints each seed, what it checked, the faults it injected, the anomalies and the availability
 //! figures of both; at the end the totals. Exits 1 if any run found an anomaly. Unlike the short mode,
-//! a member may stay down 15–25 s (so that it needs a snapshot to catch up).
+//! a member may stay down 15–25 s (so that it needs a snapshot to catch up), and each data dir is on a
+//! tmpfs of its own, so that a member's disk may fill up.
 //!
 //! ```text
 //! modkv-chaos --secs 600            new seeds for 10 minutes
@@ -126,7 +127,7 @@ fn main() {
         let members = env_u64("CHAOS_MEMBERS").unwrap_or(if round.is_multiple_of(2) { 3 } else { 5 }) as usize;
         println!("=== chaos round {round}: seed {seed}, {members} members, {secs} s of faults per kind");
         for (kind, total) in &mut totals {
-            let mut cfg = Config { long_faults: true, ..Config::new(*kind, seed, members, secs) };
+            let mut cfg = Config { long_faults: true, disk_faults: true, ..Config::new(*kind, seed, members, secs) };
             cfg.workload.clients = env_u64("CHAOS_CLIENTS").map_or(cfg.workload.clients, |n| n as usize);
             let report = chaos::run(&cfg);
             println!("{}", report.summary());

@@ -5,7 +5,7 @@
 //!   two halves that only talk through the middle member), added latency and loss (`tc netem`, skipped
 //!   with a message where the kernel has no netem), a graceful restart, every member killed at once
 //!   (a power loss: acknowledged writes must survive it), a member replaced (removed, wiped, added
-//!   again: [`super::replace`]). Targets are "the leader" (found
+//!   again: [`super::replace`]), a full disk ([`super::disk`]). Targets are "the leader" (found
 //!   when the fault starts) or a member picked by the seed.
 //! * [`schedule`] — the steps (quiet time, then one fault) a seed gives.
 //! * [`Injector`] — applies a step to an [`NsCluster`], heals it, waits until every member runs and
@@ -52,6 +52,9 @@ pub enum Fault {
     /// `member remove`, data dir wiped, `member add` again and started on a fresh data dir
     /// ([`super::replace`]).
     Replace { target: Target },
+    /// The member's filesystem filled up ([`super::disk`]) until it stops, at most `ms`; then the space
+    /// is freed and it is started again.
+    FullDisk { target: Target, ms: u64 },
 }
 
 /// Quiet time, then a fault.
@@ -65,7 +68,8 @@ pub struct Step {
 /// last 2–6 election timeouts). More steps than `secs` seconds take; the run stops where its time is up.
 /// With `long`, a member may also stay down 15–25 s: long enough, under this load and with a small
 /// `--snapshot-count`, to fall behind the leader's compacted log and be sent a snapshot.
-pub fn schedule(seed: u64, members: usize, election_ms: u64, secs: u64, long: bool) -> Vec<Step> {
+/// With `disk` (each data dir on a filesystem of its own), a member's disk may fill up.
+pub fn schedule(seed: u64, members: usize, election_ms: u64, secs: u64, long: bool, disk: bool) -> Vec<Step> {
     let mut rng = Rng::derive(seed, 1);
     let e = election_ms;
     let mut steps = Vec::new();
@@ -73,7 +77,20 @@ pub fn schedule(seed: u64, members: usize, election_ms: u64, secs: u64, long: bo
     while planned < 3 * secs * 1000 {
         let target = if rng.percent(50) { Target::Leader } else { Target::Pick(rng.next_u64()) };
         let hold = rng.between(2 * e, 6 * e);
-        let weights = [3, 2, 3, 2, 2, if members >= 5 { 1 } else { 0 }, 1, 1, 1, if long { 1 } else { 0 }, 1];
+        let weights = [
+            3,
+            2,
+            3,
+            2,
+            2,
+            if members >= 5 { 1 } else { 0 },
+            1,
+            1,
+            1,
+            if long { 1 } else { 0 },
+            1,
+            if disk { 1 } else { 0 },
+        ];
         let fault = match rng.weighted(&weights) {
             0 => Fault::Kill { target: Target::Leader, down_ms: rng.between(e, 4 * e) },
             1 => Fault::Kill { target, down_ms: rng.between(e, 4 * e) },
@@ -85,7 +102,8 @@ pub fn schedule(seed: u64, members: usize, election_ms: u64, secs: u64, long: bo
             7 => Fault::Restart { target },
             8 => Fault::KillAll { down_ms: rng.between(e / 2, 2 * e) },
             9 => Fault::Kill { target: Target::Pick(rng.next_u64()), down_ms: rng.between(15_000, 25_000) },
-            _ => Fault::Replace { target },
+            10 => Fault::Replace { target },
+            _ => Fault::FullDisk { target, ms: 10_000 },
         };
         let quiet_ms = rng.between(e, 3 * e);
         planned += quiet_ms + hold + 2 * e;
@@ -250,8 +268,14 @@ impl<'a> Injector<'a> {
                                 self.name(i)
                             ));
                         }
+                        let from = if super::replace::from_snapshot(&self.cluster.members[i]) {
+                            "a snapshot"
+                        } else {
+                            "the log"
+                        };
                         format!(
-                            "replace {}{} (member remove: the old process {exit}; member add, fresh data dir, ready after {:.1} s)",
+                            "replace {}{} (member remove: the old process {exit}; member add, fresh data dir, ready after \
+                             {:.1} s, caught up from {from})",
                             self.name(i),
                             lead_tag(lead),
                             t.elapsed().as_secs_f64()
@@ -267,6 +291,43 @@ impl<'a> Injector<'a> {
                     }
                 };
                 (what, lead, false, false)
+            }
+            Fault::FullDisk { target, ms } => {
+                let (i, lead) = self.resolve(target);
+                let dir = self.cluster.members[i].data_dir();
+                if !super::disk::is_mounted(&dir) {
+                    (
+                        "full disk (skipped: the data dirs are not on filesystems of their own)".into(),
+                        false,
+                        false,
+                        true,
+                    )
+                } else {
+                    start = self.clock.now();
+                    let t = Instant::now();
+                    let filled = super::disk::fill(&dir);
+                    let exit = self.cluster.members[i].wait_exit(Duration::from_millis(ms));
+                    let after = t.elapsed().as_secs_f64();
+                    super::disk::free(&dir);
+                    let how = match (&filled, exit) {
+                        (Err(e), _) => {
+                            self.problems.push(format!("cannot fill the disk of {}: {e}", self.name(i)));
+                            format!("not filled: {e}")
+                        }
+                        (Ok(n), Some(status)) => {
+                            self.start_again(i);
+                            format!(
+                                "{} MB filled, exited {status} after {after:.1} s; space freed, started again",
+                                n >> 20
+                            )
+                        }
+                        (Ok(n), None) => {
+                            format!("{} MB filled, still running after {after:.1} s; space freed", n >> 20)
+                        }
+                    };
+                    let exited = exit.is_some();
+                    (format!("full disk {}{}: {how}", self.name(i), lead_tag(lead)), lead, lead && exited, false)
+                }
             }
             Fault::Restart { target } => {
                 let (i, lead) = self.resolve(target);

@@ -2,6 +2,8 @@
 //!
 //! * [`faults`] — what goes wrong (kill -9, SIGSTOP, partitions, netem, restarts) and the seeded
 //!   [`faults::schedule`]; applied to a cluster of members in network namespaces ([`NsCluster`]).
+//! * [`replace`], [`disk`] — member replace (remove, wipe, add again) and a full disk (each data dir on a
+//!   tmpfs of its own, filled up).
 //! * [`workload`] — client threads (puts, CAS txns, multi-key txns, deletes, linearizable and
 //!   serializable ranges) and watcher threads, over gRPC, recording a [`history::History`].
 //! * [`history`] — operations with invocation/completion instants and results, watch streams, the
@@ -19,6 +21,7 @@
 //! Needs root and iproute2 (network namespaces), like `tests/tests/partition.rs`.
 
 pub mod check;
+pub mod disk;
 pub mod end;
 pub mod faults;
 pub mod figures;
@@ -62,6 +65,8 @@ pub struct Config {
     pub at_rev_reads: usize,
     /// These steps instead of the seed's schedule (a dedicated test of one fault).
     pub steps: Option<Vec<faults::Step>>,
+    /// Each member's data dir on a tmpfs of its own ([`disk`]), so that a disk can fill up.
+    pub disk_faults: bool,
 }
 
 impl Config {
@@ -81,9 +86,11 @@ impl Config {
                 watchers: 2,
                 keys: 6,
                 op_timeout: Duration::from_secs(2),
+                pad: 0,
             },
             at_rev_reads: 1500,
             steps: None,
+            disk_faults: false,
         }
     }
 
@@ -182,12 +189,18 @@ pub fn run(cfg: &Config) -> Report {
         cfg.snapshot_count.to_string(),
     ];
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    let mut cluster = NsCluster::start(cfg.kind, cfg.members, &extra);
+    // Declared before the cluster: unmounted after its members are gone (also on a panic).
+    let mut mounts: Vec<disk::Tmpfs> = Vec::new();
+    let mut cluster = NsCluster::start_with(cfg.kind, cfg.members, &extra, |m| {
+        if cfg.disk_faults {
+            mounts.push(disk::Tmpfs::mount(&m.data_dir(), disk::TMPFS_MB).unwrap_or_else(|e| panic!("{e}")));
+        }
+    });
     let endpoints: Vec<String> = cluster.members.iter().map(|m| m.endpoint()).collect();
     let clock = Clock::start();
     let steps = match &cfg.steps {
         Some(steps) => steps.clone(),
-        None => faults::schedule(cfg.seed, cfg.members, cfg.election_ms, cfg.secs, cfg.long_faults),
+        None => faults::schedule(cfg.seed, cfg.members, cfg.election_ms, cfg.secs, cfg.long_faults, cfg.disk_faults),
     };
     let workload = Workload::start(&endpoints, cfg.seed, &cfg.workload, clock);
     let deadline = Instant::now() + Duration::from_secs(cfg.secs);

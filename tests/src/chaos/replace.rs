@@ -33,9 +33,7 @@ pub fn replace(c: &mut NsCluster, i: usize, via: usize) -> Result<String, String
         }
     };
     let dir = m.data_dir();
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| format!("cannot wipe {}: {e}", dir.display()))?;
-    }
+    super::disk::wipe(&dir).map_err(|e| format!("cannot wipe {}: {e}", dir.display()))?;
     let peer_flag = format!("--peer-urls={peer}");
     let out = c.members[via].ctl_retry(&["member", "add", &name, &peer_flag], &RETRY_ON, CHANGE_TIMEOUT);
     if !out.success() && !out.stderr.contains("already exists") {
@@ -67,4 +65,15 @@ pub fn replace(c: &mut NsCluster, i: usize, via: usize) -> Result<String, String
 fn set_flag(args: &mut [String], flag: &str, value: &str) {
     let k = args.iter().position(|a| a == flag).unwrap_or_else(|| panic!("no {flag} in {args:?}"));
     args[k + 1] = value.to_string();
+}
+
+/// Did member `m`'s current process catch up from a snapshot (as its log says since its last start)?
+/// etcd 3.4: `finished applying incoming snapshot` (capnslog) or `applied snapshot` (zap); modkv:
+/// `applied incoming snapshot`.
+pub fn from_snapshot(m: &crate::process::Member) -> bool {
+    let log = m.log();
+    let since = log.rfind("=== harness: start #").map_or(&log[..], |k| &log[k..]);
+    ["applied incoming snapshot", "finished applying incoming snapshot", "applied snapshot"]
+        .iter()
+        .any(|s| since.contains(s))
 }

@@ -42,6 +42,9 @@ pub struct WorkloadConfig {
     pub watchers: usize,
     pub keys: usize,
     pub op_timeout: Duration,
+    /// Bytes of padding after each value the clients put (0: none): more data per write, so that a
+    /// member fills its write buffers (and needs new disk space) sooner.
+    pub pad: usize,
 }
 
 /// Running client and watcher threads.
@@ -111,7 +114,7 @@ fn client(
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
         seq += 1;
-        let value = format!("c{c}-{seq}");
+        let value = format!("c{c}-{seq}{:.<pad$}", "", pad = cfg.pad);
         let k = key(rng.below(cfg.keys as u64) as usize);
         let req = match rng.weighted(&[30, 15, 8, 5, 30, 12]) {
             0 => Request::Put { key: k, value },
