@@ -56,6 +56,8 @@ struct Totals {
     kill_resume: Vec<f64>,
     kill_never: usize,
     failed_seeds: Vec<u64>,
+    /// Per kind of fault: (count, seconds on, acknowledged ops meanwhile).
+    by_kind: Vec<(&'static str, usize, f64, u64)>,
 }
 
 impl Totals {
@@ -77,6 +79,12 @@ impl Totals {
         if !r.anomalies.is_empty() {
             self.failed_seeds.push(r.config.seed);
         }
+        for &(k, n, secs, acked) in &r.figures.by_kind {
+            match self.by_kind.iter_mut().find(|e| e.0 == k) {
+                Some(e) => (e.1, e.2, e.3) = (e.1 + n, e.2 + secs, e.3 + acked),
+                None => self.by_kind.push((k, n, secs, acked)),
+            }
+        }
     }
 
     fn line(&self, kind: Kind) -> String {
@@ -97,6 +105,13 @@ impl Totals {
             max,
             self.kill_resume.len(),
             if self.kill_never > 0 { format!(", {} never", self.kill_never) } else { String::new() },
+        ) + &format!(
+            "; acked ops/s by fault: {}",
+            self.by_kind
+                .iter()
+                .map(|(k, n, secs, acked)| format!("{k} ×{n} {:.0}/s", *acked as f64 / secs.max(1e-9)))
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     }
 }

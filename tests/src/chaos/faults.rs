@@ -2,8 +2,8 @@
 //!
 //! * [`Fault`] — what can go wrong: kill -9 (+ restart), SIGSTOP/SIGCONT longer than the election
 //!   timeout, a member isolated from its peers, a minority cut from the majority, a bridge (5 members:
-//!   two halves that only talk through the middle member), added latency and loss (`tc netem`, skipped
-//!   with a message where the kernel has no netem), a graceful restart, every member killed at once
+//!   two halves that only talk through the middle member), added latency and loss (`tc netem`, or
+//!   where the kernel has no netem the fault proxies in front of the peer ports, [`super::proxy`]), a graceful restart, every member killed at once
 //!   (a power loss: acknowledged writes must survive it), a member replaced (removed, wiped, added
 //!   again: [`super::replace`]), a full disk ([`super::disk`]). Targets are "the leader" (found
 //!   when the fault starts) or a member picked by the seed.
@@ -19,6 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::history::{Clock, Micros};
+use super::proxy::{Proxy, Shape};
 use super::rng::Rng;
 use crate::netns::NsCluster;
 
@@ -136,6 +137,8 @@ pub const RECOVERY_TIMEOUT: Duration = Duration::from_secs(40);
 /// Applies faults to a cluster.
 pub struct Injector<'a> {
     cluster: &'a mut NsCluster,
+    /// The fault proxies in front of the peer ports (empty: none), for latency and loss without netem.
+    proxies: &'a [Proxy],
     clock: Clock,
     netem: Result<(), String>,
     pub records: Vec<FaultRecord>,
@@ -144,12 +147,13 @@ pub struct Injector<'a> {
 }
 
 impl<'a> Injector<'a> {
-    pub fn new(cluster: &'a mut NsCluster, clock: Clock) -> Injector<'a> {
+    pub fn new(cluster: &'a mut NsCluster, clock: Clock, proxies: &'a [Proxy]) -> Injector<'a> {
         let netem = netem_available(cluster);
         if let Err(e) = &netem {
-            eprintln!("chaos: latency/loss faults are skipped: `tc qdisc add ... netem` fails here ({e})");
+            let how = if proxies.is_empty() { "skipped" } else { "made by the fault proxies" };
+            eprintln!("chaos: latency/loss faults are {how}: `tc qdisc add ... netem` fails here ({e})");
         }
-        Injector { cluster, clock, netem, records: Vec::new(), problems: Vec::new() }
+        Injector { cluster, proxies, clock, netem, records: Vec::new(), problems: Vec::new() }
     }
 
     fn n(&self) -> usize {
@@ -242,6 +246,18 @@ impl<'a> Injector<'a> {
                     thread::sleep(Duration::from_millis(ms));
                     self.netem_all("", false);
                     (format!("netem delay {delay_ms} ms loss {loss_pct}% for {ms} ms"), false, false, false)
+                }
+                Err(_) if !self.proxies.is_empty() => {
+                    start = self.clock.now();
+                    let shape = Shape { delay: Duration::from_millis(delay_ms), loss_pct };
+                    self.proxies.iter().for_each(|p| p.set(shape));
+                    thread::sleep(Duration::from_millis(ms));
+                    self.proxies.iter().for_each(|p| p.set(Shape::default()));
+                    let what = format!(
+                        "proxies: delay {delay_ms} ms, {loss_pct}% of chunks {} ms late (lost) for {ms} ms",
+                        super::proxy::RTO.as_millis()
+                    );
+                    (what, false, false, false)
                 }
                 Err(_) => ("netem (skipped: not available)".to_string(), false, false, true),
             },

@@ -2,6 +2,7 @@
 //!
 //! * [`faults`] — what goes wrong (kill -9, SIGSTOP, partitions, netem, restarts) and the seeded
 //!   [`faults::schedule`]; applied to a cluster of members in network namespaces ([`NsCluster`]).
+//! * [`proxy`] — a fault proxy in front of each peer port: latency and loss without netem.
 //! * [`replace`], [`disk`] — member replace (remove, wipe, add again) and a full disk (each data dir on a
 //!   tmpfs of its own, filled up).
 //! * [`workload`] — client threads (puts, CAS txns, multi-key txns, deletes, linearizable and
@@ -27,6 +28,7 @@ pub mod faults;
 pub mod figures;
 pub mod history;
 pub mod lease;
+pub mod proxy;
 pub mod replace;
 pub mod rng;
 pub mod sim;
@@ -67,6 +69,9 @@ pub struct Config {
     pub steps: Option<Vec<faults::Step>>,
     /// Each member's data dir on a tmpfs of its own ([`disk`]), so that a disk can fill up.
     pub disk_faults: bool,
+    /// A fault proxy in front of each member's peer port ([`proxy`]): latency and loss where the kernel
+    /// has no netem.
+    pub proxies: bool,
 }
 
 impl Config {
@@ -91,6 +96,7 @@ impl Config {
             at_rev_reads: 1500,
             steps: None,
             disk_faults: false,
+            proxies: true,
         }
     }
 
@@ -191,9 +197,17 @@ pub fn run(cfg: &Config) -> Report {
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     // Declared before the cluster: unmounted after its members are gone (also on a panic).
     let mut mounts: Vec<disk::Tmpfs> = Vec::new();
+    let mut proxies: Vec<proxy::Proxy> = Vec::new();
     let mut cluster = NsCluster::start_with(cfg.kind, cfg.members, &extra, |m| {
         if cfg.disk_faults {
             mounts.push(disk::Tmpfs::mount(&m.data_dir(), disk::TMPFS_MB).unwrap_or_else(|e| panic!("{e}")));
+        }
+        if cfg.proxies {
+            let ns = m.namespace.clone().expect("a member in a namespace");
+            let (front, back) = ((m.peer_ip.clone(), m.peer_port), (m.peer_ip.clone(), proxy::PROXIED_PORT));
+            let addr = |(ip, port): (String, u16)| -> std::net::SocketAddr { format!("{ip}:{port}").parse().unwrap() };
+            replace::set_flag(&mut m.args, "--listen-peer-urls", &format!("http://{}:{}", back.0, back.1));
+            proxies.push(proxy::Proxy::start(&ns, addr(front), addr(back)).unwrap_or_else(|e| panic!("{e}")));
         }
     });
     let endpoints: Vec<String> = cluster.members.iter().map(|m| m.endpoint()).collect();
@@ -205,7 +219,7 @@ pub fn run(cfg: &Config) -> Report {
     let workload = Workload::start(&endpoints, cfg.seed, &cfg.workload, clock);
     let deadline = Instant::now() + Duration::from_secs(cfg.secs);
     let (records, mut problems) = {
-        let mut inj = Injector::new(&mut cluster, clock);
+        let mut inj = Injector::new(&mut cluster, clock, &proxies);
         for step in &steps {
             if Instant::now() >= deadline {
                 break;

@@ -62,7 +62,7 @@ pub fn replace(c: &mut NsCluster, i: usize, via: usize) -> Result<String, String
 }
 
 /// Sets the value following `flag` in `args`.
-fn set_flag(args: &mut [String], flag: &str, value: &str) {
+pub fn set_flag(args: &mut [String], flag: &str, value: &str) {
     let k = args.iter().position(|a| a == flag).unwrap_or_else(|| panic!("no {flag} in {args:?}"));
     args[k + 1] = value.to_string();
 }
