@@ -182,7 +182,7 @@ fn gone_is_gone(h: &History, ends: &Ends, out: &mut Vec<Anomaly>) {
         min_after[i] = min_after[i + 1].min(answered[i].1);
     }
     let seen_by = |rev: i64| min_after[answered.partition_point(|(r, _)| *r < rev)];
-    for (&lease, _) in &ends.by_lease {
+    for &lease in ends.by_lease.keys() {
         let at = seen_by(ends.end_rev(lease).unwrap());
         if at != Micros::MAX {
             note(lease, at, None);
