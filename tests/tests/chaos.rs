@@ -18,7 +18,8 @@
 //!   workload: every checker passes and the new members' `HashKV` equals the others' at the end.
 //! * `full_disk_under_load` — each data dir on a tmpfs of its own; a member's, then the leader's, filled
 //!   up under the workload: it stops with a non-zero exit status, and once the space is freed and it
-//!   is started again it catches up; every checker passes. Mounts are undone also when a test panics.
+//!   is started again it catches up; every checker passes. Mounts are undone also when a test panics
+//!   (`a_full_tmpfs_is_unmounted_when_a_test_panics`).
 //!
 //! Needs root and iproute2 (network namespaces), like `tests/partition.rs`.
 
@@ -201,4 +202,22 @@ fn checkers_catch_a_key_surviving_its_lease_revoke() {
     let found = anomalies(&h);
     assert_caught(&found, "lease", "survives the revoke");
     assert!(found.iter().any(|a| a.checker == "lease" && a.ops == vec![id]), "{found:#?}");
+}
+
+#[test]
+fn a_full_tmpfs_is_unmounted_when_a_test_panics() {
+    use modkv_tests::chaos::disk;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m1.data");
+    let p = path.clone();
+    let failed = std::thread::spawn(move || {
+        let _disk = disk::Tmpfs::mount(&p, 8).unwrap();
+        assert!(disk::is_mounted(&p));
+        let filled = disk::fill(&p).unwrap();
+        assert!(filled > 7 << 20 && filled <= 8 << 20, "{filled}");
+        panic!("a test fails while the disk is full");
+    })
+    .join();
+    assert!(failed.is_err());
+    assert!(!disk::is_mounted(&path), "{} is still mounted", path.display());
 }
