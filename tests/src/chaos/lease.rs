@@ -28,6 +28,8 @@ use crate::grpc::{self, GrpcError, PutRequest, PutResponse, ResponseHeader};
 pub const KEPT_TTL: i64 = 10;
 /// How often a kept-alive lease is kept alive.
 pub const KEEP_EVERY: Duration = Duration::from_millis(1000);
+/// A kept-alive lease is not revoked before it is this old.
+pub const KEPT_MIN_LIFE: Duration = Duration::from_secs(5);
 /// etcd's error for a lease that does not exist (put, revoke; gRPC code NotFound).
 pub const ERR_LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
 /// How an [`Outcome::Refused`] of a lease that is gone reads: `<code>: <message>`.
@@ -249,7 +251,13 @@ pub fn client(
             let dead: Vec<usize> = (0..leases.len()).filter(|&i| leases[i].dead()).collect();
             let w_grant = if usable.len() < 4 { 10 } else { 0 };
             let w_use = if usable.is_empty() { 0 } else { 40 };
-            let w_revoke = if usable.is_empty() { 0 } else { 4 };
+            // A kept-alive lease lives at least 5 s (keep-alives, faults meanwhile) before it may be revoked.
+            let revocable: Vec<usize> = usable
+                .iter()
+                .copied()
+                .filter(|&i| !leases[i].kept || leases[i].granted.elapsed() >= KEPT_MIN_LIFE)
+                .collect();
+            let w_revoke = if revocable.is_empty() { 0 } else { 3 };
             let w_dead = if dead.is_empty() { 0 } else { 4 };
             match rng.weighted(&[w_grant, w_use, w_revoke, w_dead, w_use / 2]) {
                 0 => {
@@ -267,7 +275,7 @@ pub fn client(
                     Request::LeasePut { key: lease_key(l.id, n), value, lease: l.id }
                 }
                 2 => {
-                    let l = &mut leases[*rng.pick(&usable)];
+                    let l = &mut leases[*rng.pick(&revocable)];
                     l.gone = true;
                     Request::LeaseRevoke { lease: l.id }
                 }
@@ -317,7 +325,7 @@ pub fn client(
             (conn, ka) = connect(member);
             thread::sleep(Duration::from_millis(20));
         } else {
-            thread::sleep(Duration::from_millis(10));
+            thread::sleep(Duration::from_millis(20));
         }
     }
     ops
