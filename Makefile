@@ -85,8 +85,8 @@ fuzz: deps-build plugins
 		$(CARGO) test --release -p modkv --test fuzz -- --test-threads=1 --nocapture
 
 ## chaos: the fault-injection suite's long mode (tests/src/bin/modkv-chaos.rs): new seeds until SECS seconds
-## are up, each against etcd 3.4 and modkv (kill -9, SIGSTOP, partitions, restarts under recorded load,
-## checked for linearizability and watch guarantees), each seed, anomalies and availability printed;
+## are up, each against etcd 3.4 and modkv (kill -9, SIGSTOP, partitions, latency/loss, restarts, member
+## replace, a full disk under recorded load with leases, checked for linearizability, watch and lease guarantees), each seed, anomalies and availability printed;
 ## CHAOS_SEED=<n> replays a seed. Needs root (network namespaces). The short mode runs in `make test`.
 SECS ?= 600
 chaos: deps-test build

@@ -72,6 +72,13 @@ impl NsCluster {
     /// namespace, and waits until each answers `endpoint health`.
     #[track_caller]
     pub fn start(kind: Kind, n: usize, extra_args: &[&str]) -> NsCluster {
+        NsCluster::start_with(kind, n, extra_args, |_| {})
+    }
+
+    /// [`NsCluster::start`], with `prepare` called on each member before its first start (to put its
+    /// data dir on a filesystem of its own, say).
+    #[track_caller]
+    pub fn start_with(kind: Kind, n: usize, extra_args: &[&str], mut prepare: impl FnMut(&mut Member)) -> NsCluster {
         assert!((1..=9).contains(&n));
         let uid = (std::process::id() * 8 + COUNTER.fetch_add(1, Ordering::Relaxed)) & 0xffff;
         let prefix = format!("mk{uid:04x}");
@@ -109,6 +116,7 @@ impl NsCluster {
         for m in &mut c.cluster.members {
             m.args = cluster_flags(&m.name, &m.data_dir(), &m.endpoint(), &m.peer_url(), &initial, "new", &prefix);
             m.args.extend(extra.iter().cloned());
+            prepare(m);
             m.launch_or_panic();
         }
         if let Err(e) = c.cluster.wait_all_ready(CLUSTER_READY_TIMEOUT) {

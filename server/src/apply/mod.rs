@@ -163,7 +163,7 @@ impl Applier {
         self.cluster.reload(&*self.backend)?;
         self.auth.reload(&*self.backend)?;
         self.applied_index = index;
-        self.watch.notify(&[], self.kv.current_rev());
+        self.watch.restore(self.kv.current_rev());
         self.applied_tx.send_replace(index);
         tracing::info!(index, revision = self.kv.current_rev(), "state machine restored from snapshot");
         Ok(())

@@ -96,6 +96,9 @@ pub struct Etcd {
     errors: mpsc::UnboundedReceiver<Stop>,
     stop_serving: watch::Sender<bool>,
     serving: Vec<JoinHandle<()>>,
+    /// The peer port stops after the client ports: requests in flight still need raft to commit.
+    stop_peers: watch::Sender<bool>,
+    peer_serving: Vec<JoinHandle<()>>,
     stop_background: watch::Sender<bool>,
     background: Vec<JoinHandle<()>>,
     core: Option<Core>,
@@ -138,12 +141,12 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
     let (stop_background, background_rx) = watch::channel(false);
     let background = start_background(cfg, &server, &state.watch, background_rx);
 
+    let (stop_peers, peer_stop_rx) = watch::channel(false);
+    let peer_serving = serve_peers(cfg, listeners.peer, &tls, &core, &server, &peer_stop_rx, &fatal)?;
     let (stop_serving, stop_rx) = watch::channel(false);
-    let mut serving = serve_peers(cfg, listeners.peer, &tls, &core, &server, &stop_rx, &fatal)?;
     let handles = server.handles();
-    let (client_addrs, clients) =
+    let (client_addrs, mut serving) =
         serve_clients(cfg, listeners.client, &tls, &handles, &plugins, &metrics, &stop_rx, &fatal)?;
-    serving.extend(clients);
     serving.extend(serve_metrics(listeners.metrics, &handles, &metrics, &stop_rx, &fatal));
 
     Ok(Etcd {
@@ -153,6 +156,8 @@ pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Etcd, EmbedErro
         errors,
         stop_serving,
         serving,
+        stop_peers,
+        peer_serving,
         stop_background,
         background,
         core: Some(core),
@@ -436,8 +441,10 @@ impl Etcd {
     }
 
     /// Stops the member, in this order:
-    /// 1. stop accepting peer, client and metrics connections and let in-flight requests finish (up to
-    ///    `DRAIN_DEADLINE`, then they are cut);
+    /// 1. stop accepting client and metrics connections and let in-flight requests finish (up to
+    ///    `DRAIN_DEADLINE`, then they are cut), then the same for peer connections: until then raft
+    ///    still talks to its peers, so that what the clients wait for can commit (etcd also closes its
+    ///    client servers before it stops raft);
     /// 2. stop the plugins' reloads and the engine's epoch ticker (no request is left to call them);
     /// 3. stop background work (lease expiry, watcher catch-up, auto compaction, publishing);
     /// 4. stop the raft node (nothing new is committed);
@@ -450,12 +457,15 @@ impl Etcd {
     /// [`Etcd::close`], giving in-flight requests `drain` to finish.
     async fn close_draining(mut self, drain_deadline: Duration) {
         tracing::info!("stopping: draining connections");
-        let _ = self.stop_serving.send(true);
-        let drain = futures::future::join_all(self.serving.iter_mut());
-        if tokio::time::timeout(drain_deadline, drain).await.is_err() {
-            tracing::warn!("connections still open after {drain_deadline:?}; closing them");
-            for t in &self.serving {
-                t.abort();
+        let deadline = tokio::time::Instant::now() + drain_deadline;
+        for (stop, serving) in [(&self.stop_serving, &mut self.serving), (&self.stop_peers, &mut self.peer_serving)] {
+            let _ = stop.send(true);
+            let drain = futures::future::join_all(serving.iter_mut());
+            if tokio::time::timeout_at(deadline, drain).await.is_err() {
+                tracing::warn!("connections still open after {drain_deadline:?}; closing them");
+                for t in serving.iter() {
+                    t.abort();
+                }
             }
         }
         if let Some(plugins) = self.plugins.take() {

@@ -165,6 +165,19 @@ impl WatchHub {
         });
     }
 
+    /// The store was replaced by a snapshot at `rev`: every watcher that still needs a revision up to `rev`
+    /// catches up from the restored history (as etcd's watchable store moves its watchers to unsynced on
+    /// restore), instead of being notified past what the snapshot brought.
+    pub fn restore(&self, rev: i64) {
+        let mut st = self.lock();
+        st.notified_rev = rev;
+        for w in st.watchers.values_mut() {
+            if w.next_rev <= rev {
+                w.synced = false;
+            }
+        }
+    }
+
     /// Catches unsynced watchers up from history, one bounded round. Returns whether any that can take
     /// more is still behind; a watcher whose stream is full is left for the periodic round, so a client
     /// that stops reading costs one check per [`SYNC_INTERVAL`], not a history read in a loop.

@@ -2,7 +2,8 @@
 //! is up, each seed against etcd 3.4 and modkv side by side (same schedule, same client choices), and
 //! prints each seed, what it checked, the faults it injected, the anomalies and the availability
 //! figures of both; at the end the totals. Exits 1 if any run found an anomaly. Unlike the short mode,
-//! a member may stay down 15–25 s (so that it needs a snapshot to catch up).
+//! a member may stay down 15–25 s (so that it needs a snapshot to catch up), and each data dir is on a
+//! tmpfs of its own, so that a member's disk may fill up.
 //!
 //! ```text
 //! modkv-chaos --secs 600            new seeds for 10 minutes
@@ -55,6 +56,8 @@ struct Totals {
     kill_resume: Vec<f64>,
     kill_never: usize,
     failed_seeds: Vec<u64>,
+    /// Per kind of fault: (count, seconds on, acknowledged ops meanwhile).
+    by_kind: Vec<(&'static str, usize, f64, u64)>,
 }
 
 impl Totals {
@@ -76,6 +79,12 @@ impl Totals {
         if !r.anomalies.is_empty() {
             self.failed_seeds.push(r.config.seed);
         }
+        for &(k, n, secs, acked) in &r.figures.by_kind {
+            match self.by_kind.iter_mut().find(|e| e.0 == k) {
+                Some(e) => (e.1, e.2, e.3) = (e.1 + n, e.2 + secs, e.3 + acked),
+                None => self.by_kind.push((k, n, secs, acked)),
+            }
+        }
     }
 
     fn line(&self, kind: Kind) -> String {
@@ -96,6 +105,13 @@ impl Totals {
             max,
             self.kill_resume.len(),
             if self.kill_never > 0 { format!(", {} never", self.kill_never) } else { String::new() },
+        ) + &format!(
+            "; acked ops/s by fault: {}",
+            self.by_kind
+                .iter()
+                .map(|(k, n, secs, acked)| format!("{k} ×{n} {:.0}/s", *acked as f64 / secs.max(1e-9)))
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     }
 }
@@ -126,7 +142,7 @@ fn main() {
         let members = env_u64("CHAOS_MEMBERS").unwrap_or(if round.is_multiple_of(2) { 3 } else { 5 }) as usize;
         println!("=== chaos round {round}: seed {seed}, {members} members, {secs} s of faults per kind");
         for (kind, total) in &mut totals {
-            let mut cfg = Config { long_faults: true, ..Config::new(*kind, seed, members, secs) };
+            let mut cfg = Config { long_faults: true, disk_faults: true, ..Config::new(*kind, seed, members, secs) };
             cfg.workload.clients = env_u64("CHAOS_CLIENTS").map_or(cfg.workload.clients, |n| n as usize);
             let report = chaos::run(&cfg);
             println!("{}", report.summary());

@@ -1,6 +1,7 @@
-//! The end of a run, once the faults are healed and the workload stopped: wait until every member is at
-//! one revision, then read the revision log (a watch of the whole key space from revision 1), each
-//! member's state of the workload's prefix, and acknowledged writes at their revisions (a seeded
+//! The end of a run, once the faults are healed and the workload stopped: wait until no lease is left
+//! (revoked or expired) and every member is at one revision, then read the revision log (a watch of the whole key space from revision 1), each
+//! member's state of the workload's prefix, each member's `HashKV` at the final revision, and
+//! acknowledged writes at their revisions (a seeded
 //! sample of at most [`Config::at_rev_reads`]).
 
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::check::{self, PREFIX};
 use super::history::{self, FinalRead, History};
 use super::rng::Rng;
-use super::{workload, Config};
+use super::{lease, workload, Config};
 use crate::grpc::{self, RangeRequest};
 use crate::watch::{WatchClient, WatchCreateRequest};
 
@@ -22,6 +23,13 @@ pub fn read_end_state(h: &mut History, endpoints: &[String], cfg: &Config) -> Re
     let client = |ep: &String| grpc::Client::lazy(ep, Duration::from_secs(5)).expect("a valid endpoint");
     let mut clients: Vec<grpc::Client> = endpoints.iter().map(client).collect();
     let range = || RangeRequest { serializable: true, ..RangeRequest::range(PREFIX, &workload::prefix_end()) };
+    // Every lease gone first (the lease client revoked its kept-alive leases when it stopped; the
+    // others expire within their TTL, a grant of unknown outcome within 10 s): then nothing changes the
+    // key space while the end state is read.
+    if cfg.workload.lease_clients > 0 {
+        let wait = Duration::from_secs(lease::KEPT_TTL as u64 + 15);
+        h.leases_left = lease::wait_all_gone(&endpoints[0], wait)?;
+    }
     let deadline = Instant::now() + END_TIMEOUT;
     // The cluster's revision (a linearizable read), then every member caught up to it.
     let final_rev = loop {
@@ -43,6 +51,14 @@ pub fn read_end_state(h: &mut History, endpoints: &[String], cfg: &Config) -> Re
         let r = c.range(range()).map_err(|e| format!("final read of m{}: {e:?}", member + 1))?;
         let kvs = r.kvs.iter().map(workload_kv).collect();
         h.finals.push(FinalRead { member, rev: r.header.map_or(0, |h| h.revision), kvs });
+    }
+    // Every member's key space hashed at the final revision: a member that caught up from a snapshot
+    // (a replaced one, one down long) holds exactly what the others hold.
+    for (member, c) in clients.iter_mut().enumerate() {
+        let r: HashKvResponse = c
+            .call("/etcdserverpb.Maintenance/HashKV", HashKvRequest { revision: final_rev })
+            .map_err(|e| format!("HashKV of m{} at {final_rev}: {e:?}", member + 1))?;
+        h.hashes.push((member, r.hash, r.compact_revision));
     }
     let mut rng = Rng::derive(cfg.seed, 3);
     let via = rng.below(endpoints.len() as u64) as usize;
@@ -91,4 +107,22 @@ fn read_log(endpoint: &str, final_rev: i64, deadline: Instant) -> Result<Vec<his
         }
     }
     Ok(events)
+}
+
+/// `etcdserverpb.HashKVRequest`
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HashKvRequest {
+    #[prost(int64, tag = "1")]
+    pub revision: i64,
+}
+
+/// `etcdserverpb.HashKVResponse`
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HashKvResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<grpc::ResponseHeader>,
+    #[prost(uint32, tag = "2")]
+    pub hash: u32,
+    #[prost(int64, tag = "3")]
+    pub compact_revision: i64,
 }

@@ -2,9 +2,10 @@
 //!
 //! * [`Fault`] — what can go wrong: kill -9 (+ restart), SIGSTOP/SIGCONT longer than the election
 //!   timeout, a member isolated from its peers, a minority cut from the majority, a bridge (5 members:
-//!   two halves that only talk through the middle member), added latency and loss (`tc netem`, skipped
-//!   with a message where the kernel has no netem), a graceful restart, every member killed at once
-//!   (a power loss: acknowledged writes must survive it). Targets are "the leader" (found
+//!   two halves that only talk through the middle member), added latency and loss (`tc netem`, or
+//!   where the kernel has no netem the fault proxies in front of the peer ports, [`super::proxy`]), a graceful restart, every member killed at once
+//!   (a power loss: acknowledged writes must survive it), a member replaced (removed, wiped, added
+//!   again: [`super::replace`]), a full disk ([`super::disk`]). Targets are "the leader" (found
 //!   when the fault starts) or a member picked by the seed.
 //! * [`schedule`] — the steps (quiet time, then one fault) a seed gives.
 //! * [`Injector`] — applies a step to an [`NsCluster`], heals it, waits until every member runs and
@@ -18,6 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::history::{Clock, Micros};
+use super::proxy::{Proxy, Shape};
 use super::rng::Rng;
 use crate::netns::NsCluster;
 
@@ -48,6 +50,12 @@ pub enum Fault {
     Restart { target: Target },
     /// Every member SIGKILLed at once (a power loss), down for `down_ms`, then all started again.
     KillAll { down_ms: u64 },
+    /// `member remove`, data dir wiped, `member add` again and started on a fresh data dir
+    /// ([`super::replace`]).
+    Replace { target: Target },
+    /// The member's filesystem filled up ([`super::disk`]) until it stops, at most `ms`; then the space
+    /// is freed and it is started again.
+    FullDisk { target: Target, ms: u64 },
 }
 
 /// Quiet time, then a fault.
@@ -61,7 +69,8 @@ pub struct Step {
 /// last 2–6 election timeouts). More steps than `secs` seconds take; the run stops where its time is up.
 /// With `long`, a member may also stay down 15–25 s: long enough, under this load and with a small
 /// `--snapshot-count`, to fall behind the leader's compacted log and be sent a snapshot.
-pub fn schedule(seed: u64, members: usize, election_ms: u64, secs: u64, long: bool) -> Vec<Step> {
+/// With `disk` (each data dir on a filesystem of its own), a member's disk may fill up.
+pub fn schedule(seed: u64, members: usize, election_ms: u64, secs: u64, long: bool, disk: bool) -> Vec<Step> {
     let mut rng = Rng::derive(seed, 1);
     let e = election_ms;
     let mut steps = Vec::new();
@@ -69,7 +78,20 @@ pub fn schedule(seed: u64, members: usize, election_ms: u64, secs: u64, long: bo
     while planned < 3 * secs * 1000 {
         let target = if rng.percent(50) { Target::Leader } else { Target::Pick(rng.next_u64()) };
         let hold = rng.between(2 * e, 6 * e);
-        let weights = [3, 2, 3, 2, 2, if members >= 5 { 1 } else { 0 }, 1, 1, 1, if long { 1 } else { 0 }];
+        let weights = [
+            3,
+            2,
+            3,
+            2,
+            2,
+            if members >= 5 { 1 } else { 0 },
+            1,
+            1,
+            1,
+            if long { 1 } else { 0 },
+            1,
+            if disk { 1 } else { 0 },
+        ];
         let fault = match rng.weighted(&weights) {
             0 => Fault::Kill { target: Target::Leader, down_ms: rng.between(e, 4 * e) },
             1 => Fault::Kill { target, down_ms: rng.between(e, 4 * e) },
@@ -80,7 +102,9 @@ pub fn schedule(seed: u64, members: usize, election_ms: u64, secs: u64, long: bo
             6 => Fault::Netem { delay_ms: rng.between(20, 100), loss_pct: rng.between(5, 20), ms: hold },
             7 => Fault::Restart { target },
             8 => Fault::KillAll { down_ms: rng.between(e / 2, 2 * e) },
-            _ => Fault::Kill { target: Target::Pick(rng.next_u64()), down_ms: rng.between(15_000, 25_000) },
+            9 => Fault::Kill { target: Target::Pick(rng.next_u64()), down_ms: rng.between(15_000, 25_000) },
+            10 => Fault::Replace { target },
+            _ => Fault::FullDisk { target, ms: 10_000 },
         };
         let quiet_ms = rng.between(e, 3 * e);
         planned += quiet_ms + hold + 2 * e;
@@ -113,6 +137,8 @@ pub const RECOVERY_TIMEOUT: Duration = Duration::from_secs(40);
 /// Applies faults to a cluster.
 pub struct Injector<'a> {
     cluster: &'a mut NsCluster,
+    /// The fault proxies in front of the peer ports (empty: none), for latency and loss without netem.
+    proxies: &'a [Proxy],
     clock: Clock,
     netem: Result<(), String>,
     pub records: Vec<FaultRecord>,
@@ -121,12 +147,13 @@ pub struct Injector<'a> {
 }
 
 impl<'a> Injector<'a> {
-    pub fn new(cluster: &'a mut NsCluster, clock: Clock) -> Injector<'a> {
+    pub fn new(cluster: &'a mut NsCluster, clock: Clock, proxies: &'a [Proxy]) -> Injector<'a> {
         let netem = netem_available(cluster);
         if let Err(e) = &netem {
-            eprintln!("chaos: latency/loss faults are skipped: `tc qdisc add ... netem` fails here ({e})");
+            let how = if proxies.is_empty() { "skipped" } else { "made by the fault proxies" };
+            eprintln!("chaos: latency/loss faults are {how}: `tc qdisc add ... netem` fails here ({e})");
         }
-        Injector { cluster, clock, netem, records: Vec::new(), problems: Vec::new() }
+        Injector { cluster, proxies, clock, netem, records: Vec::new(), problems: Vec::new() }
     }
 
     fn n(&self) -> usize {
@@ -220,6 +247,18 @@ impl<'a> Injector<'a> {
                     self.netem_all("", false);
                     (format!("netem delay {delay_ms} ms loss {loss_pct}% for {ms} ms"), false, false, false)
                 }
+                Err(_) if !self.proxies.is_empty() => {
+                    start = self.clock.now();
+                    let shape = Shape { delay: Duration::from_millis(delay_ms), loss_pct };
+                    self.proxies.iter().for_each(|p| p.set(shape));
+                    thread::sleep(Duration::from_millis(ms));
+                    self.proxies.iter().for_each(|p| p.set(Shape::default()));
+                    let what = format!(
+                        "proxies: delay {delay_ms} ms, {loss_pct}% of chunks {} ms late (lost) for {ms} ms",
+                        super::proxy::RTO.as_millis()
+                    );
+                    (what, false, false, false)
+                }
                 Err(_) => ("netem (skipped: not available)".to_string(), false, false, true),
             },
             Fault::KillAll { down_ms } => {
@@ -230,6 +269,81 @@ impl<'a> Injector<'a> {
                 thread::sleep(Duration::from_millis(down_ms));
                 self.start_all_again();
                 (format!("kill -9 all {} members, down {down_ms} ms", self.n()), true, true, false)
+            }
+            Fault::Replace { target } => {
+                let (i, lead) = self.resolve(target);
+                let via =
+                    (0..self.n()).find(|&j| j != i && self.cluster.members[j].is_live()).unwrap_or((i + 1) % self.n());
+                start = self.clock.now();
+                let t = Instant::now();
+                let what = match super::replace::replace(self.cluster, i, via) {
+                    Ok(exit) => {
+                        if let Err(e) = self.cluster.members[i].wait_ready(RECOVERY_TIMEOUT) {
+                            self.problems.push(format!(
+                                "replaced {} not ready {RECOVERY_TIMEOUT:?} after its start: {e}",
+                                self.name(i)
+                            ));
+                        }
+                        let from = if super::replace::from_snapshot(&self.cluster.members[i]) {
+                            "a snapshot"
+                        } else {
+                            "the log"
+                        };
+                        format!(
+                            "replace {}{} (member remove: the old process {exit}; member add, fresh data dir, ready after \
+                             {:.1} s, caught up from {from})",
+                            self.name(i),
+                            lead_tag(lead),
+                            t.elapsed().as_secs_f64()
+                        )
+                    }
+                    Err(e) => {
+                        self.problems.push(format!("replacing {}: {e}", self.name(i)));
+                        // Whatever state it is in, the run goes on with it started again if it can be.
+                        if !self.cluster.members[i].is_running() {
+                            self.start_again(i);
+                        }
+                        format!("replace {}{} (failed)", self.name(i), lead_tag(lead))
+                    }
+                };
+                (what, lead, false, false)
+            }
+            Fault::FullDisk { target, ms } => {
+                let (i, lead) = self.resolve(target);
+                let dir = self.cluster.members[i].data_dir();
+                if !super::disk::is_mounted(&dir) {
+                    (
+                        "full disk (skipped: the data dirs are not on filesystems of their own)".into(),
+                        false,
+                        false,
+                        true,
+                    )
+                } else {
+                    start = self.clock.now();
+                    let t = Instant::now();
+                    let filled = super::disk::fill(&dir);
+                    let exit = self.cluster.members[i].wait_exit(Duration::from_millis(ms));
+                    let after = t.elapsed().as_secs_f64();
+                    super::disk::free(&dir);
+                    let how = match (&filled, exit) {
+                        (Err(e), _) => {
+                            self.problems.push(format!("cannot fill the disk of {}: {e}", self.name(i)));
+                            format!("not filled: {e}")
+                        }
+                        (Ok(n), Some(status)) => {
+                            self.start_again(i);
+                            format!(
+                                "{} MB filled, exited {status} after {after:.1} s; space freed, started again",
+                                n >> 20
+                            )
+                        }
+                        (Ok(n), None) => {
+                            format!("{} MB filled, still running after {after:.1} s; space freed", n >> 20)
+                        }
+                    };
+                    let exited = exit.is_some();
+                    (format!("full disk {}{}: {how}", self.name(i), lead_tag(lead)), lead, lead && exited, false)
+                }
             }
             Fault::Restart { target } => {
                 let (i, lead) = self.resolve(target);

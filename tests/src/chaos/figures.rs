@@ -1,6 +1,6 @@
 //! Availability under faults, from a history and its fault records: acknowledged operations per
 //! second while a fault was on (from its start until the cluster agreed on a leader again) and while
-//! none was, and for each kill -9 of the leader the time until writes resumed (the first acknowledged
+//! none was, also by kind of fault, and for each kill -9 of the leader the time until writes resumed (the first acknowledged
 //! write invoked after the kill).
 
 use std::fmt;
@@ -21,6 +21,26 @@ pub struct Figures {
     pub leader_loss_resume: Vec<Option<f64>>,
     /// Seconds from each fault's healing until every member agreed on one leader.
     pub heal_to_leader: Vec<Option<f64>>,
+    /// For each kind of fault ([`kind_of`]): how many, seconds on, acknowledged ops completed meanwhile.
+    pub by_kind: Vec<(&'static str, usize, f64, u64)>,
+}
+
+/// The kind of a fault, from its description.
+pub fn kind_of(what: &str) -> &'static str {
+    const KINDS: [(&str, &str); 11] = [
+        ("kill -9 all", "kill -9 all"),
+        ("kill -9", "kill -9"),
+        ("SIGSTOP", "pause"),
+        ("isolate", "isolate"),
+        ("minority", "minority"),
+        ("bridge", "bridge"),
+        ("netem", "latency/loss"),
+        ("proxies", "latency/loss"),
+        ("restart", "restart"),
+        ("replace", "replace"),
+        ("full disk", "full disk"),
+    ];
+    KINDS.iter().find(|(p, _)| what.starts_with(p)).map_or("other", |(_, k)| k)
 }
 
 pub fn compute(h: &History, faults: &[FaultRecord], end: Micros) -> Figures {
@@ -44,6 +64,20 @@ pub fn compute(h: &History, faults: &[FaultRecord], end: Micros) -> Figures {
             .min()
             .map(|c| (c - t) as f64 / 1e6)
     };
+    let mut by_kind: Vec<(&'static str, usize, f64, u64)> = Vec::new();
+    for f in faults.iter().filter(|f| !f.skipped) {
+        let k = kind_of(&f.what);
+        let acked =
+            h.ops.iter().filter(|o| o.ok().is_some() && f.start <= o.complete && o.complete <= f.recovered).count();
+        match by_kind.iter_mut().find(|e| e.0 == k) {
+            Some(e) => {
+                e.1 += 1;
+                e.2 += (f.recovered - f.start) as f64 / 1e6;
+                e.3 += acked as u64;
+            }
+            None => by_kind.push((k, 1, (f.recovered - f.start) as f64 / 1e6, acked as u64)),
+        }
+    }
     let per_sec = |n: u64, us: Micros| if us == 0 { 0.0 } else { n as f64 / (us as f64 / 1e6) };
     Figures {
         secs: end as f64 / 1e6,
@@ -58,6 +92,7 @@ pub fn compute(h: &History, faults: &[FaultRecord], end: Micros) -> Figures {
             .filter(|f| !f.skipped)
             .map(|f| Some(f.recovered.saturating_sub(f.healed) as f64 / 1e6))
             .collect(),
+        by_kind,
     }
 }
 
@@ -96,6 +131,17 @@ impl fmt::Display for Figures {
             resume_stats(&self.leader_kill_resume),
             resume_stats(&self.leader_loss_resume),
             resume_stats(&self.heal_to_leader)
-        )
+        )?;
+        let kinds: Vec<String> = self
+            .by_kind
+            .iter()
+            .map(|(k, n, secs, acked)| {
+                format!("{k} ×{n} {:.0}/s", if *secs > 0.0 { *acked as f64 / secs } else { 0.0 })
+            })
+            .collect();
+        if !kinds.is_empty() {
+            write!(f, "; acked ops/s by fault: {}", kinds.join(", "))?;
+        }
+        Ok(())
     }
 }

@@ -3,7 +3,8 @@
 //! member ([`FinalRead`]). Instants are microseconds since the run started ([`Micros`]).
 //!
 //! An operation's result is [`Outcome::Ok`] (the server answered), [`Outcome::NotSent`] (nothing reached
-//! a server: the connection was refused, so a write cannot have happened), or [`Outcome::Unknown`] (an
+//! a server: the connection was refused, so a write cannot have happened), [`Outcome::Refused`] (the
+//! server said the write cannot apply: a put with a lease that is gone), or [`Outcome::Unknown`] (an
 //! error or a timeout: a write may or may not have happened; a read tells nothing).
 
 use std::fmt;
@@ -30,7 +31,7 @@ impl Clock {
     }
 }
 
-/// A key-value as a response or an event carries it (`mvccpb.KeyValue` without the lease).
+/// A key-value as a response or an event carries it (`mvccpb.KeyValue`; `lease` 0: none).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Kv {
     pub key: String,
@@ -38,11 +39,16 @@ pub struct Kv {
     pub create: i64,
     pub modr: i64,
     pub version: i64,
+    pub lease: i64,
 }
 
 impl fmt::Display for Kv {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}={}@{} (create {}, version {})", self.key, self.value, self.modr, self.create, self.version)
+        write!(f, "{}={}@{} (create {}, version {}", self.key, self.value, self.modr, self.create, self.version)?;
+        if self.lease != 0 {
+            write!(f, ", lease {:x}", self.lease)?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -71,17 +77,49 @@ pub enum Request {
         key: String,
         serializable: bool,
     },
+    /// `LeaseGrant` with the client's own lease id (so that a grant of unknown outcome is known by id).
+    Grant {
+        lease: i64,
+        ttl: i64,
+    },
+    /// A put attached to a lease.
+    LeasePut {
+        key: String,
+        value: String,
+        lease: i64,
+    },
+    /// One request and its answer on a `LeaseKeepAlive` stream.
+    KeepAlive {
+        lease: i64,
+    },
+    LeaseRevoke {
+        lease: i64,
+    },
 }
 
 impl Request {
+    /// Does it change the key space (a revoke deletes its lease's keys)?
     pub fn is_write(&self) -> bool {
-        !matches!(self, Request::Range { .. })
+        !matches!(self, Request::Range { .. } | Request::Grant { .. } | Request::KeepAlive { .. })
+    }
+
+    /// The lease it names, if any.
+    pub fn lease(&self) -> Option<i64> {
+        match self {
+            Request::Grant { lease, .. }
+            | Request::LeasePut { lease, .. }
+            | Request::KeepAlive { lease }
+            | Request::LeaseRevoke { lease } => Some(*lease),
+            _ => None,
+        }
     }
 
     /// The `(key, value)` pairs this request would put, if it writes.
     pub fn puts(&self) -> Vec<(&str, &str)> {
         match self {
-            Request::Put { key, value } | Request::Cas { key, value, .. } => vec![(key, value)],
+            Request::Put { key, value } | Request::Cas { key, value, .. } | Request::LeasePut { key, value, .. } => {
+                vec![(key, value)]
+            }
             Request::MultiPut { puts } => puts.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
             _ => Vec::new(),
         }
@@ -111,6 +149,18 @@ pub enum Response {
         rev: i64,
         kv: Option<Kv>,
     },
+    Grant {
+        rev: i64,
+        ttl: i64,
+    },
+    /// `ttl` 0: the lease was not found (etcd answers a keep-alive of an unknown lease with TTL 0).
+    KeepAlive {
+        rev: i64,
+        ttl: i64,
+    },
+    LeaseRevoke {
+        rev: i64,
+    },
 }
 
 impl Response {
@@ -120,7 +170,10 @@ impl Response {
             | Response::Delete { rev, .. }
             | Response::Cas { rev, .. }
             | Response::MultiPut { rev }
-            | Response::Range { rev, .. } => *rev,
+            | Response::Range { rev, .. }
+            | Response::Grant { rev, .. }
+            | Response::KeepAlive { rev, .. }
+            | Response::LeaseRevoke { rev } => *rev,
         }
     }
 }
@@ -130,6 +183,9 @@ pub enum Outcome {
     Ok(Response),
     /// The request reached no server (connection refused).
     NotSent(String),
+    /// The server refused the write: it did not and will not apply (`etcdserver: requested lease not
+    /// found` for a put with a lease that is gone).
+    Refused(String),
     /// Error or timeout: a write may or may not have taken effect.
     Unknown(String),
 }
@@ -250,6 +306,11 @@ pub struct History {
     /// Historical reads `(op id, response)` of acknowledged writes at their revision (`Range` with
     /// `revision` set) after the run: proof that each is present with its value and revision.
     pub at_rev: Vec<(usize, Option<Kv>)>,
+    /// The leases `LeaseLeases` still listed at the end, after every lease was revoked or left to
+    /// expire (see [`crate::chaos::end`]): normally none.
+    pub leases_left: Vec<i64>,
+    /// `(member, hash, compact revision)` of `HashKV` at the final revision on each member.
+    pub hashes: Vec<(usize, u32, i64)>,
 }
 
 impl History {

@@ -2,13 +2,18 @@
 //!
 //! * [`faults`] — what goes wrong (kill -9, SIGSTOP, partitions, netem, restarts) and the seeded
 //!   [`faults::schedule`]; applied to a cluster of members in network namespaces ([`NsCluster`]).
+//! * [`proxy`] — a fault proxy in front of each peer port: latency and loss without netem.
+//! * [`replace`], [`disk`] — member replace (remove, wipe, add again) and a full disk (each data dir on a
+//!   tmpfs of its own, filled up).
 //! * [`workload`] — client threads (puts, CAS txns, multi-key txns, deletes, linearizable and
 //!   serializable ranges) and watcher threads, over gRPC, recording a [`history::History`].
 //! * [`history`] — operations with invocation/completion instants and results, watch streams, the
 //!   final revision log and end state; [`end`] — reading the log and the end state after the faults.
 //! * [`check`] — the checkers: linearizability against revisions, watches, final reads.
 //! * [`figures`] — availability: acknowledged ops/s during faults, time until writes resume.
-//! * [`sim`] — histories of a simulated correct store, for showing the checkers catch planted anomalies.
+//! * [`lease`] — the lease client of the workload (grants, puts with leases, keep-alives, revokes).
+//! * [`sim`], [`sim_lease`] — histories of a simulated correct store, for showing the checkers catch
+//!   planted anomalies.
 //! * [`rng`] — the seeded generator.
 //!
 //! [`run`] does one seeded run: start the cluster, start the workload, run fault steps until the time
@@ -17,12 +22,17 @@
 //! Needs root and iproute2 (network namespaces), like `tests/tests/partition.rs`.
 
 pub mod check;
+pub mod disk;
 pub mod end;
 pub mod faults;
 pub mod figures;
 pub mod history;
+pub mod lease;
+pub mod proxy;
+pub mod replace;
 pub mod rng;
 pub mod sim;
+pub mod sim_lease;
 pub mod workload;
 
 use std::path::PathBuf;
@@ -55,6 +65,13 @@ pub struct Config {
     pub workload: WorkloadConfig,
     /// At most this many acknowledged writes are read back at their revision after the run.
     pub at_rev_reads: usize,
+    /// These steps instead of the seed's schedule (a dedicated test of one fault).
+    pub steps: Option<Vec<faults::Step>>,
+    /// Each member's data dir on a tmpfs of its own ([`disk`]), so that a disk can fill up.
+    pub disk_faults: bool,
+    /// A fault proxy in front of each member's peer port ([`proxy`]): latency and loss where the kernel
+    /// has no netem.
+    pub proxies: bool,
 }
 
 impl Config {
@@ -68,8 +85,18 @@ impl Config {
             election_ms: 500,
             snapshot_count: 1000,
             long_faults: false,
-            workload: WorkloadConfig { clients: 4, watchers: 2, keys: 6, op_timeout: Duration::from_secs(2) },
+            workload: WorkloadConfig {
+                clients: 4,
+                lease_clients: 1,
+                watchers: 2,
+                keys: 6,
+                op_timeout: Duration::from_secs(2),
+                pad: 0,
+            },
             at_rev_reads: 1500,
+            steps: None,
+            disk_faults: false,
+            proxies: true,
         }
     }
 
@@ -103,6 +130,7 @@ impl Report {
         let mut s = format!(
             "chaos {} seed {} ({} members, {} s): {} ops checked ({} acknowledged, {} writes of unknown outcome), \
              {} watch streams with {} events, log of {} events, {} writes read back at their revision; \
+             leases: {} granted, {} keep-alives, {} revoked, {} puts refused (lease gone), {} ended in the log; \
              {applied} faults injected ({} skipped); {} anomalies\n  {}: {}\n",
             c.kind,
             c.seed,
@@ -115,6 +143,11 @@ impl Report {
             k.watch_events,
             k.log_events,
             k.at_rev_reads,
+            k.leases.0,
+            k.leases.1,
+            k.leases.2,
+            k.leases.3,
+            k.leases.4,
             self.faults.len() - applied,
             self.anomalies.len(),
             c.kind,
@@ -162,14 +195,31 @@ pub fn run(cfg: &Config) -> Report {
         cfg.snapshot_count.to_string(),
     ];
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    let mut cluster = NsCluster::start(cfg.kind, cfg.members, &extra);
+    // Declared before the cluster: unmounted after its members are gone (also on a panic).
+    let mut mounts: Vec<disk::Tmpfs> = Vec::new();
+    let mut proxies: Vec<proxy::Proxy> = Vec::new();
+    let mut cluster = NsCluster::start_with(cfg.kind, cfg.members, &extra, |m| {
+        if cfg.disk_faults {
+            mounts.push(disk::Tmpfs::mount(&m.data_dir(), disk::TMPFS_MB).unwrap_or_else(|e| panic!("{e}")));
+        }
+        if cfg.proxies {
+            let ns = m.namespace.clone().expect("a member in a namespace");
+            let (front, back) = ((m.peer_ip.clone(), m.peer_port), (m.peer_ip.clone(), proxy::PROXIED_PORT));
+            let addr = |(ip, port): (String, u16)| -> std::net::SocketAddr { format!("{ip}:{port}").parse().unwrap() };
+            replace::set_flag(&mut m.args, "--listen-peer-urls", &format!("http://{}:{}", back.0, back.1));
+            proxies.push(proxy::Proxy::start(&ns, addr(front), addr(back)).unwrap_or_else(|e| panic!("{e}")));
+        }
+    });
     let endpoints: Vec<String> = cluster.members.iter().map(|m| m.endpoint()).collect();
     let clock = Clock::start();
-    let steps = faults::schedule(cfg.seed, cfg.members, cfg.election_ms, cfg.secs, cfg.long_faults);
+    let steps = match &cfg.steps {
+        Some(steps) => steps.clone(),
+        None => faults::schedule(cfg.seed, cfg.members, cfg.election_ms, cfg.secs, cfg.long_faults, cfg.disk_faults),
+    };
     let workload = Workload::start(&endpoints, cfg.seed, &cfg.workload, clock);
     let deadline = Instant::now() + Duration::from_secs(cfg.secs);
     let (records, mut problems) = {
-        let mut inj = Injector::new(&mut cluster, clock);
+        let mut inj = Injector::new(&mut cluster, clock, &proxies);
         for step in &steps {
             if Instant::now() >= deadline {
                 break;

@@ -86,7 +86,7 @@ pub fn simulate(seed: u64, clients: usize, ops: usize) -> History {
 fn apply_op(req: &Request, store: &mut BTreeMap<String, Kv>, rev: &mut i64, log: &mut Vec<Event>) -> Response {
     let mut put = |store: &mut BTreeMap<String, Kv>, k: &str, v: &str, at: i64| {
         let (create, version) = store.get(k).map_or((at, 1), |kv| (kv.create, kv.version + 1));
-        let kv = Kv { key: k.into(), value: v.into(), create, modr: at, version };
+        let kv = Kv { key: k.into(), value: v.into(), create, modr: at, version, lease: 0 };
         log.push(Event { delete: false, kv: kv.clone() });
         store.insert(k.into(), kv);
     };
@@ -115,18 +115,19 @@ fn apply_op(req: &Request, store: &mut BTreeMap<String, Kv>, rev: &mut i64, log:
         Request::Delete { key } => match store.remove(key.as_str()) {
             Some(_) => {
                 *rev += 1;
-                let kv = Kv { key: key.clone(), value: String::new(), create: 0, modr: *rev, version: 0 };
+                let kv = Kv { key: key.clone(), value: String::new(), create: 0, modr: *rev, version: 0, lease: 0 };
                 log.push(Event { delete: true, kv });
                 Response::Delete { rev: *rev, deleted: 1 }
             }
             None => Response::Delete { rev: *rev, deleted: 0 },
         },
         Request::Range { key, .. } => Response::Range { rev: *rev, kv: store.get(key.as_str()).cloned() },
+        other => unreachable!("not simulated here: {other:?}"),
     }
 }
 
 /// A watch stream from a random revision that stops at a random later one, whole revisions per batch.
-fn watch_segment(w: usize, log: &[Event], last: i64, rng: &mut Rng) -> WatchSegment {
+pub(super) fn watch_segment(w: usize, log: &[Event], last: i64, rng: &mut Rng) -> WatchSegment {
     let start_rev = rng.between(1, last as u64 + 1) as i64;
     let stop = rng.between(start_rev as u64, last as u64 + 1) as i64;
     let mut batches: Vec<WatchBatch> = Vec::new();

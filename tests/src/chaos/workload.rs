@@ -1,6 +1,6 @@
 //! The recorded workload: client threads doing puts (unique values), compare-and-swap txns on
-//! mod_revision, multi-key txns, deletes, linearizable and serializable ranges over a few keys, and
-//! watcher threads reading watch streams from seeded revisions; every operation recorded with its
+//! mod_revision, multi-key txns, deletes, linearizable and serializable ranges over a few keys, lease
+//! clients ([`super::lease`]: grants, puts with leases, keep-alives, revokes, expiry), and watcher threads reading watch streams from seeded revisions; every operation recorded with its
 //! invocation and completion instants and its result ([`Op`], [`WatchSegment`]).
 //!
 //! Each client has its own gRPC connection ([`grpc::Client::lazy`], every call bounded by the op
@@ -16,6 +16,7 @@ use prost::Message;
 
 use super::check::PREFIX;
 use super::history::{Clock, Event, Kv, Op, Outcome, Request, Response, WatchBatch, WatchSegment};
+use super::lease;
 use super::rng::Rng;
 use crate::grpc::{self, DeleteRangeRequest, DeleteRangeResponse, GrpcError, PutRequest, PutResponse, RangeRequest};
 use crate::grpc::{KeyValue, RangeResponse};
@@ -36,9 +37,14 @@ pub fn key(i: usize) -> String {
 #[derive(Clone, Debug)]
 pub struct WorkloadConfig {
     pub clients: usize,
+    /// Lease clients ([`super::lease::client`]), numbered after the others.
+    pub lease_clients: usize,
     pub watchers: usize,
     pub keys: usize,
     pub op_timeout: Duration,
+    /// Bytes of padding after each value the clients put (0: none): more data per write, so that a
+    /// member fills its write buffers (and needs new disk space) sooner.
+    pub pad: usize,
 }
 
 /// Running client and watcher threads.
@@ -52,10 +58,17 @@ impl Workload {
     pub fn start(endpoints: &[String], seed: u64, cfg: &WorkloadConfig, clock: Clock) -> Workload {
         let stop = Arc::new(AtomicBool::new(false));
         let max_rev = Arc::new(AtomicI64::new(1));
-        let clients = (0..cfg.clients)
+        let clients = (0..cfg.clients + cfg.lease_clients)
             .map(|c| {
                 let (eps, cfg, stop, max_rev) = (endpoints.to_vec(), cfg.clone(), stop.clone(), max_rev.clone());
-                thread::spawn(move || client(c, &eps, Rng::derive(seed, 100 + c as u64), &cfg, clock, &stop, &max_rev))
+                let rng = Rng::derive(seed, 100 + c as u64);
+                thread::spawn(move || {
+                    if c < cfg.clients {
+                        client(c, &eps, rng, &cfg, clock, &stop, &max_rev)
+                    } else {
+                        lease::client(c, &eps, rng, &cfg, clock, &stop, &max_rev)
+                    }
+                })
             })
             .collect();
         let watchers = (0..cfg.watchers)
@@ -101,7 +114,7 @@ fn client(
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
         seq += 1;
-        let value = format!("c{c}-{seq}");
+        let value = format!("c{c}-{seq}{:.<pad$}", "", pad = cfg.pad);
         let k = key(rng.below(cfg.keys as u64) as usize);
         let req = match rng.weighted(&[30, 15, 8, 5, 30, 12]) {
             0 => Request::Put { key: k, value },
@@ -166,6 +179,7 @@ fn to_kv(kv: &KeyValue) -> Kv {
         create: kv.create_revision,
         modr: kv.mod_revision,
         version: kv.version,
+        lease: kv.lease,
     }
 }
 
@@ -212,6 +226,7 @@ pub fn execute(conn: &mut grpc::Client, req: &Request) -> Outcome {
             conn.call::<_, RangeResponse>("/etcdserverpb.KV/Range", r)
                 .map(|r| Response::Range { rev: rev_of(&r.header), kv: r.kvs.first().map(to_kv) })
         }
+        other => unreachable!("not a KV request: {other:?}"),
     };
     match result {
         Ok(r) => Outcome::Ok(r),
@@ -239,6 +254,7 @@ pub fn to_event(e: &crate::watch::Event) -> Event {
         create: 0,
         modr: 0,
         version: 0,
+        lease: 0,
     });
     Event { delete: e.r#type == 1, kv }
 }

@@ -3,7 +3,8 @@
 //! acknowledged write read back at its own revision (`Range` with `revision`) returns its value with
 //! that mod_revision (a delete: the key absent); and independently of the log, the last acknowledged
 //! write of each key is present with its value and revision in every member's end state, or was
-//! overwritten or deleted at a later revision by a write some client sent.
+//! overwritten or deleted at a later revision by a write some client sent; and every member's `HashKV`
+//! at the final revision is the same (same compact revision too).
 
 use std::collections::HashMap;
 
@@ -42,6 +43,14 @@ pub fn check(h: &History, log: &RevLog, prefix: &str) -> Vec<Anomaly> {
         }
     }
     last_acked_present(h, &mut out);
+    if h.hashes.iter().any(|x| (x.1, x.2) != (h.hashes[0].1, h.hashes[0].2)) {
+        let hs: Vec<String> =
+            h.hashes.iter().map(|(m, x, c)| format!("m{}: {x:08x} (compacted at {c})", m + 1)).collect();
+        out.push(Anomaly::new(
+            C,
+            format!("HashKV at revision {} differs between members: {}", h.final_rev, hs.join(", ")),
+        ));
+    }
     out
 }
 
@@ -49,6 +58,7 @@ pub fn check(h: &History, log: &RevLog, prefix: &str) -> Vec<Anomaly> {
 pub fn acked_effect(op: &Op) -> Option<(String, Option<String>, i64)> {
     match (&op.req, op.ok()?) {
         (Request::Put { key, value }, Response::Put { rev })
+        | (Request::LeasePut { key, value, .. }, Response::Put { rev })
         | (Request::Cas { key, value, .. }, Response::Cas { rev, succeeded: true, .. }) => {
             Some((key.clone(), Some(value.clone()), *rev))
         }
@@ -82,7 +92,7 @@ fn last_acked_present(h: &History, out: &mut Vec<Anomaly>) {
     let mut sent: HashMap<&str, &Op> = HashMap::new();
     let mut delete_sent: HashMap<&str, bool> = HashMap::new();
     for op in &h.ops {
-        if matches!(op.outcome, Outcome::NotSent(_)) {
+        if matches!(op.outcome, Outcome::NotSent(_) | Outcome::Refused(_)) {
             continue;
         }
         for (_, v) in op.req.puts() {
@@ -101,6 +111,8 @@ fn last_acked_present(h: &History, out: &mut Vec<Anomaly>) {
                 (Some(kv), Some(v)) if kv.modr == *rev && &kv.value == v => {}
                 (Some(kv), _) if kv.modr > *rev && sent.contains_key(kv.value.as_str()) => {}
                 (None, _) if delete_sent.contains_key(key.as_str()) => {}
+                // Its lease ended (deleted with the lease's other keys: the lease checker's).
+                (None, Some(_)) if matches!(op.req, Request::LeasePut { .. }) => {}
                 (None, None) => {}
                 (Some(kv), _) => {
                     out.push(lost(format!("{key} ends as {kv}, not its last acknowledged write at {rev}")))

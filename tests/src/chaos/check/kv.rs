@@ -76,7 +76,12 @@ fn bad(op: &Op, what: String) -> Anomaly {
 }
 
 fn put_event<'a>(key: &'a str, value: &'a str, rev: i64) -> impl Fn(&Event) -> bool + 'a {
-    move |e: &Event| !e.delete && e.kv.key == key && e.kv.value == value && e.kv.modr == rev
+    lease_put_event(key, value, rev, 0)
+}
+
+/// A put event of `key = value` at `rev` attached to `lease` (0: none).
+fn lease_put_event<'a>(key: &'a str, value: &'a str, rev: i64, lease: i64) -> impl Fn(&Event) -> bool + 'a {
+    move |e: &Event| !e.delete && e.kv.key == key && e.kv.value == value && e.kv.modr == rev && e.kv.lease == lease
 }
 
 fn show(events: &[Event]) -> String {
@@ -105,6 +110,26 @@ fn check_response(op: &Op, resp: &Response, log: &RevLog, out: &mut Vec<Anomaly>
                 out.push(bad(op, format!("acknowledged put {key}={value} at {rev}; the log has {}", show(at))));
             }
             placed((rev, WRITE), Role::Full, true)
+        }
+        (Request::LeasePut { key, value, lease }, Response::Put { .. }) => {
+            if !(at.len() == 1 && lease_put_event(key, value, rev, *lease)(&at[0])) {
+                out.push(bad(
+                    op,
+                    format!("acknowledged put {key}={value} with lease {lease:x} at {rev}; the log has {}", show(at)),
+                ));
+            }
+            placed((rev, WRITE), Role::Full, true)
+        }
+        (Request::LeaseRevoke { lease }, Response::LeaseRevoke { .. }) => {
+            // A revoke that deleted keys made the revision it answers with (all its deletes, checked by
+            // the lease checker); one of a lease without keys reads at that revision.
+            let deleted = !at.is_empty()
+                && at.iter().all(|e| e.delete && log.state(&e.kv.key, rev - 1).is_some_and(|kv| kv.lease == *lease));
+            placed((rev, if deleted { WRITE } else { READ }), Role::Full, deleted)
+        }
+        // Grants and keep-alives change no key (the lease checker looks at them).
+        (Request::Grant { .. }, Response::Grant { .. }) | (Request::KeepAlive { .. }, Response::KeepAlive { .. }) => {
+            None
         }
         (Request::MultiPut { puts }, Response::MultiPut { .. }) => {
             let ok = at.len() == puts.len() && puts.iter().zip(at).all(|((k, v), e)| put_event(k, v, rev)(e));
@@ -209,7 +234,9 @@ fn attribute_log(h: &History, log: &RevLog, out: &mut Vec<Anomaly>) -> Vec<Place
     for e in log.events() {
         let rev = e.rev();
         if e.delete {
-            if !acked_deletes.contains_key(&rev) {
+            // A key of a lease deleted other than by a client: the lease ended (the lease checker's).
+            let of_lease = log.state(&e.kv.key, rev - 1).is_some_and(|kv| kv.lease != 0);
+            if !acked_deletes.contains_key(&rev) && !of_lease {
                 unmatched_deletes.entry(&e.kv.key).or_default().push(rev);
             }
             continue;
@@ -229,6 +256,7 @@ fn attribute_log(h: &History, log: &RevLog, out: &mut Vec<Anomaly>) -> Vec<Place
         }
         match &op.outcome {
             Outcome::NotSent(_) => out.push(bad(op, format!("{e}: this write never reached a server"))),
+            Outcome::Refused(_) => out.push(bad(op, format!("{e}: this write was refused"))),
             Outcome::Ok(_) => {} // its revision was checked from the op's side
             Outcome::Unknown(_) => {
                 if let Some(other) = seen_at.insert(id, rev) {

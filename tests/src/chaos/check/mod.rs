@@ -3,6 +3,8 @@
 //! * [`model`] — the revision log (a watch of the whole key space from revision 1 after the run):
 //!   gap-free, each key's create revision and version consistent; "what did k hold at r".
 //! * [`kv`] — linearizability (strict serializability) of the KV operations against that log.
+//! * [`lease`] — leases: a lease's keys go at one revision when it is revoked or expires, none
+//!   survives it, a lease seen gone is never used again, a kept-alive lease's keys stay, none is left.
 //! * [`watch`] — every watch stream ordered, unique, gap-free, atomic per revision, equal to the log
 //!   from its start revision (so resuming from any revision yields the same events).
 //! * [`final_read`] — every member's end state equals the log's; every acknowledged write read back at
@@ -13,6 +15,7 @@
 
 pub mod final_read;
 pub mod kv;
+pub mod lease;
 pub mod model;
 pub mod watch;
 
@@ -61,6 +64,9 @@ pub struct Checked {
     pub watch_events: usize,
     pub log_events: usize,
     pub at_rev_reads: usize,
+    /// Leases granted, keep-alives answered, revokes acknowledged, puts refused (lease gone), lease
+    /// ends (revoke or expiry) seen in the log.
+    pub leases: (usize, usize, usize, usize, usize),
 }
 
 /// Runs every checker; returns what was checked and the anomalies found (at most [`MAX_PER_CHECKER`]
@@ -71,6 +77,7 @@ pub fn check_all(h: &History) -> (Checked, Vec<Anomaly>) {
     found.extend(kv::check(h, &log));
     found.extend(watch::check(&h.watches, &log, PREFIX));
     found.extend(final_read::check(h, &log, PREFIX));
+    found.extend(lease::check(h, &log));
     let checked = Checked {
         ops: h.ops.len(),
         acked: h.ops.iter().filter(|o| o.ok().is_some()).count(),
@@ -79,6 +86,7 @@ pub fn check_all(h: &History) -> (Checked, Vec<Anomaly>) {
         watch_events: h.watches.iter().map(|w| w.events().count()).sum(),
         log_events: h.log.len(),
         at_rev_reads: h.at_rev.len(),
+        leases: lease::counts(h, &log),
     };
     (checked, cap(found))
 }
