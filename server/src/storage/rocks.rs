@@ -25,7 +25,9 @@ fn err(e: rocksdb::Error) -> StorageError {
 const MEMTABLE_BUDGET: usize = 32 << 20;
 /// One column family's memtable: flushed to an L0 file when full.
 const MEMTABLE_BYTES: usize = 8 << 20;
-/// Data, index and filter blocks cached, shared by every column family (the OS page cache holds the rest).
+/// Data blocks cached, shared by every column family (the OS page cache holds the rest). Index blocks
+/// stay with their table readers and there are no bloom filters: nearly every read is a `get` of a
+/// revision the key index says exists, which a filter cannot skip.
 const BLOCK_CACHE_BYTES: usize = 16 << 20;
 
 impl RocksDb {
@@ -41,9 +43,6 @@ impl RocksDb {
         let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let mut table = rocksdb::BlockBasedOptions::default();
         table.set_block_cache(&cache);
-        table.set_cache_index_and_filter_blocks(true);
-        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-        table.set_bloom_filter(10.0, false);
         let cfs = Cf::ALL.iter().map(|cf| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
