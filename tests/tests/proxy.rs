@@ -37,17 +37,33 @@ impl Proxy {
     fn start_tls(kind: Kind, endpoints: &str, extra: &[&str], ctl_tls: &[String]) -> Proxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
+        let mut args: Vec<String> = vec!["grpc-proxy".into(), "start".into(), format!("--endpoints={endpoints}")];
+        args.push(format!("--listen-addr=127.0.0.1:{port}"));
+        args.push(format!("--data-dir={}", dir.path().join("proxy").display()));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Proxy::spawn(kind, args, port, dir, ctl_tls)
+    }
+
+    /// `modkv --proxy <mode>` (the v2-proxy switch) in front of the cluster whose peers `initial_cluster`
+    /// names.
+    fn member_flags_proxy(mode: &str, initial_cluster: &str) -> Proxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let args = vec![
+            format!("--proxy={mode}"),
+            format!("--initial-cluster={initial_cluster}"),
+            format!("--listen-client-urls=http://127.0.0.1:{port}"),
+            format!("--data-dir={}", dir.path().join("proxy").display()),
+        ];
+        Proxy::spawn(Kind::Modkv, args, port, dir, &[])
+    }
+
+    /// Runs `kind`'s binary with `args`, serving on `port`, and waits until a read through it is answered.
+    fn spawn(kind: Kind, args: Vec<String>, port: u16, dir: tempfile::TempDir, ctl_tls: &[String]) -> Proxy {
         let log = dir.path().join("proxy.log");
         let out = std::fs::File::create(&log).expect("log file");
         let mut cmd = kind.command();
-        cmd.args(["grpc-proxy", "start"])
-            .arg(format!("--endpoints={endpoints}"))
-            .arg(format!("--listen-addr=127.0.0.1:{port}"))
-            .arg(format!("--data-dir={}", dir.path().join("proxy").display()))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log file"))
-            .stderr(out);
+        cmd.args(args).stdin(Stdio::null()).stdout(out.try_clone().expect("log file")).stderr(out);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
         let scheme = if ctl_tls.is_empty() { "http" } else { "https" };
         let endpoint = format!("{scheme}://127.0.0.1:{port}");
@@ -377,4 +393,48 @@ fn a_shared_watch_survives_its_member() {
         assert_eq!(keys, ["s1", "s2", "s3", "s4"]);
         w.assert_quiet(Duration::from_millis(300));
     }
+}
+
+/// `modkv --proxy on|readonly` (etcd's v2-proxy switch; etcd 3.4's is HTTP/1 v2 only, so modkv only): the
+/// proxy finds the members' client URLs through the peers `--initial-cluster` names and serves etcdctl
+/// on `--listen-client-urls`; `readonly` answers reads and refuses every write with `Unimplemented`
+/// (gRPC's 501, what etcd's v2 readonly proxy answers).
+#[test]
+fn member_flags_proxy_on_and_readonly() {
+    let c = Cluster::start(Kind::Modkv, 3, &[]);
+    let initial: Vec<String> =
+        c.members().iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port)).collect();
+    let initial = initial.join(",");
+    let on = Proxy::member_flags_proxy("on", &initial);
+    assert_eq!(on.ok(&["put", "k", "v1"]), "OK\n");
+    assert_eq!(on.ok(&["get", "k"]), "k\nv1\n");
+    assert_eq!(etcdctl_at(&c.endpoints(&[2]), &["get", "k"], None).ok(), "k\nv1\n", "written to the cluster");
+    let ro = Proxy::member_flags_proxy("readonly", &initial);
+    assert_eq!(ro.ok(&["get", "k"]), "k\nv1\n");
+    // etcdctl prints a client warning line first (its retry interceptor logs every failed attempt), then
+    // the error: once, as the code is not retried.
+    let rpc = "rpc error: code = Unimplemented desc = proxy: read-only proxy (--proxy readonly): write requests are not implemented";
+    let refused = format!("Error: {rpc}");
+    let error_line = |out: &CtlOutput| out.stderr.lines().last().unwrap_or_default().to_string();
+    let writes = [
+        (&["put", "k", "v2"][..], refused.clone()),
+        (&["del", "k"], refused.clone()),
+        (&["lease", "grant", "10"], format!("Error: failed to grant lease ({rpc})")),
+        (&["compaction", "1"], refused.clone()),
+    ];
+    for (args, expected) in writes {
+        let out = ro.ctl(args);
+        assert!(!out.success(), "etcdctl {args:?} through a readonly proxy succeeded: {out:?}");
+        assert_eq!(error_line(&out), expected, "etcdctl {args:?}");
+        // etcdctl's retry interceptor logs each failed attempt: one, as the code is not retried.
+        assert!(out.stderr.matches("\"attempt\"").count() <= 1, "retried: {out:?}");
+    }
+    let txn = etcdctl_at(&ro.endpoint, &["txn"], Some(b"\nput k v3\n\n\n"));
+    assert_eq!(error_line(&txn), refused, "a txn that writes");
+    assert_eq!(etcdctl_at(&ro.endpoint, &["txn"], Some(b"\nget k\n\n\n")).ok(), "SUCCESS\n\nk\nv1\n");
+    // The JSON gateway answers the refusal with 501, as etcd's v2 readonly proxy does.
+    let r = post(&ro.endpoint, "/v3/kv/put", r#"{"key":"aw==","value":"djQ="}"#);
+    assert_eq!(r.status, 501, "{:?}", r.text());
+    assert_eq!(r.json()["message"], rpc.split("desc = ").nth(1).unwrap());
+    assert_eq!(on.ok(&["get", "k"]), "k\nv1\n", "nothing was written through the readonly proxy");
 }

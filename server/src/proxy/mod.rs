@@ -11,6 +11,7 @@
 //!   coalesce   watches that start now share one upstream watch per range, options and caller
 //!   upstream   the members: a pinned one, failed ones skipped, refreshed from the member list
 //!   namespace  --namespace: keys prefixed in, stripped out
+//!   peers      `modkv --proxy on|readonly`: the members' client URLs asked of --initial-cluster's peers
 //!   tls        --cert/--key/--cacert towards the members, --cert-file/--key-file/--trusted-ca-file
 //!              towards the clients
 //! ```
@@ -44,6 +45,7 @@ pub mod lease;
 pub mod lock;
 pub mod maintenance;
 pub mod namespace;
+pub mod peers;
 pub mod tls;
 pub mod upstream;
 pub mod watch;
@@ -131,6 +133,9 @@ pub struct Proxy {
 pub async fn start(cfg: &ProxyConfig) -> Result<Proxy, String> {
     let tls = tls::upstream_config(cfg)?;
     let up = Upstream::new(&cfg.endpoints, tls, cfg.max_send_bytes, cfg.max_recv_bytes)?;
+    if cfg.readonly {
+        up.set_readonly();
+    }
     let ns = Namespace::new(&cfg.namespace);
     let acceptor = tls::client_acceptor(cfg)?;
     let listener =
