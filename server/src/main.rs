@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!   modkv [flags]                   ─▶ start_member ─┐  each returns how it is stopped and where it
+//!   modkv --proxy on|readonly       ─▶ start_proxy  ─┤  (members' client URLs asked of --initial-cluster)
 //!   modkv grpc-proxy start [flags]  ─▶ start_proxy  ─┤  reports that it stopped by itself (etcd's
 //!                                                    │  startEtcdOrProxyV2)
 //!                                     one interrupt handler (SIGINT/SIGTERM) ─▶ stop ─▶ exit status
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use std::ffi::OsString;
 
-use modkv::config::{Config, ProxyConfig};
+use modkv::config::{Config, ProxyConfig, ProxyMode};
 use modkv::embed::{self, Listeners};
 
 /// Stack of each async worker and blocking thread.
@@ -37,6 +38,7 @@ pub fn main() -> ExitCode {
         }
     } else {
         match Config::from_args(std::env::args_os()) {
+            Ok(cfg) if cfg.proxy != ProxyMode::Off => What::MemberFlagsProxy(cfg),
             Ok(cfg) => What::Member(cfg),
             Err(e) if e.is_help_or_version() => e.exit(),
             Err(e) => {
@@ -46,7 +48,7 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(match &what {
-        What::Member(cfg) => &cfg.log_level,
+        What::Member(cfg) | What::MemberFlagsProxy(cfg) => &cfg.log_level,
         What::Proxy(cfg) => &cfg.log_level,
     });
     match run(what) {
@@ -77,6 +79,8 @@ fn init_logging(level: &str) {
 enum What {
     Member(Config),
     Proxy(ProxyConfig),
+    /// `modkv --proxy on|readonly` (etcd's v2-proxy switch): a proxy configured by the member flags.
+    MemberFlagsProxy(Config),
 }
 
 /// `modkv grpc-proxy start [flags]`: the proxy's configuration, or the exit code of a bad command line.
@@ -143,6 +147,10 @@ fn run(what: What) -> anyhow::Result<()> {
         let Started { stop, mut stopped } = match what {
             What::Member(cfg) => start_member(cfg).await?,
             What::Proxy(cfg) => start_proxy(cfg).await?,
+            What::MemberFlagsProxy(cfg) => {
+                let endpoints = modkv::proxy::peers::client_urls(&cfg).await.map_err(anyhow::Error::msg)?;
+                start_proxy(ProxyConfig::from_member(&cfg, endpoints)?).await?
+            }
         };
         let ended = tokio::select! {
             _ = shutdown_signal() => {

@@ -37,17 +37,33 @@ impl Proxy {
     fn start_tls(kind: Kind, endpoints: &str, extra: &[&str], ctl_tls: &[String]) -> Proxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
+        let mut args: Vec<String> = vec!["grpc-proxy".into(), "start".into(), format!("--endpoints={endpoints}")];
+        args.push(format!("--listen-addr=127.0.0.1:{port}"));
+        args.push(format!("--data-dir={}", dir.path().join("proxy").display()));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Proxy::spawn(kind, args, port, dir, ctl_tls)
+    }
+
+    /// `modkv --proxy <mode>` (the v2-proxy switch) in front of the cluster whose peers `initial_cluster`
+    /// names.
+    fn member_flags_proxy(mode: &str, initial_cluster: &str) -> Proxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let args = vec![
+            format!("--proxy={mode}"),
+            format!("--initial-cluster={initial_cluster}"),
+            format!("--listen-client-urls=http://127.0.0.1:{port}"),
+            format!("--data-dir={}", dir.path().join("proxy").display()),
+        ];
+        Proxy::spawn(Kind::Modkv, args, port, dir, &[])
+    }
+
+    /// Runs `kind`'s binary with `args`, serving on `port`, and waits until a read through it is answered.
+    fn spawn(kind: Kind, args: Vec<String>, port: u16, dir: tempfile::TempDir, ctl_tls: &[String]) -> Proxy {
         let log = dir.path().join("proxy.log");
         let out = std::fs::File::create(&log).expect("log file");
         let mut cmd = kind.command();
-        cmd.args(["grpc-proxy", "start"])
-            .arg(format!("--endpoints={endpoints}"))
-            .arg(format!("--listen-addr=127.0.0.1:{port}"))
-            .arg(format!("--data-dir={}", dir.path().join("proxy").display()))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log file"))
-            .stderr(out);
+        cmd.args(args).stdin(Stdio::null()).stdout(out.try_clone().expect("log file")).stderr(out);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
         let scheme = if ctl_tls.is_empty() { "http" } else { "https" };
         let endpoint = format!("{scheme}://127.0.0.1:{port}");
@@ -377,4 +393,104 @@ fn a_shared_watch_survives_its_member() {
         assert_eq!(keys, ["s1", "s2", "s3", "s4"]);
         w.assert_quiet(Duration::from_millis(300));
     }
+}
+
+/// `modkv --proxy on|readonly` (etcd's v2-proxy switch; etcd 3.4's is HTTP/1 v2 only, so modkv only): the
+/// proxy finds the members' client URLs through the peers `--initial-cluster` names and serves etcdctl
+/// on `--listen-client-urls`; `readonly` answers reads and refuses every write with `Unimplemented`
+/// (gRPC's 501, what etcd's v2 readonly proxy answers).
+#[test]
+fn member_flags_proxy_on_and_readonly() {
+    let c = Cluster::start(Kind::Modkv, 3, &[]);
+    let initial: Vec<String> =
+        c.members().iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port)).collect();
+    let initial = initial.join(",");
+    let on = Proxy::member_flags_proxy("on", &initial);
+    assert_eq!(on.ok(&["put", "k", "v1"]), "OK\n");
+    assert_eq!(on.ok(&["get", "k"]), "k\nv1\n");
+    assert_eq!(etcdctl_at(&c.endpoints(&[2]), &["get", "k"], None).ok(), "k\nv1\n", "written to the cluster");
+    let ro = Proxy::member_flags_proxy("readonly", &initial);
+    assert_eq!(ro.ok(&["get", "k"]), "k\nv1\n");
+    // etcdctl prints a client warning line first (its retry interceptor logs every failed attempt), then
+    // the error: once, as the code is not retried.
+    let rpc = "rpc error: code = Unimplemented desc = proxy: read-only proxy (--proxy readonly): write requests are not implemented";
+    let refused = format!("Error: {rpc}");
+    let error_line = |out: &CtlOutput| out.stderr.lines().last().unwrap_or_default().to_string();
+    let writes = [
+        (&["put", "k", "v2"][..], refused.clone()),
+        (&["del", "k"], refused.clone()),
+        (&["lease", "grant", "10"], format!("Error: failed to grant lease ({rpc})")),
+        (&["compaction", "1"], refused.clone()),
+    ];
+    for (args, expected) in writes {
+        let out = ro.ctl(args);
+        assert!(!out.success(), "etcdctl {args:?} through a readonly proxy succeeded: {out:?}");
+        assert_eq!(error_line(&out), expected, "etcdctl {args:?}");
+        // etcdctl's retry interceptor logs each failed attempt: one, as the code is not retried.
+        assert!(out.stderr.matches("\"attempt\"").count() <= 1, "retried: {out:?}");
+    }
+    let txn = etcdctl_at(&ro.endpoint, &["txn"], Some(b"\nput k v3\n\n\n"));
+    assert_eq!(error_line(&txn), refused, "a txn that writes");
+    assert_eq!(etcdctl_at(&ro.endpoint, &["txn"], Some(b"\nget k\n\n\n")).ok(), "SUCCESS\n\nk\nv1\n");
+    // The JSON gateway answers the refusal with 501, as etcd's v2 readonly proxy does.
+    let r = post(&ro.endpoint, "/v3/kv/put", r#"{"key":"aw==","value":"djQ="}"#);
+    assert_eq!(r.status, 501, "{:?}", r.text());
+    assert_eq!(r.json()["message"], rpc.split("desc = ").nth(1).unwrap());
+    assert_eq!(on.ok(&["get", "k"]), "k\nv1\n", "nothing was written through the readonly proxy");
+}
+
+/// A counter of the proxy's `/metrics`.
+fn proxy_counter(p: &Proxy, name: &str) -> u64 {
+    let text = proxy_metrics(p);
+    let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name} in {text}"));
+    line[name.len() + 1..].trim().parse().expect("a number")
+}
+
+/// modkv's serializable read cache (modkv only: etcd's proxy answers from its cache after a write made
+/// through another member, and hands root's cached read to any caller, etcd #22065): a write through
+/// another member reaches the cache through its watch well within an entry's 5 s lifetime; a cached
+/// answer is never given to another caller.
+#[test]
+fn read_cache_follows_the_cluster_and_the_caller() {
+    let c = Cluster::start(Kind::Modkv, 3, &[]);
+    let p = Proxy::start(Kind::Modkv, &c.endpoints(&[0]), &[]);
+    let direct = |i: usize, args: &[&str]| etcdctl_at(&c.endpoints(&[i]), args, None).ok().to_string();
+    assert_eq!(direct(1, &["put", "k", "v1"]), "OK\n");
+    let serializable = ["get", "k", "--consistency=s"];
+    poll(Duration::from_secs(10), "a serializable read answered from the cache", || {
+        let hits = proxy_counter(&p, "modkv_proxy_cache_hits_total");
+        assert_eq!(p.ok(&serializable), "k\nv1\n");
+        assert_eq!(p.ok(&serializable), "k\nv1\n");
+        (proxy_counter(&p, "modkv_proxy_cache_hits_total") > hits).then_some(())
+    });
+    // A write through another member: the next reads are the new value, not the cached one.
+    assert_eq!(direct(2, &["put", "k", "v2"]), "OK\n");
+    poll(Duration::from_millis(2500), "the cached read invalidated by a write elsewhere", || {
+        (p.ok(&serializable) == "k\nv2\n").then_some(())
+    });
+    assert_eq!(direct(1, &["del", "k"]), "1\n");
+    poll(Duration::from_millis(2500), "the cached read invalidated by a delete elsewhere", || {
+        p.ok(&serializable).is_empty().then_some(())
+    });
+
+    // Two users: root's cached read is never alice's nor an anonymous caller's.
+    assert_eq!(p.ok(&["user", "add", "root:rootpw"]), "User root created\n");
+    assert_eq!(p.ok(&["role", "add", "r"]), "Role r created\n");
+    assert_eq!(p.ok(&["role", "grant-permission", "r", "readwrite", "a/", "--prefix"]), "Role r updated\n");
+    assert_eq!(p.ok(&["user", "add", "alice:pw"]), "User alice created\n");
+    assert_eq!(p.ok(&["user", "grant-role", "alice", "r"]), "Role r is granted to user alice\n");
+    assert_eq!(p.ok(&["auth", "enable"]), "Authentication Enabled\n");
+    assert_eq!(p.ok(&["--user", "root:rootpw", "put", "secret", "s3cr3t"]), "OK\n");
+    assert_eq!(p.ok(&["--user", "alice:pw", "put", "a/1", "x"]), "OK\n");
+    for _ in 0..2 {
+        assert_eq!(p.ok(&["--user", "root:rootpw", "get", "secret", "--consistency=s"]), "secret\ns3cr3t\n");
+        assert_eq!(p.ok(&["--user", "alice:pw", "get", "a/1", "--consistency=s"]), "a/1\nx\n");
+    }
+    let refused = |args: &[&str], error: &str| {
+        let out = p.ctl(args);
+        assert!(!out.success() && out.stderr.ends_with(&format!("Error: {error}\n")), "{args:?}: {out:?}");
+    };
+    refused(&["--user", "alice:pw", "get", "secret", "--consistency=s"], "etcdserver: permission denied");
+    refused(&["get", "secret", "--consistency=s"], "etcdserver: user name is empty");
+    refused(&["get", "a/1", "--consistency=s"], "etcdserver: user name is empty");
 }

@@ -162,6 +162,12 @@ pub(super) struct Cli {
     #[arg(long, env = "MODKV_LOG_LEVEL", value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
 
+    /// etcd's v2-proxy switch: `off` (a member), `on` (a proxy in front of the cluster whose peers
+    /// --initial-cluster names, serving clients on --listen-client-urls) or `readonly` (such a proxy
+    /// refusing writes).
+    #[arg(long, env = "MODKV_PROXY", value_name = "MODE", default_value = "off")]
+    pub proxy: String,
+
     /// Directory to load WebAssembly plugins from (none when unset).
     #[arg(long, env = "MODKV_PLUGIN_DIR", value_name = "DIR")]
     pub plugin_dir: Option<String>,
@@ -297,6 +303,7 @@ impl Cli {
             "experimental_watch_progress_notify_interval" => self.experimental_watch_progress_notify_interval = value,
             "log_level" => self.log_level = value,
             "plugin_dir" => self.plugin_dir = Some(value),
+            "proxy" => self.proxy = value,
             "cert_file" => self.cert_file = Some(value),
             "key_file" => self.key_file = Some(value),
             "trusted_ca_file" => self.trusted_ca_file = Some(value),

@@ -89,6 +89,18 @@ pub const MAX_ELECTION_TIMEOUT_MS: u64 = 50_000;
 /// Prefix of the environment variables that mirror the flags.
 pub const ENV_PREFIX: &str = "MODKV_";
 
+/// `--proxy` (etcd's v2-proxy switch): what the process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ProxyMode {
+    /// A member of the cluster.
+    #[default]
+    Off,
+    /// A proxy forwarding every request to the cluster's members.
+    On,
+    /// A proxy forwarding reads and refusing writes.
+    Readonly,
+}
+
 /// `--initial-cluster-state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ClusterState {
@@ -175,6 +187,8 @@ pub struct Config {
     pub watch_progress_notify_interval: Duration,
     /// One of `debug`, `info`, `warn`, `error` (lower-cased).
     pub log_level: String,
+    /// `--proxy`: a member (`off`) or a proxy in front of the cluster `--initial-cluster` names.
+    pub proxy: ProxyMode,
     pub plugin_dir: Option<PathBuf>,
     /// `--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`, `--auto-tls`.
     pub client_tls: TlsFlags,
@@ -326,7 +340,22 @@ fn resolve(raw: Cli, initial_cluster_given: bool) -> Result<Config, ConfigError>
         parse::initial_cluster(&raw.initial_cluster)?
     };
     let initial_cluster_state = parse::cluster_state(&raw.initial_cluster_state)?;
-    check_local_member(&name, &initial_cluster, &initial_advertise_peer_urls)?;
+    let proxy = match raw.proxy.as_str() {
+        "off" => ProxyMode::Off,
+        "on" => ProxyMode::On,
+        "readonly" => ProxyMode::Readonly,
+        other => {
+            return Err(ConfigError::InvalidValue {
+                flag: "--proxy",
+                value: other.to_owned(),
+                expected: "one of off, on, readonly".to_owned(),
+            })
+        }
+    };
+    // A proxy is not a member: --initial-cluster names the members it fronts, not itself.
+    if proxy == ProxyMode::Off {
+        check_local_member(&name, &initial_cluster, &initial_advertise_peer_urls)?;
+    }
 
     let heartbeat_ms: u64 = parse::positive("--heartbeat-interval", &raw.heartbeat_interval, "milliseconds")?;
     let election_ms: u64 = parse::positive("--election-timeout", &raw.election_timeout, "milliseconds")?;
@@ -410,6 +439,7 @@ fn resolve(raw: Cli, initial_cluster_given: bool) -> Result<Config, ConfigError>
         auto_compaction,
         watch_progress_notify_interval,
         log_level,
+        proxy,
         plugin_dir,
         client_tls,
         peer_tls,

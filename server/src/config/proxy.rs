@@ -108,6 +108,8 @@ pub struct ProxyConfig {
     /// `--cert-file`, `--key-file`, `--trusted-ca-file`: TLS on the listener when the first two are given.
     pub client_tls: super::TlsFlags,
     pub log_level: String,
+    /// `modkv --proxy readonly`: writes are refused (`grpc-proxy start` has no such flag).
+    pub readonly: bool,
 }
 
 /// `host:port` from `s`, with or without an `http://` / `https://` scheme.
@@ -185,6 +187,29 @@ impl ProxyConfig {
             upstream_tls,
             client_tls,
             log_level: if raw.debug { "debug" } else { "info" }.into(),
+            readonly: false,
+        })
+    }
+
+    /// The proxy `modkv --proxy on|readonly` starts (etcd's v2-proxy switch): it serves clients on the
+    /// first `--listen-client-urls` (with the client TLS flags) and forwards to `endpoints`, the client
+    /// URLs of the members found through the peers of `--initial-cluster`. Its member list is the
+    /// cluster's (no advertised URL of its own); the members are dialled in plain HTTP/2.
+    pub fn from_member(cfg: &super::Config, endpoints: Vec<String>) -> Result<ProxyConfig, ConfigError> {
+        let listen = cfg.listen_client_urls.first().map(super::url_string).unwrap_or_default();
+        Ok(ProxyConfig {
+            endpoints,
+            listen_addr: socket_addr("--listen-client-urls", &listen)?,
+            advertise_client_url: String::new(),
+            namespace: Vec::new(),
+            metrics_addr: None,
+            data_dir: cfg.data_dir.clone(),
+            max_send_bytes: 1_572_864,
+            max_recv_bytes: 2_147_483_647,
+            upstream_tls: UpstreamTls::default(),
+            client_tls: cfg.client_tls.clone(),
+            log_level: cfg.log_level.clone(),
+            readonly: cfg.proxy == super::ProxyMode::Readonly,
         })
     }
 }

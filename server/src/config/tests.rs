@@ -1104,3 +1104,24 @@ fn auth_flags() {
     assert_eq!(ok(&["--auth-token", jwt]).auth.token, jwt, "parsed, and its files read, when the member starts");
     assert!(err(&["--auth-token-ttl", "0"]).contains("--auth-token-ttl"));
 }
+
+// ---------------------------------------------------------------- --proxy (etcd's v2-proxy switch)
+
+#[test]
+fn proxy_switch_off_on_readonly() {
+    assert_eq!(ok(&[]).proxy, ProxyMode::Off);
+    let cluster = "--initial-cluster=m1=http://127.0.0.1:2380,m2=http://127.0.0.1:2381";
+    // A member must be named in --initial-cluster; a proxy is not a member.
+    assert!(err(&[cluster]).starts_with("couldn't find local name \"default\""));
+    let on = ok(&["--proxy=on", cluster, "--listen-client-urls=http://localhost:23790"]);
+    assert_eq!(on.proxy, ProxyMode::On);
+    assert_eq!(ok(&["--proxy", "readonly", cluster]).proxy, ProxyMode::Readonly);
+    assert_eq!(err(&["--proxy=yes"]), "invalid value \"yes\" for --proxy: expected one of off, on, readonly");
+    let endpoints = vec!["http://127.0.0.1:2379".to_string()];
+    let p = ProxyConfig::from_member(&on, endpoints.clone()).unwrap();
+    assert_eq!(p.endpoints, endpoints);
+    assert_eq!(p.listen_addr, "127.0.0.1:23790".parse().unwrap());
+    assert!(!p.readonly && p.advertise_client_url.is_empty() && p.namespace.is_empty());
+    let ro = ok(&["--proxy=readonly", cluster]);
+    assert!(ProxyConfig::from_member(&ro, endpoints).unwrap().readonly);
+}

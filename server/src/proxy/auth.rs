@@ -12,6 +12,8 @@ use crate::proto::etcdserverpb::*;
 #[derive(Clone)]
 pub struct AuthProxy {
     pub up: Arc<Upstream>,
+    /// Dropped entirely on every auth change made through the proxy.
+    pub cache: Arc<super::cache::ReadCache>,
 }
 
 macro_rules! rpcs {
@@ -21,7 +23,11 @@ macro_rules! rpcs {
             $(async fn $method(&self, req: Request<$req>) -> Result<Response<$resp>, Status> {
                 let token = token_of(&req);
                 let r = req.into_inner();
-                Ok(Response::new(forward!(self.up, $retry, AuthClient, $method, r, token)?))
+                let answer = forward!(self.up, $retry, AuthClient, $method, r, token);
+                if $retry == Retry::IfNotSent {
+                    self.cache.clear();
+                }
+                Ok(Response::new(answer?))
             })*
         }
     };

@@ -13,6 +13,7 @@ use axum::Router;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Request;
 
+use super::cache::ReadCache;
 use super::coalesce::Hub;
 use super::upstream::{Retry, Upstream};
 use crate::proto::etcdserverpb::kv_client::KvClient;
@@ -27,11 +28,11 @@ const METRICS_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_METRICS_BYTES: u64 = 32 << 20;
 
 /// `/health` and `/metrics` (what `--metrics-addr` serves), and `/version` on the main port.
-pub fn router(up: Arc<Upstream>, hub: Arc<Hub>, with_version: bool) -> Router {
+pub fn router(up: Arc<Upstream>, hub: Arc<Hub>, cache: Arc<ReadCache>, with_version: bool) -> Router {
     let health_up = up.clone();
     let mut r = Router::new()
         .route("/health", get(move || health(health_up.clone())))
-        .route("/metrics", any(move || metrics(up.clone(), hub.clone())));
+        .route("/metrics", any(move || metrics(up.clone(), hub.clone(), cache.clone())));
     if with_version {
         r = r.route("/version", get(version));
     }
@@ -73,7 +74,7 @@ async fn version() -> Response {
 }
 
 /// The proxy's own gauges, then the first member's metrics that answers (plain-HTTP members only).
-async fn metrics(up: Arc<Upstream>, hub: Arc<Hub>) -> Response {
+async fn metrics(up: Arc<Upstream>, hub: Arc<Hub>, cache: Arc<ReadCache>) -> Response {
     let urls = up.urls();
     let mut body = format!(
         "# HELP modkv_proxy_members Members of the cluster the proxy forwards to.\n\
@@ -81,10 +82,16 @@ async fn metrics(up: Arc<Upstream>, hub: Arc<Hub>) -> Response {
          # HELP modkv_proxy_shared_watches Upstream watches shared by the proxy's watchers that start now.\n\
          # TYPE modkv_proxy_shared_watches gauge\nmodkv_proxy_shared_watches {}\n\
          # HELP modkv_proxy_coalesced_watchers Client watches served by a shared upstream watch.\n\
-         # TYPE modkv_proxy_coalesced_watchers gauge\nmodkv_proxy_coalesced_watchers {}\n",
+         # TYPE modkv_proxy_coalesced_watchers gauge\nmodkv_proxy_coalesced_watchers {}\n\
+         # HELP modkv_proxy_cache_hits_total Serializable ranges answered from the read cache.\n\
+         # TYPE modkv_proxy_cache_hits_total counter\nmodkv_proxy_cache_hits_total {}\n\
+         # HELP modkv_proxy_cache_misses_total Serializable ranges forwarded to a member.\n\
+         # TYPE modkv_proxy_cache_misses_total counter\nmodkv_proxy_cache_misses_total {}\n",
         urls.len(),
         hub.upstream_watches.load(Ordering::Relaxed),
         hub.coalesced_watchers.load(Ordering::Relaxed),
+        cache.hits.load(Ordering::Relaxed),
+        cache.misses.load(Ordering::Relaxed),
     );
     for url in urls.iter().filter(|u| u.starts_with("http://")) {
         if let Ok(Ok(m)) = tokio::time::timeout(METRICS_TIMEOUT, fetch_metrics(url)).await {

@@ -18,6 +18,8 @@ use crate::proto::etcdserverpb::{
 pub struct KvProxy {
     pub up: Arc<Upstream>,
     pub ns: Namespace,
+    /// Serializable ranges (see [`super::cache`]).
+    pub cache: Arc<super::cache::ReadCache>,
 }
 
 /// Whether a txn only reads (it may then be repeated on another member).
@@ -36,7 +38,18 @@ impl Kv for KvProxy {
         let token = token_of(&req);
         let mut r = req.into_inner();
         self.ns.range(&mut r);
-        let mut resp = forward!(self.up, Retry::Always, KvClient, range, r, token)?;
+        let key = super::cache::ReadCache::key(&r, &token);
+        let cached = key.as_ref().and_then(|k| self.cache.get(k));
+        let mut resp = match cached {
+            Some(resp) => resp,
+            None => {
+                let resp = forward!(self.up, Retry::Always, KvClient, range, r, token)?;
+                if let Some(k) = key {
+                    self.cache.put(k, &r, &resp);
+                }
+                resp
+            }
+        };
         self.ns.range_response(&mut resp);
         Ok(Response::new(resp))
     }

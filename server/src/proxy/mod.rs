@@ -8,9 +8,11 @@
 //!                │           the member's errors passed back unchanged)
 //!                └─ HTTP: the JSON gateway (over the same forwarding services), /health, /version,
 //!                         /metrics (also on --metrics-addr)
+//!   cache      serializable ranges cached per caller's token, invalidated by a watch over every key
 //!   coalesce   watches that start now share one upstream watch per range, options and caller
 //!   upstream   the members: a pinned one, failed ones skipped, refreshed from the member list
 //!   namespace  --namespace: keys prefixed in, stripped out
+//!   peers      `modkv --proxy on|readonly`: the members' client URLs asked of --initial-cluster's peers
 //!   tls        --cert/--key/--cacert towards the members, --cert-file/--key-file/--trusted-ca-file
 //!              towards the clients
 //! ```
@@ -34,6 +36,7 @@ macro_rules! forward {
 }
 
 pub mod auth;
+pub mod cache;
 pub mod cluster;
 pub mod coalesce;
 pub mod election;
@@ -44,6 +47,7 @@ pub mod lease;
 pub mod lock;
 pub mod maintenance;
 pub mod namespace;
+pub mod peers;
 pub mod tls;
 pub mod upstream;
 pub mod watch;
@@ -88,17 +92,22 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn new(up: &Arc<Upstream>, ns: &Namespace, hub: &Arc<coalesce::Hub>) -> Services {
+    pub fn new(
+        up: &Arc<Upstream>,
+        ns: &Namespace,
+        hub: &Arc<coalesce::Hub>,
+        cache: &Arc<cache::ReadCache>,
+    ) -> Services {
         let (up, ns, hub) = (up.clone(), ns.clone(), hub.clone());
         Services {
-            kv: kv::KvProxy { up: up.clone(), ns: ns.clone() },
+            kv: kv::KvProxy { up: up.clone(), ns: ns.clone(), cache: cache.clone() },
             watch: watch::WatchProxy { up: up.clone(), ns: ns.clone(), hub },
             lease: lease::LeaseProxy { up: up.clone(), ns: ns.clone() },
             cluster: cluster::ClusterProxy { up: up.clone() },
             maintenance: maintenance::MaintenanceProxy { up: up.clone() },
             lock: lock::LockProxy { up: up.clone(), ns: ns.clone() },
             election: election::ElectionProxy { up: up.clone(), ns },
-            auth: auth::AuthProxy { up },
+            auth: auth::AuthProxy { up, cache: cache.clone() },
         }
     }
 
@@ -131,6 +140,9 @@ pub struct Proxy {
 pub async fn start(cfg: &ProxyConfig) -> Result<Proxy, String> {
     let tls = tls::upstream_config(cfg)?;
     let up = Upstream::new(&cfg.endpoints, tls, cfg.max_send_bytes, cfg.max_recv_bytes)?;
+    if cfg.readonly {
+        up.set_readonly();
+    }
     let ns = Namespace::new(&cfg.namespace);
     let acceptor = tls::client_acceptor(cfg)?;
     let listener =
@@ -140,10 +152,11 @@ pub async fn start(cfg: &ProxyConfig) -> Result<Proxy, String> {
     let (report, errors) = mpsc::unbounded_channel();
 
     let hub = coalesce::Hub::new(up.clone());
-    let services = Services::new(&up, &ns, &hub);
+    let cache = Arc::new(cache::ReadCache::default());
+    let services = Services::new(&up, &ns, &hub, &cache);
     let max = MIN_RECV_MESSAGE.max(cfg.max_send_bytes);
     let grpc = services.grpc_routes(max).into_axum_router();
-    let http_routes = http::router(up.clone(), hub.clone(), true)
+    let http_routes = http::router(up.clone(), hub.clone(), cache.clone(), true)
         .merge(crate::api::gateway::router_for(services.clone(), None, max))
         .fallback(|| async {
             (
@@ -160,7 +173,7 @@ pub async fn start(cfg: &ProxyConfig) -> Result<Proxy, String> {
     if let Some(a) = cfg.metrics_addr {
         let l = tokio::net::TcpListener::bind(a).await.map_err(|e| format!("listen {a}: {e}"))?;
         metrics_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
-        let app = http::router(up.clone(), hub.clone(), false);
+        let app = http::router(up.clone(), hub.clone(), cache.clone(), false);
         let mut stop = stopped.clone();
         let report = report.clone();
         serving.push(tokio::spawn(async move {
@@ -172,6 +185,7 @@ pub async fn start(cfg: &ProxyConfig) -> Result<Proxy, String> {
             }
         }));
     }
+    tokio::spawn(cache.invalidate_loop(up.clone(), stopped.clone()));
     tokio::spawn(up.clone().refresh_loop(stopped));
     tracing::info!(%addr, endpoints = ?cfg.endpoints, namespace = %String::from_utf8_lossy(&cfg.namespace), "gRPC proxy serving");
     Ok(Proxy { addr, metrics_addr, upstream: up, stop, serving, errors })

@@ -4,10 +4,11 @@
 //!
 //! ```text
 //!   key k             ─▶ p + k
-//!   range end e       ─▶ p + e;   "\0" (every key from k on) ─▶ the end of the prefix, prefix_end(p)
+//!   range end e       ─▶ p + e;   "\0" (every key from k on) ─▶ the end of the prefix, KeyRange::prefix_end(p)
 //!   answers           ─▶ p stripped; a key outside p (a lease's) is left out
 //! ```
 
+use crate::mvcc::KeyRange;
 use crate::proto::etcdserverpb::request_op::Request as Op;
 use crate::proto::etcdserverpb::response_op::Response as OpResponse;
 use crate::proto::etcdserverpb::{
@@ -20,20 +21,6 @@ use crate::proto::mvccpb::KeyValue;
 #[derive(Clone, Debug, Default)]
 pub struct Namespace {
     prefix: std::sync::Arc<[u8]>,
-}
-
-/// The first key after every key starting with `prefix` (etcd's `GetPrefixRangeEnd`); `"\0"` when there
-/// is none (every byte 0xff).
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(&last) = end.last() {
-        if last < 0xff {
-            *end.last_mut().expect("not empty") += 1;
-            return end;
-        }
-        end.pop();
-    }
-    vec![0]
 }
 
 impl Namespace {
@@ -58,7 +45,7 @@ impl Namespace {
             return;
         }
         if end.as_slice() == [0] {
-            *end = prefix_end(&self.prefix);
+            *end = KeyRange::prefix_end(&self.prefix);
         } else {
             self.key(end);
         }
@@ -168,9 +155,6 @@ mod tests {
 
     #[test]
     fn prefixes_and_ends() {
-        assert_eq!(prefix_end(b"p/"), b"p0");
-        assert_eq!(prefix_end(b"a\xff"), b"b");
-        assert_eq!(prefix_end(b"\xff\xff"), [0]);
         let ns = Namespace::new(b"p/");
         let mut r = RangeRequest { key: b"a".to_vec(), range_end: vec![0], ..Default::default() };
         ns.range(&mut r);

@@ -105,7 +105,14 @@ pub struct Upstream {
     /// `--max-send-bytes`, `--max-recv-bytes`.
     pub max_send: usize,
     pub max_recv: usize,
+    /// `--proxy readonly`: every write ([`Retry::IfNotSent`] call) is refused with [`READONLY`].
+    readonly: std::sync::atomic::AtomicBool,
 }
+
+/// What a `--proxy readonly` proxy answers a write: etcd's v2 readonly proxy answers any non-GET
+/// request `501 Not Implemented`; gRPC's counterpart of 501 is `Unimplemented` (the JSON gateway maps
+/// it back to 501), which etcd's clients never retry.
+pub const READONLY: &str = "proxy: read-only proxy (--proxy readonly): write requests are not implemented";
 
 struct Members {
     list: Vec<Member>,
@@ -120,7 +127,13 @@ impl Upstream {
         max_send: usize,
         max_recv: usize,
     ) -> Result<Arc<Upstream>, String> {
-        let up = Upstream { members: Mutex::new(Members { list: Vec::new(), pinned: 0 }), tls, max_send, max_recv };
+        let up = Upstream {
+            members: Mutex::new(Members { list: Vec::new(), pinned: 0 }),
+            tls,
+            max_send,
+            max_recv,
+            readonly: Default::default(),
+        };
         let list = urls.iter().map(|u| up.member(u)).collect::<Result<Vec<_>, _>>()?;
         up.members.lock().expect("members lock").list = list;
         Ok(Arc::new(up))
@@ -191,6 +204,11 @@ impl Upstream {
         }
     }
 
+    /// Refuses writes from now on (`--proxy readonly`).
+    pub fn set_readonly(&self) {
+        self.readonly.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// A channel to the member to use now, and its URL (for a stream, which reports its own failures).
     pub fn channel(&self) -> (String, Channel) {
         self.candidates().into_iter().next().expect("at least one member")
@@ -203,6 +221,9 @@ impl Upstream {
         F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
+        if retry == Retry::IfNotSent && self.readonly.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Status::unimplemented(READONLY));
+        }
         let mut last = None;
         for (url, channel) in self.candidates() {
             match call(channel).await {
