@@ -74,8 +74,7 @@ test: deps-test build build-failpoints plugins
 	$(CARGO) test --manifest-path plugins/Cargo.toml --workspace
 	MODKV_BIN="$(abspath $(MODKV))" MODKV_PLUGIN_DIR="$(abspath $(PLUGIN_DIR))" \
 		ETCDCTL35_BIN="$(abspath $(ETCD35_DIR))/usr/bin/etcdctl" \
-		$(CARGO) test --release -p modkv-tests $(TEST_ARGS)
-	MODKV_BIN="$(abspath $(MODKV))" $(CARGO) test --release -p modkv-tests --features bench --test bench_tool
+		$(CARGO) test --release -p modkv-tests --features bench $(TEST_ARGS)
 
 ## fuzz: each fuzz target of server/tests/fuzz.rs (its corpus in server/tests/fuzz/<target>/, then random
 ## and mutated inputs) for FUZZ_SECS seconds; FUZZ_SEED=<n> replays a run. A failing input is printed and
