@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::EmbedError;
 use crate::config::{ClusterState, Config};
 use crate::membership::{self, Cluster};
-use crate::raft::PeerDialer;
+use crate::raft::{AskError, PeerDialer};
 use crate::storage::{Backend, WriteBatch};
 
 /// `--initial-cluster` grouped by member name, URLs as etcd prints them.
@@ -40,49 +40,32 @@ async fn join_cluster(cfg: &Config, dialer: &PeerDialer) -> Result<Cluster, Embe
             "--initial-cluster-state existing: --initial-cluster names no other member to join through".into(),
         ));
     }
-    let mut last_error = String::new();
-    for _ in 0..10 {
-        for url in &peers {
-            let mut client = match dialer.client(url) {
-                Ok(c) => c,
-                Err(e) => {
-                    last_error = e;
-                    continue;
-                }
-            };
-            let mut req = tonic::Request::new(crate::proto::modkvpb::MembersRequest {});
-            req.set_timeout(Duration::from_secs(2));
-            let resp = match client.members(req).await {
-                Ok(r) => r.into_inner(),
-                Err(e) => {
-                    last_error = format!("{url}: {}", e.message());
-                    continue;
-                }
-            };
-            let members: Vec<membership::Member> = serde_json::from_slice(&resp.members_json)
-                .map_err(|e| EmbedError::Cluster(format!("{url} sent an unreadable member list: {e}")))?;
-            let me = members.iter().find(|m| {
-                let mut urls = m.peer_urls.clone();
-                urls.sort();
-                urls == mine
-            });
-            let Some(me) = me else {
-                return Err(EmbedError::Cluster(format!(
-                    "--initial-cluster-state existing: the cluster {:x} (asked at {url}) has no member with peer URLs {}; add this member first with `etcdctl member add {} --peer-urls={}`",
-                    resp.cluster_id,
-                    mine.join(","),
-                    cfg.name,
-                    mine.join(",")
-                )));
-            };
-            tracing::info!(cluster_id = format_args!("{:x}", resp.cluster_id), via = %url, "joining a running cluster");
-            return Ok(Cluster::joined(me.id, resp.cluster_id, members));
+    let answer = match dialer.ask_members(&peers, 10, Duration::from_millis(500), |_| Ok(())).await {
+        Ok(a) => a,
+        Err(AskError::Unreadable(e)) => return Err(EmbedError::Cluster(e)),
+        Err(AskError::Unanswered(last_error)) => {
+            return Err(EmbedError::Cluster(format!(
+                "--initial-cluster-state existing: cannot reach any member of the cluster to join ({last_error})"
+            )))
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    Err(EmbedError::Cluster(format!(
-        "--initial-cluster-state existing: cannot reach any member of the cluster to join ({last_error})"
-    )))
+    };
+    let (url, cluster_id) = (&answer.url, answer.cluster_id);
+    let me = answer.members.iter().find(|m| {
+        let mut urls = m.peer_urls.clone();
+        urls.sort();
+        urls == mine
+    });
+    let Some(me) = me else {
+        return Err(EmbedError::Cluster(format!(
+            "--initial-cluster-state existing: the cluster {cluster_id:x} (asked at {url}) has no member with peer URLs {}; add this member first with `etcdctl member add {} --peer-urls={}`",
+            mine.join(","),
+            cfg.name,
+            mine.join(",")
+        )));
+    };
+    tracing::info!(cluster_id = format_args!("{cluster_id:x}"), via = %url, "joining a running cluster");
+    let id = me.id;
+    Ok(Cluster::joined(id, cluster_id, answer.members))
 }
 
 /// Step 2: loads the cluster from the data dir, or bootstraps it from `--initial-cluster` on a new member (or

@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::membership::Member;
-use crate::proto::modkvpb::MembersRequest;
-use crate::raft::PeerDialer;
+use crate::raft::{AskError, PeerDialer};
 
 /// How long to keep asking before giving up (etcd's v2 proxy retries every second while it knows no
 /// endpoint; a proxy started with its cluster must not fail because the members start a little later).
@@ -27,37 +26,19 @@ pub async fn client_urls(cfg: &Config) -> Result<Vec<String>, String> {
     if peers.is_empty() {
         return Err("--proxy: --initial-cluster names no member".into());
     }
-    let dialer = PeerDialer::new(None);
-    let mut last_error = String::new();
-    for _ in 0..ROUNDS {
-        for url in &peers {
-            let mut client = match dialer.client(url) {
-                Ok(c) => c,
-                Err(e) => {
-                    last_error = e;
-                    continue;
-                }
-            };
-            let mut req = tonic::Request::new(MembersRequest {});
-            req.set_timeout(Duration::from_secs(2));
-            let resp = match client.members(req).await {
-                Ok(r) => r.into_inner(),
-                Err(e) => {
-                    last_error = format!("{url}: {}", e.message());
-                    continue;
-                }
-            };
-            let members: Vec<Member> = serde_json::from_slice(&resp.members_json)
-                .map_err(|e| format!("{url} sent an unreadable member list: {e}"))?;
-            let urls: Vec<String> = members.into_iter().flat_map(|m| m.client_urls).collect();
-            if urls.is_empty() {
-                last_error = format!("{url}: no member has published its client URLs yet");
-                continue;
-            }
-            tracing::info!(via = %url, endpoints = ?urls, "proxy: found the cluster's client URLs");
-            return Ok(urls);
+    let has_client_urls = |members: &[Member]| match members.iter().any(|m| !m.client_urls.is_empty()) {
+        true => Ok(()),
+        false => Err("no member has published its client URLs yet".to_string()),
+    };
+    match PeerDialer::new(None).ask_members(&peers, ROUNDS, Duration::from_secs(1), has_client_urls).await {
+        Ok(answer) => {
+            let urls: Vec<String> = answer.members.into_iter().flat_map(|m| m.client_urls).collect();
+            tracing::info!(via = %answer.url, endpoints = ?urls, "proxy: found the cluster's client URLs");
+            Ok(urls)
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        Err(AskError::Unreadable(e)) => Err(e),
+        Err(AskError::Unanswered(last_error)) => {
+            Err(format!("--proxy: cannot reach any peer of --initial-cluster ({last_error})"))
+        }
     }
-    Err(format!("--proxy: cannot reach any peer of --initial-cluster ({last_error})"))
 }

@@ -26,7 +26,9 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::conn::{self, PeerConn};
 use super::transport::MAX_PEER_MESSAGE;
+use crate::membership::Member;
 use crate::proto::modkvpb::peer_client::PeerClient;
+use crate::proto::modkvpb::MembersRequest;
 use crate::tls::PeerTls;
 
 /// How long a TCP connect to a peer may take.
@@ -43,7 +45,68 @@ pub struct PeerDialer {
     clients: Mutex<HashMap<String, PeerClient<Channel>>>,
 }
 
+/// A running cluster's member list, as one of its members gave it ([`PeerDialer::ask_members`]).
+pub struct PeerMembers {
+    /// The peer URL that answered.
+    pub url: String,
+    pub cluster_id: u64,
+    pub members: Vec<Member>,
+}
+
+/// Why [`PeerDialer::ask_members`] has no member list.
+#[derive(Debug)]
+pub enum AskError {
+    /// No peer gave a usable answer in time; the last failure.
+    Unanswered(String),
+    /// A peer answered with a list that cannot be read.
+    Unreadable(String),
+}
+
 impl PeerDialer {
+    /// Asks `peers` in turn for the cluster's member list (the peer service's `Members`, 2 s per call), up
+    /// to `rounds` rounds `pause` apart, until one answers with a list `usable` accepts (a refused list
+    /// counts as no answer, with the reason `usable` gives). Used by a member joining a running cluster
+    /// and by `--proxy on` finding the cluster's client URLs.
+    pub async fn ask_members(
+        &self,
+        peers: &[String],
+        rounds: usize,
+        pause: Duration,
+        usable: impl Fn(&[Member]) -> Result<(), String>,
+    ) -> Result<PeerMembers, AskError> {
+        let mut last_error = String::new();
+        for round in 0..rounds {
+            if round > 0 {
+                tokio::time::sleep(pause).await;
+            }
+            for url in peers {
+                let mut client = match self.client(url) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        last_error = e;
+                        continue;
+                    }
+                };
+                let mut req = tonic::Request::new(MembersRequest {});
+                req.set_timeout(Duration::from_secs(2));
+                let resp = match client.members(req).await {
+                    Ok(r) => r.into_inner(),
+                    Err(e) => {
+                        last_error = format!("{url}: {}", e.message());
+                        continue;
+                    }
+                };
+                let members: Vec<Member> = serde_json::from_slice(&resp.members_json)
+                    .map_err(|e| AskError::Unreadable(format!("{url} sent an unreadable member list: {e}")))?;
+                match usable(&members) {
+                    Ok(()) => return Ok(PeerMembers { url: url.clone(), cluster_id: resp.cluster_id, members }),
+                    Err(why) => last_error = format!("{url}: {why}"),
+                }
+            }
+        }
+        Err(AskError::Unanswered(last_error))
+    }
+
     pub fn new(tls: Option<&PeerTls>) -> Arc<PeerDialer> {
         let tls = tls.map(|t| {
             let mut client = (*t.client).clone();

@@ -27,7 +27,7 @@ mod node;
 
 pub mod transport;
 
-pub use dial::PeerDialer;
+pub use dial::{AskError, PeerDialer, PeerMembers};
 pub use node::{
     channel, Inbox, NodeConfig, PeerProgress, Progress, RaftHandle, RaftNode, RaftStatus, ToApply, REMOVED,
 };
