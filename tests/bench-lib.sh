@@ -14,7 +14,14 @@ stop_all() {
     rm -f "$work/cluster.pids"
   fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
+  # Each gets 15 s to stop after SIGTERM (etcd's and modkv's drains take far less), then SIGKILL.
+  for p in "${pids[@]}"; do
+    for _ in $(seq 1 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$p" 2>/dev/null; then
+      echo "server pid $p did not stop within 15 s of SIGTERM: killed" >&2
+      kill -9 "$p" 2>/dev/null || true
+    fi
+  done
   pids=()
 }
 cleanup() { stop_all; rm -rf "$work"; }
