@@ -39,7 +39,7 @@ WASM_TARGET  := wasm32-wasip2
 PLUGINS      := hello json-guard audit kv-browser
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build build-failpoints run test fuzz chaos bench bench-auth bench-ab bench-report plugins deps deps-build deps-test deps-wasm apt-install fmt clean
+.PHONY: all build build-failpoints run test fuzz chaos bench bench-auth bench-ab bench-mem bench-report plugins deps deps-build deps-test deps-wasm apt-install fmt clean
 
 all: build
 
@@ -113,6 +113,11 @@ bench-auth: deps-test build
 bench-ab: deps-test
 	$(CARGO) build --release -p modkv-tests --features bench --bin modkv-bench
 	CARGO_TARGET_DIR="$(abspath $(TARGET))" A="$(A)" B="$(B)" tests/bench-ab.sh
+
+## bench-mem: resident memory of etcd 3.4 and modkv after N puts of 256 B (tests/bench-mem.sh; N=300000)
+bench-mem: deps-test build
+	$(CARGO) build --release -p modkv-tests --features bench --bin modkv-bench
+	CARGO_TARGET_DIR="$(abspath $(TARGET))" N="$(N)" tests/bench-mem.sh
 
 ## bench-report: etcd 3.4 and modkv side by side (`modkv-bench report`): 1 member then 3, fresh data dirs,
 ## fsync on, ROUNDS rounds (default 3) alternating which server goes first, BENCH_SCALE times the request
