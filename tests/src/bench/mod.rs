@@ -127,6 +127,18 @@ pub fn parse(args: &[String]) -> Result<(Cmd, Common), String> {
     Ok((cli.cmd.ok_or("no subcommand")?, cli.common))
 }
 
+/// Authenticate calls as `--user NAME:PASSWORD` (`missing`: the error without `--user`).
+async fn authenticate(c: &Common, missing: &str, plan: Plan, conns: &Conns) -> Result<Vec<Stats>, String> {
+    let user = c.user.as_deref().ok_or(missing)?;
+    let (name, password) = user.split_once(':').ok_or("--user takes NAME:PASSWORD")?;
+    Ok(drive(&["authenticate"], plan, |i| load::Authenticate {
+        auth: AuthClient::new(conns.channel(i)),
+        name: name.into(),
+        password: password.into(),
+    })
+    .await)
+}
+
 /// Runs one load subcommand.
 pub async fn run(cmd: &Cmd, c: &Common) -> Result<Outcome, String> {
     let plan = Plan { total: c.total.unwrap_or(10_000), clients: c.clients.unwrap_or(1).max(1), rate: c.rate };
@@ -202,16 +214,7 @@ pub async fn run(cmd: &Cmd, c: &Common) -> Result<Outcome, String> {
         Cmd::LeaseKeepalive => {
             drive(&["lease-keepalive"], plan, |i| load::LeaseKeepalive::new(conns.channel(i), conns.clone())).await
         }
-        Cmd::Authenticate => {
-            let user = c.user.as_deref().ok_or("authenticate needs --user NAME:PASSWORD")?;
-            let (name, password) = user.split_once(':').ok_or("--user takes NAME:PASSWORD")?;
-            drive(&["authenticate"], plan, |i| load::Authenticate {
-                auth: AuthClient::new(conns.channel(i)),
-                name: name.into(),
-                password: password.into(),
-            })
-            .await
-        }
+        Cmd::Authenticate => authenticate(c, "authenticate needs --user NAME:PASSWORD", plan, &conns).await?,
         Cmd::Watch { streams, watch_per_stream, watched_key_total } => {
             watch::watch(&conns, &keys, value.clone(), plan, *streams, *watch_per_stream, *watched_key_total).await?
         }
@@ -285,16 +288,7 @@ async fn legacy(cli: &Cli) -> Result<(), String> {
             })
             .await
         }
-        LegacyOp::Authenticate => {
-            let user = c.user.as_deref().ok_or("--op authenticate needs --user")?;
-            let (name, password) = user.split_once(':').ok_or("--user takes NAME:PASSWORD")?;
-            drive(&["authenticate"], plan, |i| load::Authenticate {
-                auth: AuthClient::new(conns.channel(i)),
-                name: name.into(),
-                password: password.into(),
-            })
-            .await
-        }
+        LegacyOp::Authenticate => authenticate(c, "--op authenticate needs --user", plan, &conns).await?,
     };
     let s = &stats[0];
     let op = match op {
