@@ -90,6 +90,17 @@ impl Proxy {
     }
 }
 
+/// Through the proxy: users root (`rootpw`) and alice (`pw`, role `r`: readwrite on `a/`), then auth on;
+/// each step's etcdctl output checked.
+fn enable_auth(p: &Proxy) {
+    assert_eq!(p.ok(&["user", "add", "root:rootpw"]), "User root created\n");
+    assert_eq!(p.ok(&["role", "add", "r"]), "Role r created\n");
+    assert_eq!(p.ok(&["role", "grant-permission", "r", "readwrite", "a/", "--prefix"]), "Role r updated\n");
+    assert_eq!(p.ok(&["user", "add", "alice:pw"]), "User alice created\n");
+    assert_eq!(p.ok(&["user", "grant-role", "alice", "r"]), "Role r is granted to user alice\n");
+    assert_eq!(p.ok(&["auth", "enable"]), "Authentication Enabled\n");
+}
+
 impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -163,12 +174,7 @@ both_kinds! {
     fn each_call_is_made_as_its_caller(kind) {
         let s = Server::start(kind, ServerOpts::new());
         let p = Proxy::start(kind, &s.endpoint(), &[]);
-        assert_eq!(p.ok(&["user", "add", "root:rootpw"]), "User root created\n");
-        assert_eq!(p.ok(&["role", "add", "r"]), "Role r created\n");
-        assert_eq!(p.ok(&["role", "grant-permission", "r", "readwrite", "a/", "--prefix"]), "Role r updated\n");
-        assert_eq!(p.ok(&["user", "add", "alice:pw"]), "User alice created\n");
-        assert_eq!(p.ok(&["user", "grant-role", "alice", "r"]), "Role r is granted to user alice\n");
-        assert_eq!(p.ok(&["auth", "enable"]), "Authentication Enabled\n");
+        enable_auth(&p);
         assert_eq!(p.ok(&["--user", "alice:pw", "put", "a/1", "x"]), "OK\n");
         assert_eq!(p.ok(&["--user", "alice:pw", "get", "a/1"]), "a/1\nx\n");
         let refused = |args: &[&str], error: &str, status: i32| {
@@ -474,12 +480,7 @@ fn read_cache_follows_the_cluster_and_the_caller() {
     });
 
     // Two users: root's cached read is never alice's nor an anonymous caller's.
-    assert_eq!(p.ok(&["user", "add", "root:rootpw"]), "User root created\n");
-    assert_eq!(p.ok(&["role", "add", "r"]), "Role r created\n");
-    assert_eq!(p.ok(&["role", "grant-permission", "r", "readwrite", "a/", "--prefix"]), "Role r updated\n");
-    assert_eq!(p.ok(&["user", "add", "alice:pw"]), "User alice created\n");
-    assert_eq!(p.ok(&["user", "grant-role", "alice", "r"]), "Role r is granted to user alice\n");
-    assert_eq!(p.ok(&["auth", "enable"]), "Authentication Enabled\n");
+    enable_auth(&p);
     assert_eq!(p.ok(&["--user", "root:rootpw", "put", "secret", "s3cr3t"]), "OK\n");
     assert_eq!(p.ok(&["--user", "alice:pw", "put", "a/1", "x"]), "OK\n");
     for _ in 0..2 {
