@@ -39,7 +39,7 @@ WASM_TARGET  := wasm32-wasip2
 PLUGINS      := hello json-guard audit kv-browser
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build build-failpoints run test fuzz chaos bench bench-auth bench-ab bench-mem bench-report plugins deps deps-build deps-test deps-wasm apt-install fmt clean
+.PHONY: all build build-failpoints run test fuzz chaos bench bench-auth bench-ab bench-mem bench-restart bench-report plugins deps deps-build deps-test deps-wasm apt-install fmt clean
 
 all: build
 
@@ -118,6 +118,12 @@ bench-ab: deps-test
 bench-mem: deps-test build
 	$(CARGO) build --release -p modkv-tests --features bench --bin modkv-bench
 	CARGO_TARGET_DIR="$(abspath $(TARGET))" N="$(N)" tests/bench-mem.sh
+
+## bench-restart: restart time of etcd 3.4 and modkv with N keys of 256 B (tests/bench-restart.sh;
+## N=300000, MEMBERS=1 or 3, ROUNDS=3): from spawning every member until each is healthy
+bench-restart: deps-test build
+	$(CARGO) build --release -p modkv-tests --features bench --bin modkv-bench
+	CARGO_TARGET_DIR="$(abspath $(TARGET))" N="$(N)" MEMBERS="$(MEMBERS)" ROUNDS="$(ROUNDS)" tests/bench-restart.sh
 
 ## bench-report: etcd 3.4 and modkv side by side (`modkv-bench report`): 1 member then 3, fresh data dirs,
 ## fsync on, ROUNDS rounds (default 3) alternating which server goes first, BENCH_SCALE times the request

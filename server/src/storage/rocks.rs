@@ -29,6 +29,11 @@ const MEMTABLE_BYTES: usize = 8 << 20;
 /// stay with their table readers and there are no bloom filters: nearly every read is a `get` of a
 /// revision the key index says exists, which a filter cannot skip.
 const BLOCK_CACHE_BYTES: usize = 16 << 20;
+/// The write-ahead log kept at most: past it, the column families whose memtables hold the oldest log
+/// are flushed so it can go. Without a bound, a column family written rarely (or in small records, as
+/// `meta`) keeps every later log file alive, and a restart replays all of them: 1M puts left a restart
+/// 2.7 s where one after a flush took 0.9 s.
+const WAL_BUDGET: u64 = 2 * MEMTABLE_BUDGET as u64;
 
 impl RocksDb {
     /// Opens (creating if needed) the database at `path`.
@@ -40,6 +45,7 @@ impl RocksDb {
         opts.set_bytes_per_sync(1 << 20);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
+        opts.set_max_total_wal_size(WAL_BUDGET);
         let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let mut table = rocksdb::BlockBasedOptions::default();
         table.set_block_cache(&cache);

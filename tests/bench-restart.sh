@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Restart time with N keys (`make bench-restart N=1000000 MEMBERS=1|3`), figures only: etcd 3.4 and modkv,
+# fresh data dirs, N puts of distinct keys with 256-byte values (100 clients over 10 connections), then every
+# member stopped (SIGTERM) and started again on its data dir, ROUNDS times: the seconds from spawning the
+# processes until every member answers `endpoint health` (a leader elected, a read through raft), and the
+# largest member's resident memory then.
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+n=${N:-300000}
+rounds=${ROUNDS:-3}
+members=${MEMBERS:-1}
+bin=${MODKV:-$bin} # another modkv binary to measure (an A/B by hand)
+now() { date +%s.%N; }
+launch() { # kind base-port: the members, in the background; their pids in $pids
+  local kind=$1 base=$2 cluster="" i exe=$bin
+  [ "$kind" = etcd ] && exe=etcd
+  for i in $(seq 0 $((members - 1))); do cluster+="${cluster:+,}m$i=http://127.0.0.1:$((base + 2 * i + 1))"; done
+  for i in $(seq 0 $((members - 1))); do
+    local c=$((base + 2 * i)) p=$((base + 2 * i + 1))
+    "$exe" --name "m$i" --data-dir "$work/$kind-m$i" \
+      --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
+      --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
+      --initial-cluster "$cluster" >>"$work/$kind-m$i.log" 2>&1 &
+    pids+=($!)
+  done
+}
+ready() { # base-port: waits until every member is healthy (60 s at most)
+  local i
+  for i in $(seq 0 $((members - 1))); do wait_ready $(($1 + 2 * i)); done
+}
+for kind in ${KINDS:-modkv etcd}; do
+  base=$((41379 + RANDOM % 400 * 8))
+  launch "$kind" "$base"
+  ready "$base"
+  t0=$(now)
+  "$bench" put --endpoints "http://127.0.0.1:$base" --clients 100 --conns 10 --total "$n" \
+    --key-space-size "$n" --sequential-keys --val-size 256 >/dev/null
+  echo "$kind, $members member(s): $n puts in $(echo "$(now) - $t0" | bc) s, data dir $(du -sm "$work/$kind-m0" | cut -f1) MB"
+  for r in $(seq 1 "$rounds"); do
+    stop_all
+    t0=$(now)
+    launch "$kind" "$base"
+    ready "$base"
+    took=$(echo "$(now) - $t0" | bc)
+    rss=0
+    for p in "${pids[@]}"; do
+      r_kb=$(awk '/VmRSS/ {print $2}' "/proc/$p/status")
+      [ "$r_kb" -gt "$rss" ] && rss=$r_kb
+    done
+    echo "$kind, $members member(s), keys=$n, restart $r: every member healthy in ${took} s, largest RSS $((rss / 1024)) MiB"
+  done
+  stop_all
+done
