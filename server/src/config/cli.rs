@@ -107,6 +107,19 @@ pub(super) struct Cli {
     #[arg(long, env = "MODKV_ELECTION_TIMEOUT", value_name = "MS", default_value = "1000")]
     pub election_timeout: String,
 
+    /// Whether a restarting member fast-forwards its election ticks once a peer answers, so the cluster
+    /// elects a leader within a few heartbeats instead of a whole election timeout.
+    #[arg(
+        long,
+        env = "MODKV_INITIAL_ELECTION_TICK_ADVANCE",
+        value_name = "BOOL",
+        default_value = "true",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub initial_election_tick_advance: String,
+
     /// Number of committed transactions to trigger a snapshot to disk (0: the default).
     #[arg(long, env = "MODKV_SNAPSHOT_COUNT", value_name = "N", default_value = "100000")]
     pub snapshot_count: String,
@@ -268,7 +281,8 @@ pub(super) const LIST_KEYS: &[&str] = &[
 
 /// Keys whose config-file value may be a TOML boolean (the flags take `--flag`, `--flag=true` or
 /// `--flag=false`, as Go's boolean flags do).
-pub(super) const BOOL_KEYS: &[&str] = &["client-cert-auth", "auto-tls", "peer-client-cert-auth", "peer-auto-tls"];
+pub(super) const BOOL_KEYS: &[&str] =
+    &["client-cert-auth", "auto-tls", "peer-client-cert-auth", "peer-auto-tls", "initial-election-tick-advance"];
 
 /// Arg ids that are not configuration values (and so are not config-file keys).
 pub(super) const NOT_LAYERED: &[&str] = &["help", "version", "config_file"];
@@ -291,6 +305,7 @@ impl Cli {
             "listen_metrics_urls" => self.listen_metrics_urls = value,
             "heartbeat_interval" => self.heartbeat_interval = value,
             "election_timeout" => self.election_timeout = value,
+            "initial_election_tick_advance" => self.initial_election_tick_advance = value,
             "snapshot_count" => self.snapshot_count = value,
             "quota_backend_bytes" => self.quota_backend_bytes = value,
             "max_request_bytes" => self.max_request_bytes = value,

@@ -175,6 +175,8 @@ pub struct Config {
     pub listen_metrics_urls: Vec<Url>,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
+    /// `--initial-election-tick-advance`: see [`crate::raft::advance_when_peers_answer`].
+    pub initial_election_tick_advance: bool,
     pub snapshot_count: u64,
     /// Already resolved: a flag value of 0 becomes [`DEFAULT_QUOTA_BACKEND_BYTES`].
     pub quota_backend_bytes: u64,
@@ -432,6 +434,10 @@ fn resolve(raw: Cli, initial_cluster_given: bool) -> Result<Config, ConfigError>
         heartbeat_interval: Duration::from_millis(heartbeat_ms),
         election_timeout: Duration::from_millis(election_ms),
         snapshot_count,
+        initial_election_tick_advance: parse::boolean(
+            "--initial-election-tick-advance",
+            &raw.initial_election_tick_advance,
+        )?,
         quota_backend_bytes,
         max_request_bytes,
         max_txn_ops,

@@ -88,6 +88,7 @@ fn defaults() {
     assert!(c.listen_metrics_urls.is_empty());
     assert_eq!(c.heartbeat_interval, Duration::from_millis(100));
     assert_eq!(c.election_timeout, Duration::from_millis(1000));
+    assert!(c.initial_election_tick_advance);
     assert_eq!(c.snapshot_count, 100_000);
     assert_eq!(c.quota_backend_bytes, 2 * 1024 * 1024 * 1024);
     assert_eq!(c.max_request_bytes, 1_572_864);
@@ -154,6 +155,7 @@ fn every_flag() {
         "50",
         "--election-timeout",
         "500",
+        "--initial-election-tick-advance=false",
         "--snapshot-count",
         "42",
         "--quota-backend-bytes",
@@ -205,6 +207,7 @@ fn every_flag() {
     assert_eq!(c.listen_metrics_urls, urls(&["http://127.0.0.1:9090"]));
     assert_eq!(c.heartbeat_interval, Duration::from_millis(50));
     assert_eq!(c.election_timeout, Duration::from_millis(500));
+    assert!(!c.initial_election_tick_advance);
     assert_eq!(c.snapshot_count, 42);
     assert_eq!(c.quota_backend_bytes, 1_048_576);
     assert_eq!(c.max_request_bytes, 4096);

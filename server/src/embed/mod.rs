@@ -232,12 +232,13 @@ fn start_raft(
     let (apply_tx, apply_rx) = mpsc::unbounded_channel();
     let log = RaftLog::open(state.backend.clone()).map_err(crate::error::Error::from)?;
     let heartbeat = cfg.heartbeat_interval.max(Duration::from_millis(1));
+    let election_ticks = ((cfg.election_timeout.as_millis() / heartbeat.as_millis()) as usize).max(2);
     let node_cfg = NodeConfig {
         id: cluster.member_id,
         voters: cluster.voter_ids(),
         learners: cluster.members().iter().filter(|m| m.is_learner).map(|m| m.id).collect(),
         tick: heartbeat,
-        election_ticks: ((cfg.election_timeout.as_millis() / heartbeat.as_millis()) as usize).max(2),
+        election_ticks,
         snapshot_count: cfg.snapshot_count,
     };
     let (raft, inbox) = crate::raft::channel();
@@ -273,6 +274,20 @@ fn start_raft(
         .spawn(raft_stop_rx, fatal.clone())
         .map_err(|e| EmbedError::Server(format!("cannot start raft thread: {e}")))?;
     tracing::info!("started raft node");
+    if cfg.initial_election_tick_advance {
+        let peers = cluster
+            .members()
+            .into_iter()
+            .filter(|m| m.id != cluster.member_id && !m.is_learner)
+            .flat_map(|m| m.peer_urls)
+            .collect();
+        tokio::spawn(crate::raft::advance::advance_when_peers_answer(
+            raft.clone(),
+            dialer.clone(),
+            peers,
+            election_ticks,
+        ));
+    }
     let core = Core {
         receiver: crate::raft::Receiver::new(raft.clone(), cluster.clone()),
         raft_stop,

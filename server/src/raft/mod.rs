@@ -18,6 +18,7 @@
 //! gets a snapshot: the state machine read from one RocksDB snapshot (`storage::snapshot`), installed by
 //! the apply layer on the receiving side before the log is reset to it.
 
+pub mod advance;
 pub mod check;
 pub mod conn;
 pub mod dial;

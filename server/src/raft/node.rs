@@ -85,6 +85,8 @@ enum Command {
     Unreachable(u64),
     SnapshotDone(u64, bool),
     TransferLeader(u64),
+    /// Tick this many times at once if no leader is known ([`super::advance`]).
+    AdvanceTicks(usize),
     Progress(oneshot::Sender<Progress>),
     /// A peer refused this member's messages: it was removed from the cluster.
     Removed,
@@ -137,6 +139,11 @@ impl RaftHandle {
     /// Asks the leader to hand leadership to `to`.
     pub async fn transfer_leader(&self, to: u64) -> Result<()> {
         self.tx.send(Command::TransferLeader(to)).await.map_err(|_| Error::Stopped)
+    }
+
+    /// Fast-forwards the election clock by `ticks` while no leader is known ([`super::advance`]).
+    pub async fn advance_ticks(&self, ticks: usize) -> Result<()> {
+        self.tx.send(Command::AdvanceTicks(ticks)).await.map_err(|_| Error::Stopped)
     }
 
     /// The leader's progress of every member (`None` unless this member leads).
@@ -347,6 +354,14 @@ impl RaftNode {
                 self.node.report_snapshot(id, status);
             }
             Command::TransferLeader(to) => self.node.transfer_leader(to),
+            Command::AdvanceTicks(n) => {
+                // A member that already follows a leader keeps its clock: the leader's heartbeats reset it.
+                if self.node.raft.leader_id == raft::INVALID_ID {
+                    for _ in 0..n {
+                        self.node.tick();
+                    }
+                }
+            }
             Command::Removed => {
                 tracing::warn!("a peer says this member was removed from the cluster");
                 self.removed = true;
