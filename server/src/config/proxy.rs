@@ -71,9 +71,9 @@ struct ProxyCli {
     #[arg(long = "trusted-ca-file", value_name = "FILE")]
     trusted_ca_file: Option<PathBuf>,
     /// Directory of WebAssembly plugins served at the proxy as on a member: routes, the pre-put hook
-    /// (before forwarding), metrics (none when unset).
+    /// (before forwarding), metrics (none when unset or empty, as on a member).
     #[arg(long = "plugin-dir", value_name = "DIR")]
-    plugin_dir: Option<PathBuf>,
+    plugin_dir: Option<String>,
     /// Debug logging.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
     debug: bool,
@@ -194,7 +194,7 @@ impl ProxyConfig {
             client_tls,
             log_level: if raw.debug { "debug" } else { "info" }.into(),
             readonly: false,
-            plugin_dir: raw.plugin_dir.filter(|d| !d.as_os_str().is_empty()),
+            plugin_dir: raw.plugin_dir.filter(|d| !d.is_empty()).map(PathBuf::from),
         })
     }
 
