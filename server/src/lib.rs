@@ -4,7 +4,8 @@
 //! The layers, top to bottom, named as etcd names them; each depends only on the ones below it
 //! (`tests/layers.rs` fails on any circle). Where a lower layer needs something of a higher one it
 //! defines a trait the higher one implements: `server::hooks::PrePut` (the plugins' pre-put hook),
-//! `metrics::MemberView` (what a scrape reads), `wait::Fail` (raft failing the proposals it drops).
+//! `metrics::MemberView` (what a scrape reads), `wait::Fail` (raft failing the proposals it drops),
+//! `plugin::kv::PluginKv` (what the plugins' KV imports act on: a member's server, a proxy's cluster).
 //!
 //! ```text
 //!   embed     start a member: storage, raft, plugins, listeners as named steps; ready / error
@@ -16,6 +17,7 @@
 //!             of `server::v3`) and HTTP (health, version, metrics, the JSON gateway, plugin routes);
 //!             the peer port: raft messages and leader-only requests
 //!   plugin    WebAssembly components from --plugin-dir: routes on the client port, pre-put hook, metrics
+//!             (on a member, or on a proxy: `proxy::edge`)
 //!   backup    snapshot files in etcd's format (bbolt): `etcdctl snapshot save`, `modkv snapshot restore`
 //!   server    validate, propose to raft and wait by request id; linearizable reads (ReadIndex);
 //!             membership changes (on the leader); quota, lease expiry, auto compaction

@@ -10,7 +10,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Weak;
 
 use modkv::plugin::config::{FailureMode, STATELESS_CALLS_PER_INSTANCE};
 use modkv::plugin::host::Runtime;
@@ -129,7 +128,7 @@ fn check(file: &Path, toml: Option<&Path>) -> Result<(), String> {
         .map_err(|e| format!("modkv plugin check: {e}"))?;
     let runtime = Runtime::new(None).map_err(|e| format!("modkv plugin check: the plugin engine: {e}"))?;
     let settings = toml.as_ref().map(|(p, t)| (p.as_path(), t.as_str()));
-    let found = rt.block_on(inspect::inspect(&runtime, file, wasm, settings, Weak::new()));
+    let found = rt.block_on(inspect::inspect(&runtime, file, wasm, settings, modkv::plugin::kv::detached()));
     runtime.stop();
     let i = found.map_err(refused)?;
     print!("{}", describe(&i, file, size, toml.as_ref().map(|(p, _)| p.as_path())));

@@ -51,7 +51,7 @@ async fn plugin_or_not_found(plugins: Arc<Plugins>, auth: Arc<dyn Auth>, mut req
             }
         };
     }
-    match plugins.serve_http(req, caller).await {
+    match plugins.serve_http(req, crate::plugin::caller::Caller::resolved(caller)).await {
         Some(resp) => resp,
         None => not_found().await,
     }

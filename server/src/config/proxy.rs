@@ -70,6 +70,10 @@ struct ProxyCli {
     /// CA bundle client certificates are verified with (clients must then present one).
     #[arg(long = "trusted-ca-file", value_name = "FILE")]
     trusted_ca_file: Option<PathBuf>,
+    /// Directory of WebAssembly plugins served at the proxy as on a member: routes, the pre-put hook
+    /// (before forwarding), metrics (none when unset or empty, as on a member).
+    #[arg(long = "plugin-dir", value_name = "DIR")]
+    plugin_dir: Option<String>,
     /// Debug logging.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
     debug: bool,
@@ -110,6 +114,8 @@ pub struct ProxyConfig {
     pub log_level: String,
     /// `modkv --proxy readonly`: writes are refused (`grpc-proxy start` has no such flag).
     pub readonly: bool,
+    /// `--plugin-dir`: plugins at the edge (`proxy::edge`).
+    pub plugin_dir: Option<PathBuf>,
 }
 
 /// `host:port` from `s`, with or without an `http://` / `https://` scheme.
@@ -188,13 +194,15 @@ impl ProxyConfig {
             client_tls,
             log_level: if raw.debug { "debug" } else { "info" }.into(),
             readonly: false,
+            plugin_dir: raw.plugin_dir.filter(|d| !d.is_empty()).map(PathBuf::from),
         })
     }
 
     /// The proxy `modkv --proxy on|readonly` starts (etcd's v2-proxy switch): it serves clients on the
     /// first `--listen-client-urls` (with the client TLS flags) and forwards to `endpoints`, the client
     /// URLs of the members found through the peers of `--initial-cluster`. Its member list is the
-    /// cluster's (no advertised URL of its own); the members are dialled in plain HTTP/2.
+    /// cluster's (no advertised URL of its own); the members are dialled in plain HTTP/2. `--plugin-dir`
+    /// loads plugins at the proxy as on a member.
     pub fn from_member(cfg: &super::Config, endpoints: Vec<String>) -> Result<ProxyConfig, ConfigError> {
         let listen = cfg.listen_client_urls.first().map(super::url_string).unwrap_or_default();
         Ok(ProxyConfig {
@@ -210,6 +218,7 @@ impl ProxyConfig {
             client_tls: cfg.client_tls.clone(),
             log_level: cfg.log_level.clone(),
             readonly: cfg.proxy == super::ProxyMode::Readonly,
+            plugin_dir: cfg.plugin_dir.clone(),
         })
     }
 }
@@ -252,5 +261,12 @@ mod tests {
             "invalid value \"nowhere\" for --listen-addr: expected an address host:port (host an IP address or localhost)"
         );
         assert!(parse(&["--cert", "/c.pem"]).is_err());
+    }
+
+    #[test]
+    fn plugin_dir() {
+        assert_eq!(parse(&[]).unwrap().plugin_dir, None);
+        assert_eq!(parse(&["--plugin-dir", "/p"]).unwrap().plugin_dir, Some(PathBuf::from("/p")));
+        assert_eq!(parse(&["--plugin-dir="]).unwrap().plugin_dir, None);
     }
 }

@@ -185,6 +185,31 @@ impl Metrics {
     }
 }
 
+/// The lines of Prometheus text `text` whose family is a plugin's (`modkv_plugin_*`: `plugin`) or is not
+/// (`!plugin`), comments included.
+pub fn plugin_families(text: &str, plugin: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let name = match line.strip_prefix("# ") {
+            Some(comment) => comment.split_whitespace().nth(1).unwrap_or(""),
+            None => line,
+        };
+        if name.starts_with("modkv_plugin_") == plugin {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+impl Metrics {
+    /// Only the plugins' families, in the Prometheus text format: what a proxy serves of this registry
+    /// (it has no member whose metrics the others would describe).
+    pub fn encode_plugins(&self) -> String {
+        plugin_families(&self.encode(false), true)
+    }
+}
+
 /// Decrements `etcd_server_proposals_pending` when dropped.
 #[must_use]
 pub struct PendingProposal(Gauge);
@@ -385,6 +410,22 @@ impl Collector for ServerCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_proxy_serves_only_the_plugin_families() {
+        let m = Metrics::new(0);
+        m.proposal_failed();
+        m.plugins().observe_call("guard", "pre_put", Duration::from_millis(1), plugin::CallOutcome::Trap);
+        let text = m.encode_plugins();
+        let traps = "# TYPE modkv_plugin_traps_total counter\n\
+                     modkv_plugin_traps_total{plugin=\"guard\",hook=\"pre_put\"} 1\n";
+        assert!(text.contains(traps), "{text}");
+        let names: Vec<&str> = text.lines().map(|l| l.strip_prefix("# ").map_or(l, |c| &c[5..])).collect();
+        assert!(names.iter().all(|n| n.starts_with("modkv_plugin_")), "{text}");
+        // The rest of a scrape: everything but those.
+        let rest = plugin_families(&m.encode(false), false);
+        assert!(rest.contains("\netcd_server_proposals_failed_total 1\n") && !rest.contains("modkv_plugin_"), "{rest}");
+    }
 
     #[test]
     fn text_format_names_counters_with_total_and_drops_empty_families() {

@@ -9,14 +9,39 @@
 //!   range-for-caller ─▶ its grants ─▶ as the caller: whole     ─▶ EtcdServer::range (the server's check)
 //!                                                   readable  ─▶ AuthStore::readable: the parts the
 //!                                                                caller may read, each an EtcdServer::range
+//!
+//!   on a proxy (`proxy::edge`): no user is resolved (the proxy holds no auth store, and etcd 3.4 has no
+//!   call naming a token's user), the request's token is kept in [`Caller::token`] and passed on with
+//!   the plugin's KV calls, so the cluster checks it
 //! ```
 
 use std::future::Future;
 
-use crate::auth::{caller, member, with_caller};
+use crate::auth::{caller, member, with_caller, AuthInfo};
 use crate::error::Result;
 use crate::proto::etcdserverpb::{RangeRequest, RangeResponse};
 use crate::server::EtcdServer;
+
+/// Who a plugin call serves.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The user the member resolved (`None`: anonymous, auth off, a plugin's own put, or on a proxy).
+    pub user: Option<AuthInfo>,
+    /// The token the request came with, on a proxy (what it passes on to the cluster); `None` on a member.
+    pub token: Option<String>,
+}
+
+impl Caller {
+    /// A caller the member resolved.
+    pub fn resolved(user: Option<AuthInfo>) -> Caller {
+        Caller { user, token: None }
+    }
+
+    /// The user's name as a plugin is told it (none for anonymous).
+    pub fn name(&self) -> Option<String> {
+        self.user.as_ref().map(|c| c.user.clone()).filter(|u| !u.is_empty())
+    }
+}
 
 /// Runs a plugin's own KV call with the member's authority (as etcd runs its own internal requests): it
 /// is bounded by the plugin's grants, checked before, not by whoever the plugin is serving.

@@ -5,7 +5,8 @@
 //! apply, and the log must only ever hold final values). Hooks run in file-name order; a rewrite is
 //! what the next hook sees; the first rejection fails the request. A put whose `ignore_value` is set
 //! keeps the stored value and is not hooked. A hook is told the request's caller (none for a plugin's
-//! own put); a route the caller its `Authorization` header names, resolved by the api layer.
+//! own put); a route the caller its `Authorization` header names, resolved by the api layer. A proxy
+//! (`proxy::edge`) runs the same hooks before forwarding, with the caller it has: the token, no user.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,10 +15,10 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderName, HeaderValue, StatusCode};
 
+use super::caller::Caller;
 use super::config::FailureMode;
 use super::host::{wit, CallError};
 use super::Plugins;
-use crate::auth::AuthInfo;
 use crate::error::Error;
 use crate::metrics::plugin::CallOutcome;
 use crate::proto::etcdserverpb::PutRequest;
@@ -44,16 +45,26 @@ impl crate::server::hooks::PrePut for Plugins {
 
 impl Plugins {
     /// Runs the pre-put hooks for `r` (in file-name order), skipping the plugins in `chain` (those whose
-    /// host `put` this is). A rewrite replaces `r.value`.
+    /// host `put` this is), for the request's caller on a member. A rewrite replaces `r.value`.
     pub async fn run_pre_put(&self, r: &mut PutRequest, in_txn: bool, chain: &[Arc<str>]) -> Result<(), Error> {
+        // A plugin's own put (through its host `put`) runs as the member, and is no user's.
+        let user = if chain.is_empty() { crate::auth::caller().filter(|c| !c.user.is_empty()) } else { None };
+        self.pre_put_for(r, in_txn, chain, &Caller::resolved(user)).await
+    }
+
+    /// [`Plugins::run_pre_put`] for `caller` (what a proxy knows of the caller: the token).
+    pub async fn pre_put_for(
+        &self,
+        r: &mut PutRequest,
+        in_txn: bool,
+        chain: &[Arc<str>],
+        caller: &Caller,
+    ) -> Result<(), Error> {
         if r.ignore_value || !self.registry.load().any_hooks {
             return Ok(());
         }
         let Some(host) = self.host.get() else { return Ok(()) };
         let registry = self.registry.load_full();
-        // The request's caller; a plugin's own put (through its host `put`) runs as the member, and is
-        // no user's.
-        let caller = if chain.is_empty() { crate::auth::caller().filter(|c| !c.user.is_empty()) } else { None };
         for p in registry.plugins.iter().filter(|p| p.hooks(&r.key)) {
             if chain.iter().any(|c| **c == *p.info.name) {
                 continue;
@@ -63,10 +74,10 @@ impl Plugins {
                 value: r.value.clone(),
                 lease: r.lease,
                 in_txn,
-                caller: caller.as_ref().map(|c| c.user.clone()),
+                caller: caller.name(),
             };
             let started = Instant::now();
-            let result = p.instances.pre_put(&host.runtime, &p.pre, &p.info, chain, caller.as_ref(), &req).await;
+            let result = p.instances.pre_put(&host.runtime, &p.pre, &p.info, chain, caller, &req).await;
             let outcome = result.as_ref().map_or_else(CallError::outcome, |_| CallOutcome::Ok);
             host.metrics.plugins().observe_call(p.name(), "pre_put", started.elapsed(), outcome);
             match result {
@@ -97,7 +108,7 @@ impl Plugins {
 
     /// Serves `req`, sent by `caller`, if its path is under a plugin's route; `None` otherwise (the
     /// caller answers 404). A plugin that fails answers 500 with a body naming it.
-    pub async fn serve_http(&self, req: axum::extract::Request, caller: Option<AuthInfo>) -> Option<Response> {
+    pub async fn serve_http(&self, req: axum::extract::Request, caller: Caller) -> Option<Response> {
         let registry = self.registry.load_full();
         let p = registry.route(req.uri().path())?.clone();
         let host = self.host.get()?;
@@ -116,12 +127,12 @@ impl Plugins {
                 .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
                 .collect(),
             body: body.to_vec(),
-            caller: caller.as_ref().map(|c| c.user.clone()).filter(|u| !u.is_empty()),
+            caller: caller.name(),
         };
         let started = Instant::now();
         let result = p
             .instances
-            .handle_http(&host.runtime, &p.pre, &p.info, caller.as_ref(), &wreq)
+            .handle_http(&host.runtime, &p.pre, &p.info, &caller, &wreq)
             .await
             .and_then(|r| response(r, p.info.config.response_bytes).map_err(CallError::Failed));
         let outcome = result.as_ref().map_or_else(CallError::outcome, |_| CallOutcome::Ok);

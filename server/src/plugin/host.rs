@@ -7,9 +7,9 @@
 //! ```text
 //!   instance ─▶ Store{State: WASI ctx (nothing granted by default), limiter, grants, captured output}
 //!               ├─ Pre::instantiate (pooled slots)
-//!               ├─ call_<export> ──▶ host imports: log, config, range/put/delete ─▶ EtcdServer
-//!               │   (deadline and    (as the member), range-for-caller (as the caller: `caller`)
-//!               │    caller set      counter-add, gauge-set, histogram-observe
+//!               ├─ call_<export> ──▶ host imports: log, config, range/put/delete ─▶ PluginKv (`kv`:
+//!               │   (deadline and    the member's server or a proxy's cluster), range-for-caller
+//!               │    caller set      (as the caller: `caller`), counter-add, gauge-set, histogram-observe
 //!               │    per call)
 //!               └─ epoch tick (1 ms): yield to tokio (a long call: take turns, `throttle`); past the
 //!                  call's time limit: trap
@@ -27,14 +27,13 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Stor
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::caller::{as_plugin, range_readable};
+use super::caller::Caller;
 use super::config::{granted, PluginConfig, MAX_MEMORY_BYTES};
+use super::kv::PluginKv;
 use super::throttle::{Gate, Turn};
 use super::versions::Pre;
-use crate::auth::{with_caller, AuthInfo};
 use crate::metrics::plugin::{CallOutcome, MetricKind, PluginMetricSet};
 use crate::mvcc::KeyRange;
-use crate::server::EtcdServer;
 
 wasmtime::component::bindgen!({
     path: "../plugin-sdk/wit",
@@ -71,7 +70,7 @@ const MAX_MESSAGE: usize = 4096;
 /// Bytes of a key a denied call's message shows (a plugin may pass megabytes; the message stays short).
 const MAX_KEY_SHOWN: usize = 256;
 
-/// What a plugin is, for the calls into it: its name, settings and metrics, and the server its host
+/// What a plugin is, for the calls into it: its name, settings and metrics, and the key space its host
 /// imports act on.
 pub struct PluginInfo {
     /// The manifest's name (while the manifest is asked for: the file's).
@@ -81,7 +80,7 @@ pub struct PluginInfo {
     pub toml_name: String,
     /// Set once its manifest is known; metric updates before that are ignored.
     pub metrics: OnceLock<Arc<PluginMetricSet>>,
-    pub server: Weak<EtcdServer>,
+    pub kv: Weak<dyn PluginKv>,
     /// The metric names its manifest defines, for the warning about an update of another one.
     metric_names: Vec<String>,
     /// Metric names whose updates failed and were already logged (warned once each).
@@ -97,10 +96,10 @@ impl PluginInfo {
         config: PluginConfig,
         toml_name: String,
         metric_names: Vec<String>,
-        server: Weak<EtcdServer>,
+        kv: Weak<dyn PluginKv>,
     ) -> PluginInfo {
         let warned = Mutex::new(HashSet::new());
-        PluginInfo { name, config, toml_name, metrics: OnceLock::new(), server, metric_names, warned }
+        PluginInfo { name, config, toml_name, metrics: OnceLock::new(), kv, metric_names, warned }
     }
 
     /// What a denied host call says: what was refused, and the `[grants]` line that would allow it.
@@ -136,7 +135,7 @@ pub struct State {
     /// Whether the running call is long, and its turn at the engine's gate for long calls.
     pub(super) turn: Turn,
     /// Who the running call serves (set for each call): what `range-for-caller` reads as.
-    pub(super) caller: Option<AuthInfo>,
+    pub(super) caller: Caller,
     pub(super) output: Output,
 }
 
@@ -366,7 +365,7 @@ impl Runtime {
             chain: vec![info.name.clone()],
             deadline: Instant::now() + info.config.time,
             turn: self.gate.turn(),
-            caller: None,
+            caller: Caller::default(),
             output: Output { stdout, stderr, logged: [0, 0] },
         };
         let mut store = Store::new(&self.engine, state);
@@ -469,8 +468,8 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
 }
 
 impl State {
-    fn server(&self) -> Result<Arc<EtcdServer>, String> {
-        self.info.server.upgrade().ok_or_else(|| "etcdserver: server stopped".to_string())
+    fn kv(&self) -> Result<Arc<dyn PluginKv>, String> {
+        self.info.kv.upgrade().ok_or_else(|| "etcdserver: server stopped".to_string())
     }
 
     /// Refuses a host KV call on `key`..`range_end` unless the key is given and `grants` (the plugin's
@@ -600,10 +599,9 @@ impl self::modkv::plugin::host::Host for State {
         serializable: bool,
     ) -> Result<wit::RangeResult, String> {
         self.permitted(&self.info.config.read, "read", &key, &range_end)?;
-        let server = self.server()?;
+        let kv = self.kv()?;
         let r = crate::proto::etcdserverpb::RangeRequest { key, range_end, limit, serializable, ..Default::default() };
-        let resp = as_plugin(server.range(r)).await.map_err(|e| e.to_string())?;
-        Ok(range_result(resp))
+        Ok(range_result(kv.kv_range(r, self.caller.clone()).await?))
     }
 
     async fn range_for_caller(
@@ -615,30 +613,24 @@ impl self::modkv::plugin::host::Host for State {
         scope: wit::CallerScope,
     ) -> Result<wit::RangeResult, String> {
         self.permitted(&self.info.config.read, "read", &key, &range_end)?;
-        let server = self.server()?;
+        let kv = self.kv()?;
         let r = crate::proto::etcdserverpb::RangeRequest { key, range_end, limit, serializable, ..Default::default() };
-        let caller = self.caller.clone();
-        let resp = match scope {
-            wit::CallerScope::Whole => with_caller(caller, server.range(r)).await,
-            wit::CallerScope::Readable => with_caller(caller, range_readable(&server, r)).await,
-        };
-        Ok(range_result(resp.map_err(|e| e.to_string())?))
+        Ok(range_result(kv.kv_range_for_caller(r, scope, self.caller.clone()).await?))
     }
 
     async fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<i64, String> {
         self.permitted(&self.info.config.write, "write", &key, b"")?;
-        let server = self.server()?;
+        let kv = self.kv()?;
         let r = crate::proto::etcdserverpb::PutRequest { key, value, ..Default::default() };
-        let resp = as_plugin(server.put_by(r, &self.chain)).await.map_err(|e| e.to_string())?;
+        let resp = kv.kv_put(r, self.chain.clone(), self.caller.clone()).await?;
         Ok(resp.header.map_or(0, |h| h.revision))
     }
 
     async fn delete(&mut self, key: Vec<u8>, range_end: Vec<u8>) -> Result<i64, String> {
         self.permitted(&self.info.config.write, "delete", &key, &range_end)?;
-        let server = self.server()?;
+        let kv = self.kv()?;
         let r = crate::proto::etcdserverpb::DeleteRangeRequest { key, range_end, ..Default::default() };
-        let resp = as_plugin(server.delete_range(r)).await.map_err(|e| e.to_string())?;
-        Ok(resp.deleted)
+        Ok(kv.kv_delete(r, self.caller.clone()).await?.deleted)
     }
 
     async fn counter_add(&mut self, name: String, label_values: Vec<String>, value: f64) {
@@ -660,7 +652,7 @@ mod tests {
 
     fn info(toml: &str) -> PluginInfo {
         let config = PluginConfig::parse(toml).unwrap();
-        PluginInfo::new("counter".into(), config, "counter.toml".into(), Vec::new(), Weak::new())
+        PluginInfo::new("counter".into(), config, "counter.toml".into(), Vec::new(), super::super::kv::detached())
     }
 
     #[test]

@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use super::config::{self, PluginConfig};
 use super::host::{wit, CallError, PluginInfo, Runtime};
+use super::kv::PluginKv;
 use super::versions::Pre;
 use crate::metrics::plugin::{valid_name, MetricDef, MetricKind};
-use crate::server::EtcdServer;
 
 /// Paths the client port serves itself; no plugin route may be at or under them.
 pub const RESERVED_ROUTES: [&str; 5] = ["/health", "/version", "/metrics", "/v3", "/v3beta"];
@@ -133,7 +133,7 @@ pub async fn inspect(
     file: &Path,
     wasm: Vec<u8>,
     toml: Option<(&Path, &str)>,
-    server: Weak<EtcdServer>,
+    kv: Weak<dyn PluginKv>,
 ) -> Result<Inspected, String> {
     let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
     let config = match toml {
@@ -149,7 +149,7 @@ pub async fn inspect(
     // The manifest is asked under the file's name (it is not known before); calls after it use the
     // manifest's.
     let toml_name = toml.map_or_else(|| format!("{stem}.toml"), |(p, _)| file_name(p));
-    let asking = Arc::new(PluginInfo::new(stem.as_str().into(), config.clone(), toml_name, Vec::new(), server.clone()));
+    let asking = Arc::new(PluginInfo::new(stem.as_str().into(), config.clone(), toml_name, Vec::new(), kv.clone()));
     let started = std::time::Instant::now();
     let manifest = runtime.manifest(&pre, &asking).await;
     let manifest_call = (started.elapsed(), manifest.as_ref().map(|_| ()).map_err(Clone::clone));
@@ -178,7 +178,7 @@ pub async fn inspect(
     let calls_per_instance =
         config.calls_per_instance.unwrap_or(if manifest.stateless { config::STATELESS_CALLS_PER_INSTANCE } else { 1 });
     let names = metric_defs.iter().map(|d| d.name.clone()).collect();
-    let info = Arc::new(PluginInfo::new(manifest.name.as_str().into(), config, toml_name, names, server));
+    let info = Arc::new(PluginInfo::new(manifest.name.as_str().into(), config, toml_name, names, kv));
     Ok(Inspected { info, manifest, routes, hooked, metric_defs, calls_per_instance, pre, cached, manifest_call })
 }
 

@@ -22,9 +22,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::caller::Caller;
 use super::host::{finish, wit, CallError, PluginInfo, Runtime, State, PIPE_CAPACITY, WALL_CLOCK_SLACK};
 use super::versions::{Bindings, Pre};
-use crate::auth::AuthInfo;
 
 /// The longest an instance is kept, however few calls it answered.
 const MAX_AGE: Duration = Duration::from_secs(10);
@@ -65,7 +65,7 @@ impl Runtime {
 
     /// Calls `manifest` in a fresh instance (at load, before the plugin's instances exist).
     pub async fn manifest(&self, pre: &Pre, info: &Arc<PluginInfo>) -> Result<wit::Manifest, CallError> {
-        match self.instantiate(pre, info).await?.call(info, &[], None, Export::Manifest).await? {
+        match self.instantiate(pre, info).await?.call(info, &[], &Caller::default(), Export::Manifest).await? {
             Answer::Manifest(m) => Ok(m),
             _ => Err(CallError::Failed("manifest returned another export's answer".into())),
         }
@@ -79,13 +79,13 @@ impl Warm {
         &mut self,
         info: &PluginInfo,
         chain: &[Arc<str>],
-        caller: Option<&AuthInfo>,
+        caller: &Caller,
         export: Export<'_>,
     ) -> Result<Answer, CallError> {
         let state = self.store.data_mut();
         state.deadline = Instant::now() + info.config.time;
         state.turn.reset();
-        state.caller = caller.cloned();
+        state.caller = caller.clone();
         state.chain.clear();
         state.chain.extend(chain.iter().cloned());
         state.chain.push(info.name.clone());
@@ -120,7 +120,7 @@ impl Instances {
         pre: &Pre,
         info: &Arc<PluginInfo>,
         chain: &[Arc<str>],
-        caller: Option<&AuthInfo>,
+        caller: &Caller,
         export: Export<'_>,
     ) -> Result<Answer, CallError> {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -164,7 +164,7 @@ impl Instances {
         pre: &Pre,
         info: &Arc<PluginInfo>,
         chain: &[Arc<str>],
-        caller: Option<&AuthInfo>,
+        caller: &Caller,
         req: &wit::PutRequest,
     ) -> Result<wit::PutDecision, CallError> {
         match self.call(runtime, pre, info, chain, caller, Export::PrePut(req)).await? {
@@ -178,7 +178,7 @@ impl Instances {
         runtime: &Runtime,
         pre: &Pre,
         info: &Arc<PluginInfo>,
-        caller: Option<&AuthInfo>,
+        caller: &Caller,
         req: &wit::HttpRequest,
     ) -> Result<wit::HttpResponse, CallError> {
         match self.call(runtime, pre, info, &[], caller, Export::HandleHttp(req)).await? {

@@ -15,7 +15,8 @@
 //!        ├─ hooks::serve_http   client-port HTTP router fallback: longest route prefix wins; the caller
 //!        │                      from the Authorization header (api::http)
 //!        └─ hooks::pre_put      EtcdServer::put / txn, before propose: allow | reject | rewrite; the
-//!                               request's caller
+//!                               request's caller (on a proxy: before forwarding, `proxy::edge`)
+//!   host KV imports: `kv::PluginKv`, the member's server or a proxy's cluster
 //!   each call: `instances` (a fresh or an idle instance); a call past 2 ms takes turns with the other
 //!   long calls behind one gate (`throttle`), so a looping plugin cannot starve the member
 //! ```
@@ -32,6 +33,7 @@ pub mod hooks;
 pub mod host;
 pub mod inspect;
 pub mod instances;
+pub mod kv;
 pub mod scaffold;
 pub mod throttle;
 pub mod versions;
@@ -47,7 +49,6 @@ use tokio::task::JoinHandle;
 
 use crate::metrics::plugin::CallOutcome;
 use crate::metrics::Metrics;
-use crate::server::EtcdServer;
 use host::{PluginInfo, Runtime};
 use inspect::{file_name, route_matches, Candidate};
 
@@ -111,12 +112,12 @@ impl Registry {
     }
 }
 
-/// What the plugin layer needs once it runs: the engine, where plugins come from, the server.
+/// What the plugin layer needs once it runs: the engine, where plugins come from, the key space.
 struct Host {
     runtime: Arc<Runtime>,
     metrics: Arc<Metrics>,
     dir: PathBuf,
-    server: Weak<EtcdServer>,
+    kv: Weak<dyn kv::PluginKv>,
     reloading: tokio::sync::Mutex<()>,
 }
 
@@ -253,7 +254,7 @@ async fn load(host: &Arc<Host>, e: &Candidate, prev: Option<&Arc<Loaded>>) -> Re
     }
     let started = Instant::now();
     let toml = toml.as_ref().map(|(p, t)| (p.as_path(), t.as_str()));
-    let found = inspect::inspect(&host.runtime, &e.wasm, wasm, toml, host.server.clone()).await;
+    let found = inspect::inspect(&host.runtime, &e.wasm, wasm, toml, host.kv.clone()).await;
     let i = match found {
         Ok(i) => i,
         Err(reason) => return Err(reason),
@@ -289,11 +290,12 @@ pub struct PluginHost {
     runtime: Arc<Runtime>,
 }
 
-/// Starts `plugins`, the plugin layer of `server`: loads every plugin in `dir` (errors are logged per
-/// plugin), then watches the directory and SIGHUP. Fails only if the engine cannot be created.
-pub async fn start(
+/// Starts `plugins`, the plugin layer of `server` (a member's `EtcdServer`, or a proxy's forwarding:
+/// what the host KV imports act on): loads every plugin in `dir` (errors are logged per plugin), then
+/// watches the directory and SIGHUP. Fails only if the engine cannot be created.
+pub async fn start<K: kv::PluginKv + 'static>(
     plugins: &Arc<Plugins>,
-    server: &Arc<EtcdServer>,
+    server: &Arc<K>,
     metrics: Arc<Metrics>,
     dir: &Path,
     cache_dir: Option<PathBuf>,
@@ -303,7 +305,7 @@ pub async fn start(
         runtime: runtime.clone(),
         metrics,
         dir: dir.to_path_buf(),
-        server: Arc::downgrade(server),
+        kv: Arc::downgrade(server) as Weak<dyn kv::PluginKv>,
         reloading: tokio::sync::Mutex::new(()),
     });
     if plugins.host.set(host).is_err() {

@@ -1,6 +1,6 @@
 //! The proxy's plain HTTP endpoints, on its port and on `--metrics-addr`: `/health` (the cluster answers
 //! a quorum read within [`HEALTH_TIMEOUT`]), `/version`, and `/metrics` (the pinned member's metrics, as
-//! etcd's proxy passes them on, after the proxy's own).
+//! etcd's proxy passes them on, after the proxy's own, its plugins' included).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,11 +28,18 @@ const METRICS_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_METRICS_BYTES: u64 = 32 << 20;
 
 /// `/health` and `/metrics` (what `--metrics-addr` serves), and `/version` on the main port.
-pub fn router(up: Arc<Upstream>, hub: Arc<Hub>, cache: Arc<ReadCache>, with_version: bool) -> Router {
+/// `plugins`: the metrics of the proxy's plugins (`--plugin-dir`).
+pub fn router(
+    up: Arc<Upstream>,
+    hub: Arc<Hub>,
+    cache: Arc<ReadCache>,
+    plugins: Option<Arc<crate::metrics::Metrics>>,
+    with_version: bool,
+) -> Router {
     let health_up = up.clone();
     let mut r = Router::new()
         .route("/health", get(move || health(health_up.clone())))
-        .route("/metrics", any(move || metrics(up.clone(), hub.clone(), cache.clone())));
+        .route("/metrics", any(move || metrics(up.clone(), hub.clone(), cache.clone(), plugins.clone())));
     if with_version {
         r = r.route("/version", get(version));
     }
@@ -73,8 +80,15 @@ async fn version() -> Response {
     json(StatusCode::OK, format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{ETCD_CLUSTER_VERSION}"}}"#))
 }
 
-/// The proxy's own gauges, then the first member's metrics that answers (plain-HTTP members only).
-async fn metrics(up: Arc<Upstream>, hub: Arc<Hub>, cache: Arc<ReadCache>) -> Response {
+/// The proxy's own gauges and its plugins' metrics, then the first member's metrics that answers
+/// (plain-HTTP members only; without the member's plugin metrics when the proxy has plugins, whose
+/// families have the same names).
+async fn metrics(
+    up: Arc<Upstream>,
+    hub: Arc<Hub>,
+    cache: Arc<ReadCache>,
+    plugins: Option<Arc<crate::metrics::Metrics>>,
+) -> Response {
     let urls = up.urls();
     let mut body = format!(
         "# HELP modkv_proxy_members Members of the cluster the proxy forwards to.\n\
@@ -93,9 +107,15 @@ async fn metrics(up: Arc<Upstream>, hub: Arc<Hub>, cache: Arc<ReadCache>) -> Res
         cache.hits.load(Ordering::Relaxed),
         cache.misses.load(Ordering::Relaxed),
     );
+    if let Some(p) = &plugins {
+        body.push_str(&p.encode_plugins());
+    }
     for url in urls.iter().filter(|u| u.starts_with("http://")) {
         if let Ok(Ok(m)) = tokio::time::timeout(METRICS_TIMEOUT, fetch_metrics(url)).await {
-            body.push_str(&m);
+            match plugins {
+                Some(_) => body.push_str(&crate::metrics::plugin_families(&m, false)),
+                None => body.push_str(&m),
+            }
             break;
         }
     }

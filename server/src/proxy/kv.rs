@@ -1,12 +1,13 @@
 //! `etcdserverpb.KV` forwarded: range, put, delete, txn and compact go to the pinned member with the
-//! caller's token, under the namespace; the member's errors come back unchanged.
+//! caller's token, under the namespace; the member's errors come back unchanged. Puts (a txn's too) go
+//! through the proxy's pre-put hooks first, on the client's keys (`edge`).
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
 use super::namespace::Namespace;
-use super::upstream::{token_of, Retry, Upstream};
+use super::upstream::{token_of, Retry, Token, Upstream};
 use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::kv_server::Kv;
 use crate::proto::etcdserverpb::{
@@ -20,6 +21,24 @@ pub struct KvProxy {
     pub ns: Namespace,
     /// Serializable ranges (see [`super::cache`]).
     pub cache: Arc<super::cache::ReadCache>,
+    /// The proxy's plugins (`--plugin-dir`): their pre-put hooks run before a put is forwarded.
+    pub plugins: Arc<crate::plugin::Plugins>,
+}
+
+impl KvProxy {
+    /// A put for the caller whose token is `token`, made by the plugins in `chain` (their host `put`;
+    /// empty for a client's): the hooks of the other plugins check or rewrite it on the client's key,
+    /// then it is forwarded under the namespace. An empty key is left for the member to refuse, a write
+    /// to a readonly proxy for [`Upstream::unary`].
+    pub async fn put_by(&self, mut r: PutRequest, token: Token, chain: &[Arc<str>]) -> Result<PutResponse, Status> {
+        if !r.key.is_empty() && !self.up.readonly() {
+            self.plugins.pre_put_for(&mut r, false, chain, &super::edge::caller(&token)).await?;
+        }
+        self.ns.put(&mut r);
+        let mut resp = forward!(self.up, Retry::IfNotSent, KvClient, put, r, token)?;
+        self.ns.put_response(&mut resp);
+        Ok(resp)
+    }
 }
 
 /// Whether a txn only reads (it may then be repeated on another member).
@@ -56,11 +75,7 @@ impl Kv for KvProxy {
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let token = token_of(&req);
-        let mut r = req.into_inner();
-        self.ns.put(&mut r);
-        let mut resp = forward!(self.up, Retry::IfNotSent, KvClient, put, r, token)?;
-        self.ns.put_response(&mut resp);
-        Ok(Response::new(resp))
+        Ok(Response::new(self.put_by(req.into_inner(), token, &[]).await?))
     }
 
     async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
@@ -75,8 +90,11 @@ impl Kv for KvProxy {
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let token = token_of(&req);
         let mut r = req.into_inner();
-        self.ns.txn(&mut r);
         let retry = if read_only(&r) { Retry::Always } else { Retry::IfNotSent };
+        if retry == Retry::IfNotSent && !self.up.readonly() {
+            super::edge::pre_put_txn(&self.plugins, &mut r, &super::edge::caller(&token)).await?;
+        }
+        self.ns.txn(&mut r);
         let mut resp = forward!(self.up, retry, KvClient, txn, r, token)?;
         self.ns.txn_response(&mut resp);
         Ok(Response::new(resp))

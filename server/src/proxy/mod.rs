@@ -7,7 +7,8 @@
 //!                │          (one file each: the caller's token passed on, the namespace applied,
 //!                │           the member's errors passed back unchanged)
 //!                └─ HTTP: the JSON gateway (over the same forwarding services), /health, /version,
-//!                         /metrics (also on --metrics-addr)
+//!                         /metrics (also on --metrics-addr), the plugins' routes
+//!   edge       --plugin-dir as on a member: routes, the pre-put hook before forwarding, plugin metrics
 //!   cache      serializable ranges cached per caller's token, invalidated by a watch over every key
 //!   coalesce   watches that start now share one upstream watch per range, options and caller
 //!   upstream   the members: a pinned one, failed ones skipped, refreshed from the member list
@@ -39,6 +40,7 @@ pub mod auth;
 pub mod cache;
 pub mod cluster;
 pub mod coalesce;
+pub mod edge;
 pub mod election;
 mod gateway;
 pub mod http;
@@ -97,10 +99,11 @@ impl Services {
         ns: &Namespace,
         hub: &Arc<coalesce::Hub>,
         cache: &Arc<cache::ReadCache>,
+        plugins: &Arc<crate::plugin::Plugins>,
     ) -> Services {
         let (up, ns, hub) = (up.clone(), ns.clone(), hub.clone());
         Services {
-            kv: kv::KvProxy { up: up.clone(), ns: ns.clone(), cache: cache.clone() },
+            kv: kv::KvProxy { up: up.clone(), ns: ns.clone(), cache: cache.clone(), plugins: plugins.clone() },
             watch: watch::WatchProxy { up: up.clone(), ns: ns.clone(), hub },
             lease: lease::LeaseProxy { up: up.clone(), ns: ns.clone() },
             cluster: cluster::ClusterProxy { up: up.clone() },
@@ -131,6 +134,8 @@ pub struct Proxy {
     pub addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
     pub upstream: Arc<Upstream>,
+    /// The plugins (`--plugin-dir`).
+    pub edge: edge::Edge,
     stop: signal::Sender<bool>,
     serving: Vec<JoinHandle<()>>,
     errors: mpsc::UnboundedReceiver<Stop>,
@@ -153,18 +158,19 @@ pub async fn start(cfg: &ProxyConfig) -> Result<Proxy, String> {
 
     let hub = coalesce::Hub::new(up.clone());
     let cache = Arc::new(cache::ReadCache::default());
-    let services = Services::new(&up, &ns, &hub, &cache);
+    let plugins = Arc::new(crate::plugin::Plugins::default());
+    let services = Services::new(&up, &ns, &hub, &cache, &plugins);
+    // Plugins are loaded before any client is served, so no put is forwarded before the hooks that check it.
+    let edge = match &cfg.plugin_dir {
+        Some(dir) => edge::Edge::start(plugins.clone(), services.kv.clone(), dir, &cfg.data_dir).await?,
+        None => edge::Edge::none(plugins.clone()),
+    };
     let max = MIN_RECV_MESSAGE.max(cfg.max_send_bytes);
     let grpc = services.grpc_routes(max).into_axum_router();
-    let http_routes = http::router(up.clone(), hub.clone(), cache.clone(), true)
+    let route_up = up.clone();
+    let http_routes = http::router(up.clone(), hub.clone(), cache.clone(), edge.metrics.clone(), true)
         .merge(crate::api::gateway::router_for(services.clone(), None, max))
-        .fallback(|| async {
-            (
-                axum::http::StatusCode::NOT_FOUND,
-                [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                "404 page not found\n",
-            )
-        });
+        .fallback(move |req: axum::extract::Request| edge::serve_route(plugins.clone(), route_up.clone(), req));
     let mux = crate::api::mux::Mux::new(grpc, http_routes);
     let mut serving =
         vec![tokio::spawn(crate::api::mux::serve(listener, mux, acceptor, stopped.clone(), report.clone()))];
@@ -173,7 +179,7 @@ pub async fn start(cfg: &ProxyConfig) -> Result<Proxy, String> {
     if let Some(a) = cfg.metrics_addr {
         let l = tokio::net::TcpListener::bind(a).await.map_err(|e| format!("listen {a}: {e}"))?;
         metrics_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
-        let app = http::router(up.clone(), hub.clone(), cache.clone(), false);
+        let app = http::router(up.clone(), hub.clone(), cache.clone(), edge.metrics.clone(), false);
         let mut stop = stopped.clone();
         let report = report.clone();
         serving.push(tokio::spawn(async move {
@@ -188,7 +194,7 @@ pub async fn start(cfg: &ProxyConfig) -> Result<Proxy, String> {
     tokio::spawn(cache.invalidate_loop(up.clone(), stopped.clone()));
     tokio::spawn(up.clone().refresh_loop(stopped));
     tracing::info!(%addr, endpoints = ?cfg.endpoints, namespace = %String::from_utf8_lossy(&cfg.namespace), "gRPC proxy serving");
-    Ok(Proxy { addr, metrics_addr, upstream: up, stop, serving, errors })
+    Ok(Proxy { addr, metrics_addr, upstream: up, edge, stop, serving, errors })
 }
 
 impl Proxy {
@@ -204,6 +210,7 @@ impl Proxy {
         if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
             self.serving.iter().for_each(JoinHandle::abort);
         }
+        self.edge.stop().await;
         tracing::info!("proxy stopped");
     }
 }

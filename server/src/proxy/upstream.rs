@@ -209,6 +209,11 @@ impl Upstream {
         self.readonly.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether writes are refused (`--proxy readonly`).
+    pub fn readonly(&self) -> bool {
+        self.readonly.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A channel to the member to use now, and its URL (for a stream, which reports its own failures).
     pub fn channel(&self) -> (String, Channel) {
         self.candidates().into_iter().next().expect("at least one member")
