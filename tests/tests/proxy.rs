@@ -1,7 +1,8 @@
 //! Proxy mode (issue 15): `etcd grpc-proxy start` and `modkv grpc-proxy start` in front of a cluster of
 //! their own kind, used through etcdctl with the same assertions: kv, txn, history, leases, watch, lock,
 //! compaction and the members' errors; a namespace; the member the proxy uses killed in a 3-member
-//! cluster (puts resume within seconds, an open watch keeps every event once). modkv only (etcd's
+//! cluster (puts resume within seconds, an open watch keeps every event once); fifty watchers of one key
+//! costing the member a few watchers. modkv only (etcd's
 //! proxy has no gateway): the JSON gateway, `/health` turning 503 when the cluster loses quorum,
 //! `/version` and `/metrics` on the proxy's port.
 
@@ -494,4 +495,62 @@ fn read_cache_follows_the_cluster_and_the_caller() {
     refused(&["--user", "alice:pw", "get", "secret", "--consistency=s"], "etcdserver: permission denied");
     refused(&["get", "secret", "--consistency=s"], "etcdserver: user name is empty");
     refused(&["get", "a/1", "--consistency=s"], "etcdserver: user name is empty");
+}
+
+/// The sum of a member's samples of `family` (`grpc_server_*_total`, `etcd_debugging_mvcc_*`) whose
+/// labels include `grpc_method="<method>"` (every sample when `method` is empty).
+fn member_metric(s: &Server, family: &str, method: &str) -> f64 {
+    let r = request(&s.endpoint(), "GET", "/metrics", b"");
+    assert_eq!(r.status, 200);
+    let label = format!("grpc_method=\"{method}\"");
+    r.text()
+        .lines()
+        .filter(|l| l.strip_prefix(family).is_some_and(|rest| rest.starts_with(['{', ' '])))
+        .filter(|l| method.is_empty() || l.contains(&label))
+        .map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()).expect("a sample value"))
+        .sum()
+}
+
+both_kinds! {
+    /// Watch coalescing as the member sees it (issue 15 item 8): fifty watchers of one key through the
+    /// proxy raise the member's `etcd_debugging_mvcc_watcher_total` by a few at most (etcd's proxy, whose
+    /// broadcasts stop taking watchers at 5, gives +1 to +6; modkv's shares one watch: +1); each watcher
+    /// hears every put of the key, in order, with its revision.
+    fn fifty_watchers_cost_the_member_a_few(kind) {
+        use modkv_tests::watch::{WatchClient, WatchCreateRequest};
+        let s = Server::start(kind, ServerOpts::new());
+        let p = Proxy::start(kind, &s.endpoint(), &[]);
+        let before = member_metric(&s, "etcd_debugging_mvcc_watcher_total", "");
+        let mut watchers: Vec<WatchClient> = (0..50).map(|_| WatchClient::connect(&p.endpoint)).collect();
+        for w in &mut watchers {
+            w.create(WatchCreateRequest::key("hot"));
+            let created = w.recv();
+            assert!(created.created && !created.canceled, "{}", created.summary());
+        }
+        let grown = member_metric(&s, "etcd_debugging_mvcc_watcher_total", "") - before;
+        println!("{kind}: fifty watchers through the proxy, {grown} more on the member");
+        assert!((1.0..=6.0).contains(&grown), "the member's watchers grew by {grown}");
+        if kind == Kind::Modkv {
+            assert_eq!(grown, 1.0);
+        }
+        let mut revs = Vec::new();
+        for (key, value) in [("hot", "1"), ("cold", "x"), ("hot", "2"), ("hot", "3")] {
+            let out = p.ok(&["put", key, value, "-w", "json"]);
+            let v: Value = serde_json::from_str(out.trim()).expect("json");
+            if key == "hot" {
+                revs.push((value.to_string(), v["header"]["revision"].as_i64().expect("revision")));
+            }
+        }
+        for w in &mut watchers {
+            let mut seen = Vec::new();
+            while seen.len() < revs.len() {
+                for e in &w.recv().events {
+                    let kv = e.kv.as_ref().expect("kv");
+                    assert_eq!(kv.key, b"hot");
+                    seen.push((String::from_utf8_lossy(&kv.value).into_owned(), kv.mod_revision));
+                }
+            }
+            assert_eq!(seen, revs);
+        }
+    }
 }
