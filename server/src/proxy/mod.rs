@@ -10,6 +10,7 @@
 //!                         /metrics (also on --metrics-addr)
 //!   cache      serializable ranges cached per caller's token, invalidated by a watch over every key
 //!   coalesce   watches that start now share one upstream watch per range, options and caller
+//!   keepalive  the keep-alive streams of a caller share one upstream stream, a lease in flight once
 //!   upstream   the members: a pinned one, failed ones skipped, refreshed from the member list
 //!   namespace  --namespace: keys prefixed in, stripped out
 //!   peers      `modkv --proxy on|readonly`: the members' client URLs asked of --initial-cluster's peers
@@ -42,6 +43,7 @@ pub mod coalesce;
 pub mod election;
 mod gateway;
 pub mod http;
+pub mod keepalive;
 pub mod kv;
 pub mod lease;
 pub mod lock;
@@ -102,7 +104,7 @@ impl Services {
         Services {
             kv: kv::KvProxy { up: up.clone(), ns: ns.clone(), cache: cache.clone() },
             watch: watch::WatchProxy { up: up.clone(), ns: ns.clone(), hub },
-            lease: lease::LeaseProxy { up: up.clone(), ns: ns.clone() },
+            lease: lease::LeaseProxy::new(up.clone(), ns.clone()),
             cluster: cluster::ClusterProxy { up: up.clone() },
             maintenance: maintenance::MaintenanceProxy { up: up.clone() },
             lock: lock::LockProxy { up: up.clone(), ns: ns.clone() },
