@@ -72,6 +72,8 @@ const EVENT_BUFFER: usize = 64;
 type Answer = Result<LeaseKeepAliveResponse, Status>;
 /// A client stream of a shared stream.
 type ClientId = u64;
+/// A token's bytes (`None`: anonymous).
+type TokenKey = Option<Vec<u8>>;
 
 enum Command {
     Join { id: ClientId, answers: mpsc::Sender<Answer> },
@@ -83,7 +85,7 @@ enum Command {
 pub struct KeepAlives {
     up: Arc<Upstream>,
     /// Token → (generation, the commands of its shared stream's task).
-    shared: Mutex<HashMap<Option<Vec<u8>>, (u64, mpsc::UnboundedSender<Command>)>>,
+    shared: Mutex<HashMap<TokenKey, (u64, mpsc::UnboundedSender<Command>)>>,
     next_id: AtomicU64,
 }
 
@@ -154,7 +156,7 @@ pub async fn client_stream(
             a = answers.recv() => match a {
                 Some(Ok(a)) => {
                     for _ in 0..pending.remove(&a.id).unwrap_or(0) {
-                        if out.send(Ok(a.clone())).await.is_err() {
+                        if out.send(Ok(a)).await.is_err() {
                             return;
                         }
                     }
@@ -211,7 +213,7 @@ impl Drop for Conn {
 /// The task of one token's shared stream.
 struct Shared {
     hub: Arc<KeepAlives>,
-    key: Option<Vec<u8>>,
+    key: TokenKey,
     generation: u64,
     token: Token,
     clients: HashMap<ClientId, mpsc::Sender<Answer>>,
@@ -226,7 +228,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(hub: Arc<KeepAlives>, key: Option<Vec<u8>>, generation: u64, token: Token) -> Shared {
+    fn new(hub: Arc<KeepAlives>, key: TokenKey, generation: u64, token: Token) -> Shared {
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
         Shared {
             hub,
@@ -370,7 +372,7 @@ impl Shared {
         match event {
             UpEvent::Answer(a) => {
                 for id in self.table.answered(a.id, Instant::now()).unwrap_or_default() {
-                    self.answer(id, Ok(a.clone()));
+                    self.answer(id, Ok(a));
                 }
             }
             UpEvent::Failed(s) if !is_transport_failure(&s) => {
