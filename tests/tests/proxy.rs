@@ -520,6 +520,22 @@ fn keep_alive_counts(s: &Server) -> (f64, f64, f64) {
     (started, started - handled, member_metric(s, "grpc_server_msg_received_total", "LeaseKeepAlive"))
 }
 
+/// `etcdserverpb.AuthenticateRequest`
+#[derive(Clone, PartialEq, prost::Message)]
+struct AuthenticateRequest {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(string, tag = "2")]
+    password: String,
+}
+
+/// `etcdserverpb.AuthenticateResponse` (its header left out)
+#[derive(Clone, PartialEq, prost::Message)]
+struct AuthenticateResponse {
+    #[prost(string, tag = "2")]
+    token: String,
+}
+
 /// How long the keep-alive clients renew their lease, and how often each sends a keep-alive.
 const RENEW_FOR: Duration = Duration::from_secs(3);
 const RENEW_EVERY: Duration = Duration::from_millis(5);
@@ -553,7 +569,7 @@ async fn keep_alive_client(
     ready: tokio::sync::mpsc::Sender<()>,
     renewed: tokio::sync::mpsc::Sender<Renewed>,
 ) -> (i64, i64) {
-    let (tx, mut answers) = keep_alive_stream(endpoint, id, 1).await;
+    let (tx, mut answers) = keep_alive_stream(endpoint, id, 1, None).await;
     let mut r = Renewed { sent: 1, ..Default::default() };
     let check = |a: &LeaseKeepAliveResponse, r: &mut Renewed| {
         r.answered += 1;
@@ -598,13 +614,14 @@ async fn keep_alive_client(
     }
 }
 
-/// A `LeaseKeepAlive` stream through `endpoint` on a connection of its own, opened with `first`
-/// keep-alives of `id` (sent before the call: a server may answer the headers only with its first
-/// message): its requests' sender and its answers.
+/// A `LeaseKeepAlive` stream through `endpoint` on a connection of its own, as the caller of `token`,
+/// opened with `first` keep-alives of `id` (sent before the call: a server may answer the headers only
+/// with its first message): its requests' sender and its answers.
 async fn keep_alive_stream(
     endpoint: String,
     id: i64,
     first: usize,
+    token: Option<&str>,
 ) -> (tokio::sync::mpsc::UnboundedSender<LeaseIdRequest>, tonic::Streaming<LeaseKeepAliveResponse>) {
     use tonic::codegen::http::uri::PathAndQuery;
     use tonic::codegen::tokio_stream::wrappers::UnboundedReceiverStream;
@@ -617,7 +634,11 @@ async fn keep_alive_stream(
     }
     let codec = tonic_prost::ProstCodec::<LeaseIdRequest, LeaseKeepAliveResponse>::default();
     let path = PathAndQuery::from_static("/etcdserverpb.Lease/LeaseKeepAlive");
-    let call = grpc.streaming(tonic::Request::new(UnboundedReceiverStream::new(rx)), path, codec);
+    let mut request = tonic::Request::new(UnboundedReceiverStream::new(rx));
+    if let Some(t) = token {
+        request.metadata_mut().insert("token", t.parse().expect("token metadata"));
+    }
+    let call = grpc.streaming(request, path, codec);
     let answers = tokio::time::timeout(Duration::from_secs(10), call).await.expect("the stream opens in time");
     (tx, answers.expect("the keep-alive stream opens").into_inner())
 }
@@ -625,7 +646,7 @@ async fn keep_alive_stream(
 /// A client that sends 100 000 keep-alives of `id` at once through `endpoint` and reads no answer until
 /// the lease is revoked: far more answers than the flow-control windows let through.
 async fn silent_client(endpoint: String, id: i64, mut phase: tokio::sync::watch::Receiver<Phase>) {
-    let _stream = keep_alive_stream(endpoint, id, 100_000).await;
+    let _stream = keep_alive_stream(endpoint, id, 100_000, None).await;
     let _ = phase.wait_for(|p| *p == Phase::Revoked).await;
 }
 
@@ -701,6 +722,45 @@ both_kinds! {
                 (keep_alive_counts(&s).1 == open0).then_some(())
             });
         }
+    }
+
+    /// Keep-alive streams are shared per caller: with auth on, two clients of root and two of alice (one
+    /// token each) keep a lease alive through the proxy. modkv's proxy opens one upstream stream per
+    /// token, carrying it (2); etcd's proxy renews every lease on its client library's one stream, which
+    /// carries no caller's token (1). Every client gets the lease's answer.
+    fn keep_alive_streams_are_shared_per_caller(kind) {
+        let s = Server::start(kind, ServerOpts::new());
+        let p = Proxy::start(kind, &s.endpoint(), &[]);
+        enable_auth(&p);
+        // A short TTL: etcd's proxy answers a client that joins a lease already kept alive at its next
+        // renewal (TTL/3), and sends no response headers before.
+        let hex = granted_id(&p.ok(&["--user", "root:rootpw", "lease", "grant", "6"]));
+        let id = i64::from_str_radix(&hex, 16).expect("hex lease id");
+        let token = |name: &str, password: &str| {
+            let req = AuthenticateRequest { name: name.into(), password: password.into() };
+            let r: AuthenticateResponse =
+                modkv_tests::grpc::unary_once(&p.endpoint, "/etcdserverpb.Auth/Authenticate", req).expect("authenticate");
+            r.token
+        };
+        let (root, alice) = (token("root", "rootpw"), token("alice", "pw"));
+        assert_ne!(root, alice);
+        let (started0, open0, _) = keep_alive_counts(&s);
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let _streams: Vec<_> = [&root, &root, &alice, &alice]
+            .into_iter()
+            .map(|t| {
+                rt.block_on(async {
+                    let (tx, mut answers) = keep_alive_stream(p.endpoint.clone(), id, 1, Some(t)).await;
+                    let a = tokio::time::timeout(Duration::from_secs(10), answers.message()).await.expect("an answer");
+                    let a = a.expect("an answer").expect("the stream goes on");
+                    assert_eq!((a.id, a.ttl), (id, 6));
+                    (tx, answers)
+                })
+            })
+            .collect();
+        let (started, open, _) = keep_alive_counts(&s);
+        let upstream = if kind == Kind::Etcd { 1.0 } else { 2.0 };
+        assert_eq!((started - started0, open - open0), (upstream, upstream));
     }
 
     /// A keep-alive stream through the proxy outlives the member it used: etcdctl's `lease keep-alive`
