@@ -30,6 +30,10 @@ const REQUIRED: &[(&str, &str)] = &[
     ("etcd_debugging_mvcc_db_total_size_in_bytes", "gauge"),
     ("etcd_debugging_mvcc_current_revision", "gauge"),
     ("etcd_debugging_mvcc_compact_revision", "gauge"),
+    ("etcd_debugging_mvcc_watcher_total", "gauge"),
+    ("etcd_debugging_mvcc_watch_stream_total", "gauge"),
+    ("etcd_debugging_mvcc_slow_watcher_total", "gauge"),
+    ("etcd_debugging_mvcc_events_total", "counter"),
     ("etcd_disk_wal_fsync_duration_seconds", "histogram"),
     ("etcd_disk_backend_commit_duration_seconds", "histogram"),
     ("grpc_server_started_total", "counter"),
@@ -400,6 +404,52 @@ both_kinds! {
         assert_eq!(m3.value("grpc_server_handled_total", &kv_code("Put", "InvalidArgument")), 2.0);
         assert_eq!(m3.value("grpc_server_msg_received_total", &kv("Put")), PUTS as f64 + 4.0);
         assert_eq!(m3.value("grpc_server_msg_sent_total", &kv("Put")), PUTS as f64 + 2.0);
+    }
+
+    /// The watch gauges: five watchers on two streams raise `etcd_debugging_mvcc_watcher_total` by
+    /// exactly 5 and `etcd_debugging_mvcc_watch_stream_total` by 2; a put they all watch adds 5 to
+    /// `etcd_debugging_mvcc_events_total`; cancelling two watchers lowers the first by 2, closing the
+    /// streams brings both back; no watcher is slow at rest.
+    fn watch_gauges(kind) {
+        use modkv_tests::watch::{WatchClient, WatchCreateRequest};
+        let s = Server::start(kind, ServerOpts::new());
+        let m = scrape(&s.endpoint());
+        let figures = |m: &Scrape| {
+            [
+                "etcd_debugging_mvcc_watcher_total",
+                "etcd_debugging_mvcc_watch_stream_total",
+                "etcd_debugging_mvcc_slow_watcher_total",
+                "etcd_debugging_mvcc_events_total",
+            ]
+            .map(|name| m.value(name, &[]))
+        };
+        let [watchers, streams, slow, events] = figures(&m);
+        assert_eq!(slow, 0.0);
+        let mut a = WatchClient::connect(&s.endpoint());
+        let mut b = WatchClient::connect(&s.endpoint());
+        for (w, n) in [(&mut a, 3), (&mut b, 2)] {
+            for id in 0..n {
+                w.create(WatchCreateRequest::key("w"));
+                assert_eq!(w.next_summary(), format!("id={id} rev=1 created"));
+            }
+        }
+        assert_eq!(figures(&scrape(&s.endpoint())), [watchers + 5.0, streams + 2.0, 0.0, events]);
+        assert_eq!(s.ctl_ok(&["put", "w", "v"]), "OK\n");
+        for (w, n) in [(&mut a, 3), (&mut b, 2)] {
+            for _ in 0..n {
+                assert!(w.next_summary().ends_with(" rev=2 PUT w=v@2"));
+            }
+        }
+        assert_eq!(figures(&scrape(&s.endpoint())), [watchers + 5.0, streams + 2.0, 0.0, events + 5.0]);
+        for id in [0, 2] {
+            a.cancel(id);
+            assert_eq!(a.next_summary(), format!("id={id} rev=2 canceled"));
+        }
+        assert_eq!(figures(&scrape(&s.endpoint())), [watchers + 3.0, streams + 2.0, 0.0, events + 5.0]);
+        drop((a, b));
+        modkv_tests::cluster::poll(std::time::Duration::from_secs(10), "the closed streams' watchers to go", || {
+            (figures(&scrape(&s.endpoint())) == [watchers, streams, 0.0, events + 5.0]).then_some(())
+        });
     }
 
     /// `--listen-metrics-urls`: `/metrics` and `/health` on their own listener, nothing else.

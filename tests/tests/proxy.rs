@@ -1,7 +1,9 @@
 //! Proxy mode (issue 15): `etcd grpc-proxy start` and `modkv grpc-proxy start` in front of a cluster of
 //! their own kind, used through etcdctl with the same assertions: kv, txn, history, leases, watch, lock,
 //! compaction and the members' errors; a namespace; the member the proxy uses killed in a 3-member
-//! cluster (puts resume within seconds, an open watch keeps every event once). modkv only (etcd's
+//! cluster (puts resume within seconds, an open watch keeps every event once); coalescing as the member
+//! sees it (twenty clients' keep-alives of one lease on one upstream stream, fifty watchers of one key
+//! costing the member a few watchers). modkv only (etcd's
 //! proxy has no gateway): the JSON gateway, `/health` turning 503 when the cluster loses quorum,
 //! `/version` and `/metrics` on the proxy's port.
 
@@ -10,6 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use modkv_tests::chaos::lease::{LeaseIdRequest, LeaseKeepAliveResponse};
 use modkv_tests::cluster::{poll, Cluster};
 use modkv_tests::http::{post, request};
 use modkv_tests::tls;
@@ -494,4 +497,333 @@ fn read_cache_follows_the_cluster_and_the_caller() {
     refused(&["--user", "alice:pw", "get", "secret", "--consistency=s"], "etcdserver: permission denied");
     refused(&["get", "secret", "--consistency=s"], "etcdserver: user name is empty");
     refused(&["get", "a/1", "--consistency=s"], "etcdserver: user name is empty");
+}
+
+/// The sum of a member's samples of `family` (`grpc_server_*_total`, `etcd_debugging_mvcc_*`) whose
+/// labels include `grpc_method="<method>"` (every sample when `method` is empty).
+fn member_metric(s: &Server, family: &str, method: &str) -> f64 {
+    let r = request(&s.endpoint(), "GET", "/metrics", b"");
+    assert_eq!(r.status, 200);
+    let label = format!("grpc_method=\"{method}\"");
+    r.text()
+        .lines()
+        .filter(|l| l.strip_prefix(family).is_some_and(|rest| rest.starts_with(['{', ' '])))
+        .filter(|l| method.is_empty() || l.contains(&label))
+        .map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()).expect("a sample value"))
+        .sum()
+}
+
+/// A member's LeaseKeepAlive figures: (streams started, streams open, messages received).
+fn keep_alive_counts(s: &Server) -> (f64, f64, f64) {
+    let started = member_metric(s, "grpc_server_started_total", "LeaseKeepAlive");
+    let handled = member_metric(s, "grpc_server_handled_total", "LeaseKeepAlive");
+    (started, started - handled, member_metric(s, "grpc_server_msg_received_total", "LeaseKeepAlive"))
+}
+
+/// `etcdserverpb.AuthenticateRequest`
+#[derive(Clone, PartialEq, prost::Message)]
+struct AuthenticateRequest {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(string, tag = "2")]
+    password: String,
+}
+
+/// `etcdserverpb.AuthenticateResponse` (its header left out)
+#[derive(Clone, PartialEq, prost::Message)]
+struct AuthenticateResponse {
+    #[prost(string, tag = "2")]
+    token: String,
+}
+
+/// How long the keep-alive clients renew their lease, and how often each sends a keep-alive.
+const RENEW_FOR: Duration = Duration::from_secs(3);
+const RENEW_EVERY: Duration = Duration::from_millis(5);
+
+/// Where the keep-alive clients are.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Renew,
+    /// Stop sending, take every answer due.
+    Drain,
+    /// The lease was revoked: ask until an answer says it is gone.
+    Revoked,
+}
+
+/// What one keep-alive client saw while renewing: keep-alives sent, answers, answers that were wrong.
+#[derive(Debug, Default)]
+struct Renewed {
+    sent: u64,
+    answered: u64,
+    wrong: Vec<String>,
+}
+
+/// One client's `LeaseKeepAlive` stream through `endpoint` (a connection of its own): once a first
+/// keep-alive is answered, says it is `ready` and sends a keep-alive of `id` every [`RENEW_EVERY`] while
+/// renewing, then takes the answers due and reports them on
+/// `renewed`; once revoked, asks every 100 ms until an answer has TTL ≤ 0: that answer's (ID, TTL).
+async fn keep_alive_client(
+    endpoint: String,
+    id: i64,
+    mut phase: tokio::sync::watch::Receiver<Phase>,
+    ready: tokio::sync::mpsc::Sender<()>,
+    renewed: tokio::sync::mpsc::Sender<Renewed>,
+) -> (i64, i64) {
+    let (tx, mut answers) = keep_alive_stream(endpoint, id, 1, None).await;
+    let mut r = Renewed { sent: 1, ..Default::default() };
+    let check = |a: &LeaseKeepAliveResponse, r: &mut Renewed| {
+        r.answered += 1;
+        if a.id != id || a.ttl <= 0 {
+            r.wrong.push(format!("id {:x} ttl {}", a.id, a.ttl));
+        }
+    };
+    let first = tokio::time::timeout(Duration::from_secs(10), answers.message()).await.expect("a first answer");
+    check(&first.expect("an answer").expect("the stream goes on"), &mut r);
+    ready.send(()).await.expect("ready");
+    let mut tick = tokio::time::interval(RENEW_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                tx.send(LeaseIdRequest { id }).expect("open");
+                r.sent += 1;
+            }
+            a = answers.message() => check(&a.expect("an answer").expect("the stream goes on"), &mut r),
+            _ = phase.wait_for(|p| *p != Phase::Renew) => break,
+        }
+    }
+    while r.answered < r.sent {
+        let a = tokio::time::timeout(Duration::from_secs(10), answers.message()).await;
+        let a = a.unwrap_or_else(|_| panic!("{} of {} keep-alives unanswered", r.sent - r.answered, r.sent));
+        check(&a.expect("an answer").expect("the stream goes on"), &mut r);
+    }
+    renewed.send(r).await.expect("reported");
+    let _ = phase.wait_for(|p| *p == Phase::Revoked).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "no answer with TTL <= 0 after the revoke");
+        tx.send(LeaseIdRequest { id }).expect("open");
+        match tokio::time::timeout(Duration::from_millis(100), answers.message()).await {
+            Ok(a) => {
+                let a = a.expect("an answer").expect("the stream goes on");
+                if a.ttl <= 0 {
+                    return (a.id, a.ttl);
+                }
+            }
+            Err(_) => continue,
+        }
+    }
+}
+
+/// A `LeaseKeepAlive` stream through `endpoint` on a connection of its own, as the caller of `token`,
+/// opened with `first` keep-alives of `id` (sent before the call: a server may answer the headers only
+/// with its first message): its requests' sender and its answers.
+async fn keep_alive_stream(
+    endpoint: String,
+    id: i64,
+    first: usize,
+    token: Option<&str>,
+) -> (tokio::sync::mpsc::UnboundedSender<LeaseIdRequest>, tonic::Streaming<LeaseKeepAliveResponse>) {
+    use tonic::codegen::http::uri::PathAndQuery;
+    use tonic::codegen::tokio_stream::wrappers::UnboundedReceiverStream;
+    let endpoint = tonic::transport::Endpoint::from_shared(endpoint).expect("endpoint");
+    let mut grpc = tonic::client::Grpc::new(endpoint.connect().await.expect("connect"));
+    grpc.ready().await.expect("ready");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..first {
+        tx.send(LeaseIdRequest { id }).expect("open");
+    }
+    let codec = tonic_prost::ProstCodec::<LeaseIdRequest, LeaseKeepAliveResponse>::default();
+    let path = PathAndQuery::from_static("/etcdserverpb.Lease/LeaseKeepAlive");
+    let mut request = tonic::Request::new(UnboundedReceiverStream::new(rx));
+    if let Some(t) = token {
+        request.metadata_mut().insert("token", t.parse().expect("token metadata"));
+    }
+    let call = grpc.streaming(request, path, codec);
+    let answers = tokio::time::timeout(Duration::from_secs(10), call).await.expect("the stream opens in time");
+    (tx, answers.expect("the keep-alive stream opens").into_inner())
+}
+
+/// A client that sends 100 000 keep-alives of `id` at once through `endpoint` and reads no answer until
+/// the lease is revoked: far more answers than the flow-control windows let through.
+async fn silent_client(endpoint: String, id: i64, mut phase: tokio::sync::watch::Receiver<Phase>) {
+    let _stream = keep_alive_stream(endpoint, id, 100_000, None).await;
+    let _ = phase.wait_for(|p| *p == Phase::Revoked).await;
+}
+
+both_kinds! {
+    /// Keep-alive coalescing (issue 15 item 3): twenty clients, each with its own connection, renew one
+    /// lease through the proxy every 5 ms for 3 s. The member sees one LeaseKeepAlive stream and far
+    /// fewer keep-alives than the clients sent: modkv's proxy sends a lease's keep-alive up at most once
+    /// per round trip and per 100 ms (3 s → about 32); etcd's proxy renews through its client library
+    /// every TTL/3 (6 s lease → about 2 to 3). Every client gets one answer per keep-alive, with the
+    /// lease's ID and a positive TTL, whatever a client that stops reading does; after the revoke, an
+    /// answer saying the lease is gone.
+    fn keep_alives_share_one_upstream_stream(kind) {
+        let s = Server::start(kind, ServerOpts::new());
+        let p = Proxy::start(kind, &s.endpoint(), &[]);
+        let hex = granted_id(&p.ok(&["lease", "grant", "6"]));
+        let id = i64::from_str_radix(&hex, 16).expect("hex lease id");
+        let (started0, open0, received0) = keep_alive_counts(&s);
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let (phase_tx, phase) = tokio::sync::watch::channel(Phase::Renew);
+        let (renewed_tx, mut renewed) = tokio::sync::mpsc::channel(20);
+        let began = Instant::now();
+        let silent = rt.spawn(silent_client(p.endpoint.clone(), id, phase.clone()));
+        let (ready_tx, mut ready) = tokio::sync::mpsc::channel(20);
+        let clients: Vec<_> = (0..20)
+            .map(|_| {
+                let client = keep_alive_client(p.endpoint.clone(), id, phase.clone(), ready_tx.clone(), renewed_tx.clone());
+                rt.spawn(client)
+            })
+            .collect();
+        rt.block_on(async {
+            for _ in 0..clients.len() {
+                tokio::time::timeout(Duration::from_secs(30), ready.recv()).await.expect("every client ready");
+            }
+        });
+        std::thread::sleep(RENEW_FOR);
+        phase_tx.send(Phase::Drain).unwrap();
+        let reports: Vec<Renewed> = rt.block_on(async {
+            let mut all = Vec::new();
+            while all.len() < clients.len() {
+                all.push(tokio::time::timeout(Duration::from_secs(30), renewed.recv()).await.unwrap().unwrap());
+            }
+            all
+        });
+        let (started, open, received) = keep_alive_counts(&s);
+        let sent: u64 = reports.iter().map(|r| r.sent).sum();
+        let upstream = received - received0;
+        println!("{kind}: the clients sent {sent} keep-alives; the member received {upstream}");
+        for r in &reports {
+            assert!(r.wrong.is_empty(), "answers with a wrong ID or TTL: {:?}", r.wrong);
+            assert_eq!(r.answered, r.sent);
+            assert!(r.sent >= 100, "{r:?}");
+        }
+        assert_eq!((started - started0, open - open0), (1.0, 1.0), "one upstream stream for all the clients");
+        // modkv's bound: its keep-alives of one lease go up at least 100 ms apart.
+        let bound = (began.elapsed().as_millis() / 100) as f64 + 1.0;
+        assert!((1.0..=bound).contains(&upstream), "{upstream} keep-alives upstream for {sent} sent, {bound} at most");
+        assert!(upstream * 50.0 < sent as f64, "{upstream} keep-alives upstream for {sent} sent");
+
+        assert_eq!(p.ok(&["lease", "revoke", &hex]), format!("lease {hex} revoked\n"));
+        phase_tx.send(Phase::Revoked).unwrap();
+        // modkv's proxy passes on the member's answer for a lease not found (TTL 0, as a client of the
+        // member gets); etcd's proxy sees its client library's keep-alive end and answers with what
+        // LeaseTimeToLive says of the lease (TTL -1).
+        let gone = if kind == Kind::Etcd { -1 } else { 0 };
+        for c in clients {
+            assert_eq!(rt.block_on(c).unwrap(), (id, gone));
+        }
+        rt.block_on(silent).unwrap();
+        drop(rt);
+        if kind == Kind::Modkv {
+            // The shared stream ends with its last client (etcd's proxy keeps its client library's open).
+            poll(Duration::from_secs(10), "the upstream keep-alive stream to end", || {
+                (keep_alive_counts(&s).1 == open0).then_some(())
+            });
+        }
+    }
+
+    /// Keep-alive streams are shared per caller: with auth on, two clients of root and two of alice (one
+    /// token each) keep a lease alive through the proxy. modkv's proxy opens one upstream stream per
+    /// token, carrying it (2); etcd's proxy renews every lease on its client library's one stream, which
+    /// carries no caller's token (1). Every client gets the lease's answer.
+    fn keep_alive_streams_are_shared_per_caller(kind) {
+        let s = Server::start(kind, ServerOpts::new());
+        let p = Proxy::start(kind, &s.endpoint(), &[]);
+        enable_auth(&p);
+        // A short TTL: etcd's proxy answers a client that joins a lease already kept alive at its next
+        // renewal (TTL/3), and sends no response headers before.
+        let hex = granted_id(&p.ok(&["--user", "root:rootpw", "lease", "grant", "6"]));
+        let id = i64::from_str_radix(&hex, 16).expect("hex lease id");
+        let token = |name: &str, password: &str| {
+            let req = AuthenticateRequest { name: name.into(), password: password.into() };
+            let r: AuthenticateResponse =
+                modkv_tests::grpc::unary_once(&p.endpoint, "/etcdserverpb.Auth/Authenticate", req).expect("authenticate");
+            r.token
+        };
+        let (root, alice) = (token("root", "rootpw"), token("alice", "pw"));
+        assert_ne!(root, alice);
+        let (started0, open0, _) = keep_alive_counts(&s);
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let _streams: Vec<_> = [&root, &root, &alice, &alice]
+            .into_iter()
+            .map(|t| {
+                rt.block_on(async {
+                    let (tx, mut answers) = keep_alive_stream(p.endpoint.clone(), id, 1, Some(t)).await;
+                    let a = tokio::time::timeout(Duration::from_secs(10), answers.message()).await.expect("an answer");
+                    let a = a.expect("an answer").expect("the stream goes on");
+                    assert_eq!((a.id, a.ttl), (id, 6));
+                    (tx, answers)
+                })
+            })
+            .collect();
+        let (started, open, _) = keep_alive_counts(&s);
+        let upstream = if kind == Kind::Etcd { 1.0 } else { 2.0 };
+        assert_eq!((started - started0, open - open0), (upstream, upstream));
+    }
+
+    /// A keep-alive stream through the proxy outlives the member it used: etcdctl's `lease keep-alive`
+    /// keeps renewing across the kill of member 1 (the one modkv's proxy uses first), and 15 s later,
+    /// past the lease's TTL of 10 s and a new leader's extension of it, the lease is alive.
+    fn keep_alives_survive_their_member(kind) {
+        let mut c = Cluster::start(kind, 3, &[]);
+        let p = Proxy::start(kind, &c.endpoints(&[0, 1, 2]), &[]);
+        let id = granted_id(&p.ok(&["lease", "grant", "10"]));
+        let ka = CtlProc::spawn_at(&p.endpoint, &["lease", "keep-alive", &id]);
+        let line = format!("lease {id} keepalived with TTL(10)\n");
+        ka.wait_for("a first keep-alive", Duration::from_secs(15), |o| o.contains(&line));
+        c.members[0].kill9();
+        let before = ka.stdout().matches(&line).count();
+        std::thread::sleep(Duration::from_secs(15));
+        let after = ka.stdout().matches(&line).count();
+        assert!(after >= before + 2, "{} keep-alives answered in the 15 s after the kill", after - before);
+        let ttl = poll(Duration::from_secs(20), "lease timetolive through the proxy", || {
+            let out = p.ctl(&["lease", "timetolive", &id]);
+            out.success().then_some(out.stdout)
+        });
+        assert!(ttl.starts_with(&format!("lease {id} granted with TTL(10s), remaining(")), "{ttl}");
+    }
+
+    /// Watch coalescing as the member sees it (issue 15 item 8): fifty watchers of one key through the
+    /// proxy raise the member's `etcd_debugging_mvcc_watcher_total` by a few at most (etcd's proxy, whose
+    /// broadcasts stop taking watchers at 5, gives +1 to +6; modkv's shares one watch: +1); each watcher
+    /// hears every put of the key, in order, with its revision.
+    fn fifty_watchers_cost_the_member_a_few(kind) {
+        use modkv_tests::watch::{WatchClient, WatchCreateRequest};
+        let s = Server::start(kind, ServerOpts::new());
+        let p = Proxy::start(kind, &s.endpoint(), &[]);
+        let before = member_metric(&s, "etcd_debugging_mvcc_watcher_total", "");
+        let mut watchers: Vec<WatchClient> = (0..50).map(|_| WatchClient::connect(&p.endpoint)).collect();
+        for w in &mut watchers {
+            w.create(WatchCreateRequest::key("hot"));
+            let created = w.recv();
+            assert!(created.created && !created.canceled, "{}", created.summary());
+        }
+        let grown = member_metric(&s, "etcd_debugging_mvcc_watcher_total", "") - before;
+        println!("{kind}: fifty watchers through the proxy, {grown} more on the member");
+        assert!((1.0..=6.0).contains(&grown), "the member's watchers grew by {grown}");
+        if kind == Kind::Modkv {
+            assert_eq!(grown, 1.0);
+        }
+        let mut revs = Vec::new();
+        for (key, value) in [("hot", "1"), ("cold", "x"), ("hot", "2"), ("hot", "3")] {
+            let out = p.ok(&["put", key, value, "-w", "json"]);
+            let v: Value = serde_json::from_str(out.trim()).expect("json");
+            if key == "hot" {
+                revs.push((value.to_string(), v["header"]["revision"].as_i64().expect("revision")));
+            }
+        }
+        for w in &mut watchers {
+            let mut seen = Vec::new();
+            while seen.len() < revs.len() {
+                for e in &w.recv().events {
+                    let kv = e.kv.as_ref().expect("kv");
+                    assert_eq!(kv.key, b"hot");
+                    seen.push((String::from_utf8_lossy(&kv.value).into_owned(), kv.mod_revision));
+                }
+            }
+            assert_eq!(seen, revs);
+        }
+    }
 }

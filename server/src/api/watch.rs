@@ -90,6 +90,7 @@ impl Session {
     where
         S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin,
     {
+        let _stream = self.svc.hub.open_stream();
         let (batch_tx, mut batches) = mpsc::channel::<WatchBatch>(BATCH_BUFFER);
         let mut progress = tokio::time::interval(self.svc.progress_interval);
         progress.tick().await;

@@ -284,6 +284,11 @@ pub struct MemberState {
     pub compact_rev: i64,
     pub db_size: u64,
     pub db_size_in_use: u64,
+    /// Watchers, unsynced (slow) watchers and watch streams now; events sent to watchers so far.
+    pub watchers: i64,
+    pub slow_watchers: i64,
+    pub watch_streams: i64,
+    pub watch_events: u64,
 }
 
 /// Metrics read from the member at scrape time.
@@ -339,6 +344,16 @@ impl Collector for ServerCollector {
         gauge(e, "etcd_debugging_mvcc_current_revision", "The current revision of store.", s.current_rev)?;
         let physical = "Total size of the underlying database physically allocated in bytes.";
         gauge(e, "etcd_debugging_mvcc_db_total_size_in_bytes", physical, on_disk as i64)?;
+        let events = ConstCounter::new(s.watch_events);
+        events.encode(e.encode_descriptor(
+            "etcd_debugging_mvcc_events",
+            "Total number of events sent by this member.",
+            None,
+            MetricType::Counter,
+        )?)?;
+        gauge(e, "etcd_debugging_mvcc_slow_watcher_total", "Total number of unsynced slow watchers.", s.slow_watchers)?;
+        gauge(e, "etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.", s.watch_streams)?;
+        gauge(e, "etcd_debugging_mvcc_watcher_total", "Total number of watchers.", s.watchers)?;
         gauge(e, "etcd_mvcc_db_total_size_in_bytes", physical, on_disk as i64)?;
         gauge(
             e,

@@ -73,8 +73,8 @@ impl Backend for Services {
         &self,
         requests: BoxStream<'static, LeaseKeepAliveRequest>,
     ) -> BoxStream<'static, Result<LeaseKeepAliveResponse, Status>> {
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(super::lease::keep_alive(self.lease.up.clone(), current_token(), requests, tx));
+        let (tx, rx) = tokio::sync::mpsc::channel(lease::OUT_BUFFER);
+        tokio::spawn(self.lease.keep_alive(current_token(), requests, tx));
         ReceiverStream::new(rx).boxed()
     }
 }

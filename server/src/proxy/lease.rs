@@ -1,31 +1,48 @@
 //! `etcdserverpb.Lease` forwarded: grant, revoke, time-to-live (the attached keys seen through the
-//! namespace) and leases as unary calls; each client's keep-alive stream has an upstream stream of its
-//! own, reopened on another member when its member fails (keep-alives can be repeated safely).
+//! namespace) and leases as unary calls; the keep-alive streams of each caller share one upstream stream
+//! (see [`super::keepalive`]).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::keepalive::KeepAlives;
 use super::namespace::Namespace;
-use super::upstream::{is_transport_failure, token_of, with_token, Retry, Token, Upstream};
+use super::upstream::{token_of, Retry, Token, Upstream};
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::lease_server::Lease;
 use crate::proto::etcdserverpb::*;
 
 /// Answers buffered towards one client stream.
-const OUT_BUFFER: usize = 16;
-/// Pause before reopening a failed upstream stream.
-const REOPEN_PAUSE: Duration = Duration::from_millis(200);
+pub const OUT_BUFFER: usize = 16;
 
 #[derive(Clone)]
 pub struct LeaseProxy {
     pub up: Arc<Upstream>,
     pub ns: Namespace,
+    pub keep_alives: Arc<KeepAlives>,
+}
+
+impl LeaseProxy {
+    pub fn new(up: Arc<Upstream>, ns: Namespace) -> LeaseProxy {
+        LeaseProxy { keep_alives: KeepAlives::new(up.clone()), up, ns }
+    }
+
+    /// One client's keep-alive stream over its caller's shared upstream stream: `requests` in, the
+    /// answers (or the error that ends it) out to `tx`.
+    pub fn keep_alive(
+        &self,
+        token: Token,
+        requests: Pin<Box<dyn Stream<Item = LeaseKeepAliveRequest> + Send>>,
+        tx: mpsc::Sender<Result<LeaseKeepAliveResponse, Status>>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        super::keepalive::client_stream(self.keep_alives.clone(), token, requests, tx)
+    }
 }
 
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
@@ -53,7 +70,7 @@ impl Lease for LeaseProxy {
         let token = token_of(&req);
         let requests = req.into_inner().filter_map(|r| futures::future::ready(r.ok()));
         let (tx, rx) = mpsc::channel(OUT_BUFFER);
-        tokio::spawn(keep_alive(self.up.clone(), token, Box::pin(requests), tx));
+        tokio::spawn(self.keep_alive(token, Box::pin(requests), tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -72,76 +89,5 @@ impl Lease for LeaseProxy {
         let token = token_of(&req);
         let r = req.into_inner();
         Ok(Response::new(forward!(self.up, Retry::Always, LeaseClient, lease_leases, r, token)?))
-    }
-}
-
-/// One client's keep-alives: its requests go up the current upstream stream, the answers come back; a
-/// failed member's stream is reopened on the next one. Ends when the client goes, or when it has ended
-/// its requests and every one is answered.
-pub async fn keep_alive(
-    up: Arc<Upstream>,
-    token: Token,
-    mut requests: Pin<Box<dyn Stream<Item = LeaseKeepAliveRequest> + Send>>,
-    tx: mpsc::Sender<Result<LeaseKeepAliveResponse, Status>>,
-) {
-    let mut client_done = false;
-    loop {
-        let (url, channel) = up.channel();
-        let (utx, urx) = mpsc::channel::<LeaseKeepAliveRequest>(OUT_BUFFER);
-        let mut client = LeaseClient::new(channel).max_decoding_message_size(up.max_recv);
-        let mut utx = (!client_done).then_some(utx);
-        let opened = tokio::select! {
-            opened = client.lease_keep_alive(with_token(ReceiverStream::new(urx), &token)) => opened,
-            _ = tx.closed() => return,
-        };
-        let mut answers = match opened {
-            Ok(s) => s.into_inner(),
-            Err(s) if is_transport_failure(&s) => {
-                up.failed(&url);
-                tokio::time::sleep(REOPEN_PAUSE).await;
-                continue;
-            }
-            Err(s) => {
-                let _ = tx.send(Err(s)).await;
-                return;
-            }
-        };
-        loop {
-            tokio::select! {
-                next = requests.next(), if utx.is_some() => match next {
-                    Some(r) => {
-                        if let Some(u) = &utx {
-                            let _ = u.send(r).await;
-                        }
-                    }
-                    None => {
-                        client_done = true;
-                        utx = None;
-                    }
-                },
-                answer = answers.next() => match answer {
-                    Some(Ok(a)) => {
-                        if tx.send(Ok(a)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Some(Err(s)) if is_transport_failure(&s) => {
-                        up.failed(&url);
-                        break;
-                    }
-                    Some(Err(s)) => {
-                        let _ = tx.send(Err(s)).await;
-                        return;
-                    }
-                    None if client_done => return,
-                    None => {
-                        up.failed(&url);
-                        break;
-                    }
-                },
-                _ = tx.closed() => return,
-            }
-        }
-        tokio::time::sleep(REOPEN_PAUSE).await;
     }
 }

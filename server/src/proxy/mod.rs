@@ -11,6 +11,7 @@
 //!   edge       --plugin-dir as on a member: routes, the pre-put hook before forwarding, plugin metrics
 //!   cache      serializable ranges cached per caller's token, invalidated by a watch over every key
 //!   coalesce   watches that start now share one upstream watch per range, options and caller
+//!   keepalive  the keep-alive streams of a caller share one upstream stream, a lease in flight once
 //!   upstream   the members: a pinned one, failed ones skipped, refreshed from the member list
 //!   namespace  --namespace: keys prefixed in, stripped out
 //!   peers      `modkv --proxy on|readonly`: the members' client URLs asked of --initial-cluster's peers
@@ -44,6 +45,7 @@ pub mod edge;
 pub mod election;
 mod gateway;
 pub mod http;
+pub mod keepalive;
 pub mod kv;
 pub mod lease;
 pub mod lock;
@@ -105,7 +107,7 @@ impl Services {
         Services {
             kv: kv::KvProxy { up: up.clone(), ns: ns.clone(), cache: cache.clone(), plugins: plugins.clone() },
             watch: watch::WatchProxy { up: up.clone(), ns: ns.clone(), hub },
-            lease: lease::LeaseProxy { up: up.clone(), ns: ns.clone() },
+            lease: lease::LeaseProxy::new(up.clone(), ns.clone()),
             cluster: cluster::ClusterProxy { up: up.clone() },
             maintenance: maintenance::MaintenanceProxy { up: up.clone() },
             lock: lock::LockProxy { up: up.clone(), ns: ns.clone() },

@@ -442,6 +442,7 @@ impl EtcdServer {
 
 impl crate::metrics::MemberView for EtcdServer {
     fn member_state(&self) -> crate::metrics::MemberState {
+        let w = self.watch.gauges();
         crate::metrics::MemberState {
             member_id: self.cluster.member_id,
             leader: self.leader(),
@@ -452,6 +453,10 @@ impl crate::metrics::MemberView for EtcdServer {
             compact_rev: self.kv.compact_rev(),
             db_size: self.backend.size_on_disk(),
             db_size_in_use: self.kv.db_size_in_use(),
+            watchers: w.watchers,
+            slow_watchers: w.slow_watchers,
+            watch_streams: w.streams,
+            watch_events: w.events,
         }
     }
 }

@@ -10,8 +10,13 @@
 //! Each watcher remembers the next revision it needs, so an event is delivered once and none is skipped
 //! whether it comes from `notify` or from history. A watcher whose next revision was compacted away gets
 //! one response carrying the compact revision and is cancelled, as in etcd.
+//!
+//! The hub also keeps what etcd's `etcd_debugging_mvcc_*` watch metrics show ([`WatchHub::gauges`]):
+//! watchers, unsynced ("slow") watchers, gRPC watch streams ([`WatchHub::open_stream`]) and the events
+//! handed to the streams.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -88,6 +93,32 @@ struct State {
 pub struct WatchHub {
     kv: Arc<KvStore>,
     state: Mutex<State>,
+    /// Watch streams open (each held by a [`WatchStream`]).
+    streams: Arc<AtomicI64>,
+    /// Events handed to the watchers' streams.
+    events: AtomicU64,
+}
+
+/// The watch figures etcd exposes as `etcd_debugging_mvcc_*`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WatchGauges {
+    /// `watcher_total`: watchers registered.
+    pub watchers: i64,
+    /// `slow_watcher_total`: watchers catching up from history (unsynced), slow readers included.
+    pub slow_watchers: i64,
+    /// `watch_stream_total`: watch streams open.
+    pub streams: i64,
+    /// `events_total`: events handed to the watchers' streams.
+    pub events: u64,
+}
+
+/// An open watch stream, counted until dropped.
+pub struct WatchStream(Arc<AtomicI64>);
+
+impl Drop for WatchStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Identifies a watcher in the hub.
@@ -96,7 +127,29 @@ pub type WatchHandle = u64;
 impl WatchHub {
     pub fn new(kv: Arc<KvStore>) -> Arc<WatchHub> {
         let notified_rev = kv.current_rev();
-        Arc::new(WatchHub { kv, state: Mutex::new(State { watchers: HashMap::new(), next_handle: 1, notified_rev }) })
+        Arc::new(WatchHub {
+            kv,
+            state: Mutex::new(State { watchers: HashMap::new(), next_handle: 1, notified_rev }),
+            streams: Arc::default(),
+            events: AtomicU64::new(0),
+        })
+    }
+
+    /// Counts a watch stream (a gRPC `Watch` call or the gateway's) while the guard lives.
+    pub fn open_stream(&self) -> WatchStream {
+        self.streams.fetch_add(1, Ordering::Relaxed);
+        WatchStream(self.streams.clone())
+    }
+
+    /// Watchers, slow watchers, streams and events now.
+    pub fn gauges(&self) -> WatchGauges {
+        let st = self.lock();
+        WatchGauges {
+            watchers: st.watchers.len() as i64,
+            slow_watchers: st.watchers.values().filter(|w| !w.synced).count() as i64,
+            streams: self.streams.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -149,8 +202,12 @@ impl WatchHub {
                 }
                 let batch =
                     WatchBatch { watch_id: w.spec.watch_id, events: mine, revision: run_rev, compact_revision: 0 };
+                let n = batch.events.len() as u64;
                 match w.tx.try_send(batch) {
-                    Ok(()) => w.next_rev = run_rev + 1,
+                    Ok(()) => {
+                        w.next_rev = run_rev + 1;
+                        self.events.fetch_add(n, Ordering::Relaxed);
+                    }
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         // A slow reader: catch it up from history later instead of buffering without bound.
                         // `next_rev` is at most `run_rev`: nothing from here on was delivered.
@@ -228,10 +285,13 @@ impl WatchHub {
             let mine: Vec<Event> = events.iter().filter(|e| w.wants(e)).cloned().collect();
             if !mine.is_empty() {
                 // Like etcd, a batch from history carries the store's revision, even when more history follows.
+                let n = mine.len() as u64;
                 let batch =
                     WatchBatch { watch_id: w.spec.watch_id, events: mine, revision: notified, compact_revision: 0 };
                 match w.tx.try_send(batch) {
-                    Ok(()) => {}
+                    Ok(()) => {
+                        self.events.fetch_add(n, Ordering::Relaxed);
+                    }
                     Err(mpsc::error::TrySendError::Full(_)) => return true,
                     Err(mpsc::error::TrySendError::Closed(_)) => return false,
                 }
@@ -338,6 +398,31 @@ mod tests {
         let b = late.try_recv().unwrap();
         assert_eq!((b.compact_revision, b.events.len()), (6, 0));
         assert_eq!(hub.watcher_count(), 3);
+    }
+
+    #[test]
+    fn gauges_count_watchers_slow_ones_streams_and_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(RocksDb::open(dir.path()).unwrap());
+        let kv = Arc::new(KvStore::open(backend).unwrap());
+        let hub = WatchHub::new(kv.clone());
+        assert_eq!(hub.gauges(), WatchGauges::default());
+        put(&kv, &hub, "a"); // 2
+        let stream = hub.open_stream();
+        let (tx, mut rx) = mpsc::channel(16);
+        let live = hub.watch(spec("a", 0), tx.clone());
+        let old = hub.watch(spec("a", 1), tx);
+        let g = hub.gauges();
+        assert_eq!((g.watchers, g.slow_watchers, g.streams, g.events), (2, 1, 1, 0));
+        put(&kv, &hub, "a"); // 3: one event to the live watcher
+        hub.sync_round(); // revisions 2 and 3 to the old one
+        assert_eq!(hub.gauges().events, 3);
+        assert_eq!(hub.gauges().slow_watchers, 0);
+        hub.cancel(live);
+        hub.cancel(old);
+        drop(stream);
+        assert_eq!(hub.gauges(), WatchGauges { events: 3, ..Default::default() });
+        assert!(rx.try_recv().is_ok());
     }
 
     #[test]
