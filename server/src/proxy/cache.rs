@@ -8,11 +8,18 @@
 //!   guards  auth off: one upstream watch over every key, no token ("global"); each event drops the
 //!                     entries whose range holds its key
 //!           auth on (the global watch is refused): one upstream watch per range (key, range end), opened
-//!                     with the token of a caller whose read of that range just succeeded, shared by every
-//!                     caller's entries of that range; each event in it drops them all
-//!   auth enabled/disabled ─▶ everything dropped, the global watch tried again at once (through the proxy,
-//!                            or an anonymous read refused for want of a user); else found within REWATCH
+//!                     with the token of a caller whose read of that range just succeeded (that answer is
+//!                     not stored; the next ones are, once it is created), shared by every caller's
+//!                     entries of that range; each event in it drops them all
+//!   auth change through the proxy ─▶ everything dropped, the global watch tried again at once
+//!   auth enabled elsewhere ─▶ found when an anonymous read is refused for want of a user: the global
+//!                            watch's entries dropped, the watch tried again (refused: auth on)
+//!   auth disabled elsewhere ─▶ the global watch, tried every REWATCH while refused, opens: everything
+//!                            dropped, the range watches closed
 //! ```
+//!
+//! One watch per range rather than per token and range: a hundred users reading one key cost one
+//! upstream watch, not a hundred.
 //!
 //! Why it cannot leak or go stale as etcd's does (etcd #22065: its key ignores the token; only writes
 //! through the same proxy invalidate it):
@@ -22,7 +29,8 @@
 //!   callers whose entries it guards were each answered the range by a member themselves);
 //! - writes anywhere in the cluster reach the cache through the watches; an answer is stored only if it
 //!   is not older than its watch's start nor than the last event the watch brought, so no event between
-//!   the read and the store can be missed;
+//!   the read and the store can be missed (revisions are the cluster's: this holds when the read and the
+//!   watch went to different members);
 //! - permissions are checked by the members, when the answer is made: a revoked role, a deleted user,
 //!   an expired token or a newly enabled auth are not visible in the key space, so an entry lives at
 //!   most [`ENTRY_TTL`]: such a change is honoured within that time. A serializable read of etcd's is
