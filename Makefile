@@ -39,7 +39,7 @@ WASM_TARGET  := wasm32-wasip2
 PLUGINS      := hello json-guard audit kv-browser
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build build-failpoints run test fuzz chaos bench bench-auth bench-ab bench-mem bench-restart bench-report plugins deps deps-build deps-test deps-wasm apt-install fmt clean
+.PHONY: all build build-failpoints run test fuzz chaos bench bench-auth bench-ab bench-mem bench-proxy bench-restart bench-report plugins deps deps-build deps-test deps-wasm apt-install fmt clean
 
 all: build
 
@@ -125,6 +125,13 @@ bench-mem: deps-test build
 bench-restart: deps-test build
 	$(CARGO) build --release -p modkv-tests --features bench --bin modkv-bench
 	CARGO_TARGET_DIR="$(abspath $(TARGET))" N="$(N)" MEMBERS="$(MEMBERS)" ROUNDS="$(ROUNDS)" tests/bench-restart.sh
+
+## bench-proxy: etcd 3.4 + `etcd grpc-proxy` and modkv + `modkv grpc-proxy` side by side (tests/bench-proxy.sh):
+## 10,000 watchers through a proxy vs on a member (CPU, RSS), serializable ranges through the proxy's cache
+## vs a member (auth off and on), the latency a proxy adds to puts (1 and 100 clients)
+bench-proxy: deps-test build
+	$(CARGO) build --release -p modkv-tests --features bench --bin modkv-bench
+	CARGO_TARGET_DIR="$(abspath $(TARGET))" tests/bench-proxy.sh
 
 ## bench-report: etcd 3.4 and modkv side by side (`modkv-bench report`): 1 member then 3, fresh data dirs,
 ## fsync on, ROUNDS rounds (default 3) alternating which server goes first, BENCH_SCALE times the request

@@ -5,7 +5,11 @@
 //! sees it (twenty clients' keep-alives of one lease on one upstream stream, fifty watchers of one key
 //! costing the member a few watchers). modkv only (etcd's
 //! proxy has no gateway): the JSON gateway, `/health` turning 503 when the cluster loses quorum,
-//! `/version` and `/metrics` on the proxy's port.
+//! `/version` and `/metrics` on the proxy's port. The read cache with auth on: a session's repeated
+//! serializable read answered by the proxy alone (both kinds); modkv only (etcd's proxy hands cached
+//! answers to any caller, etcd #22065, and never sees writes made elsewhere): users kept apart, writes
+//! through another member, auth enabled and disabled elsewhere, a revoked role honoured within the
+//! entries' lifetime.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -14,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use modkv_tests::chaos::lease::{LeaseIdRequest, LeaseKeepAliveResponse};
 use modkv_tests::cluster::{poll, Cluster};
+use modkv_tests::grpc;
 use modkv_tests::http::{post, request};
 use modkv_tests::tls;
 use modkv_tests::watch::CtlProc;
@@ -467,10 +472,10 @@ fn read_cache_follows_the_cluster_and_the_caller() {
     assert_eq!(direct(1, &["put", "k", "v1"]), "OK\n");
     let serializable = ["get", "k", "--consistency=s"];
     poll(Duration::from_secs(10), "a serializable read answered from the cache", || {
-        let hits = proxy_counter(&p, "modkv_proxy_cache_hits_total");
+        let hits = proxy_counter(&p, "etcd_grpc_proxy_cache_hits_total");
         assert_eq!(p.ok(&serializable), "k\nv1\n");
         assert_eq!(p.ok(&serializable), "k\nv1\n");
-        (proxy_counter(&p, "modkv_proxy_cache_hits_total") > hits).then_some(())
+        (proxy_counter(&p, "etcd_grpc_proxy_cache_hits_total") > hits).then_some(())
     });
     // A write through another member: the next reads are the new value, not the cached one.
     assert_eq!(direct(2, &["put", "k", "v2"]), "OK\n");
@@ -826,4 +831,197 @@ both_kinds! {
             assert_eq!(seen, revs);
         }
     }
+}
+/// A gRPC client that authenticates once and sends its token with every call, as etcd's Go client does
+/// (etcdctl authenticates anew on each run, and the proxy's cache is per token).
+struct Session {
+    rt: tokio::runtime::Runtime,
+    grpc: tonic::client::Grpc<tonic::transport::Channel>,
+    token: Option<String>,
+}
+
+type GrpcError = (tonic::Code, String);
+
+impl Session {
+    /// Connects to `endpoint`, as `user` (`name`, `password`) or anonymously.
+    fn new(endpoint: &str, user: Option<(&str, &str)>) -> Session {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        let channel = rt.block_on(async {
+            tonic::transport::Endpoint::from_shared(endpoint.to_string())
+                .expect("endpoint")
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(10))
+                .connect()
+                .await
+                .expect("connect")
+        });
+        let mut s = Session { rt, grpc: tonic::client::Grpc::new(channel), token: None };
+        if let Some((name, password)) = user {
+            let req = AuthenticateRequest { name: name.into(), password: password.into() };
+            let resp: AuthenticateResponse = s.call("/etcdserverpb.Auth/Authenticate", req).expect("authenticate");
+            s.token = Some(resp.token);
+        }
+        s
+    }
+
+    fn call<Req, Resp>(&mut self, path: &'static str, req: Req) -> Result<Resp, GrpcError>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        let mut r = tonic::Request::new(req);
+        if let Some(t) = &self.token {
+            r.metadata_mut().insert("token", t.parse().expect("ascii token"));
+        }
+        let grpc = &mut self.grpc;
+        self.rt.block_on(async move {
+            grpc.ready().await.map_err(|e| (tonic::Code::Unavailable, e.to_string()))?;
+            let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+            grpc.unary(r, tonic::codegen::http::uri::PathAndQuery::from_static(path), codec)
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|s| (s.code(), s.message().to_string()))
+        })
+    }
+
+    /// A serializable read of `key`: its value ("" if absent), or the error's code and message.
+    fn get_s(&mut self, key: &str) -> Result<String, GrpcError> {
+        let req = grpc::RangeRequest { serializable: true, ..grpc::RangeRequest::range(key, "") };
+        let resp: grpc::RangeResponse = self.call("/etcdserverpb.KV/Range", req)?;
+        Ok(resp.kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned()).unwrap_or_default())
+    }
+}
+
+/// The Range calls a member has handled (`grpc_server_handled_total`, every code).
+fn member_ranges(endpoint: &str) -> u64 {
+    let r = request(endpoint, "GET", "/metrics", b"");
+    assert_eq!(r.status, 200);
+    r.text()
+        .lines()
+        .filter(|l| l.starts_with("grpc_server_handled_total{") && l.contains("grpc_method=\"Range\""))
+        .map(|l| l.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()).expect("a number") as u64)
+        .sum()
+}
+
+both_kinds! {
+    /// With auth on, a session's repeated serializable read is answered by the proxy alone: the member
+    /// handles no Range for it (etcd's proxy caches every answer whatever the token; modkv's per token,
+    /// under a watch opened with the caller's token).
+    fn the_cache_answers_a_session_with_auth_on(kind) {
+        let s = Server::start(kind, ServerOpts::new());
+        let p = Proxy::start(kind, &s.endpoint(), &[]);
+        enable_auth(&p);
+        assert_eq!(p.ok(&["--user", "alice:pw", "put", "a/1", "x"]), "OK\n");
+        let mut alice = Session::new(&p.endpoint, Some(("alice", "pw")));
+        poll(Duration::from_secs(10), "alice's read answered from the cache", || {
+            assert_eq!(alice.get_s("a/1"), Ok("x".into()));
+            let before = member_ranges(&s.endpoint());
+            assert_eq!(alice.get_s("a/1"), Ok("x".into()));
+            (member_ranges(&s.endpoint()) == before).then_some(())
+        });
+        let before = member_ranges(&s.endpoint());
+        for _ in 0..3 {
+            assert_eq!(alice.get_s("a/1"), Ok("x".into()));
+        }
+        assert_eq!(member_ranges(&s.endpoint()), before, "three more reads, none reached the member");
+        // A linearizable read is never cached.
+        let linear: grpc::RangeResponse = alice.call("/etcdserverpb.KV/Range", grpc::RangeRequest::range("a/1", "")).unwrap();
+        assert_eq!(linear.kvs.len(), 1);
+        assert_eq!(member_ranges(&s.endpoint()), before + 1);
+    }
+}
+
+/// modkv's cache with auth on, auth turned on and off behind the proxy's back (modkv only: etcd's proxy
+/// gives any caller a cached answer, etcd #22065, and sees only the writes made through it): anonymous
+/// reads cached until auth is enabled on a member, then refused within an entry's lifetime; alice's reads
+/// cached, never bob's (no role) nor an anonymous caller's; alice's write through another member seen on
+/// her next read; her role revoked on a member honoured within an entry's lifetime; auth disabled on a
+/// member: anonymous reads cached again.
+#[test]
+fn the_cache_with_auth_on_keeps_users_apart_and_follows_the_cluster() {
+    let c = Cluster::start(Kind::Modkv, 3, &[]);
+    let p = Proxy::start(Kind::Modkv, &c.endpoints(&[0]), &[]);
+    let member = |i: usize, args: &[&str]| etcdctl_at(&c.endpoints(&[i]), args, None).ok().to_string();
+    let hits = || proxy_counter(&p, "etcd_grpc_proxy_cache_hits_total");
+    // Cached until the next step proves it: a read that hits.
+    let cached = |what: &str, read: &mut dyn FnMut() -> Result<String, GrpcError>, value: &str| {
+        poll(Duration::from_secs(10), what, || {
+            assert_eq!(read(), Ok(value.to_string()), "{what}");
+            let before = hits();
+            assert_eq!(read(), Ok(value.to_string()), "{what}");
+            (hits() > before).then_some(())
+        });
+    };
+    let within = |what: &str,
+                  bound: Duration,
+                  read: &mut dyn FnMut() -> Result<String, GrpcError>,
+                  expected: Result<String, GrpcError>| {
+        let t = Instant::now();
+        poll(bound, what, || (read() == expected).then_some(()));
+        println!("{what}: {:?}", t.elapsed());
+    };
+    let user_empty = Err((tonic::Code::InvalidArgument, "etcdserver: user name is empty".to_string()));
+    let denied = Err((tonic::Code::PermissionDenied, "etcdserver: permission denied".to_string()));
+    // Entries live 5 s (server/src/proxy/cache.rs ENTRY_TTL); a poll's reads take a little more.
+    let ttl = Duration::from_secs(5) + Duration::from_secs(3);
+
+    assert_eq!(member(1, &["put", "a/1", "x"]), "OK\n");
+    let mut anonymous = Session::new(&p.endpoint, None);
+    cached("an anonymous read cached (auth off)", &mut || anonymous.get_s("a/1"), "x");
+    // Auth enabled on a member: the proxy's cached anonymous answer is refused within an entry's life.
+    assert_eq!(member(1, &["user", "add", "root:rootpw"]), "User root created\n");
+    assert_eq!(member(1, &["role", "add", "r"]), "Role r created\n");
+    assert_eq!(member(1, &["role", "grant-permission", "r", "readwrite", "a/", "--prefix"]), "Role r updated\n");
+    assert_eq!(member(1, &["user", "add", "alice:pw"]), "User alice created\n");
+    assert_eq!(member(1, &["user", "grant-role", "alice", "r"]), "Role r is granted to user alice\n");
+    assert_eq!(member(1, &["user", "add", "bob:pw"]), "User bob created\n");
+    assert_eq!(member(1, &["auth", "enable"]), "Authentication Enabled\n");
+    within(
+        "anonymous reads refused after auth was enabled on a member",
+        ttl,
+        &mut || anonymous.get_s("a/1"),
+        user_empty.clone(),
+    );
+
+    // Alice's reads are cached; bob (no role) and anonymous callers get the member's refusal, every time.
+    let mut alice = Session::new(&p.endpoint, Some(("alice", "pw")));
+    let mut bob = Session::new(&p.endpoint, Some(("bob", "pw")));
+    cached("alice's read cached (auth on)", &mut || alice.get_s("a/1"), "x");
+    for _ in 0..3 {
+        assert_eq!(bob.get_s("a/1"), denied, "bob never gets alice's cached answer");
+        assert_eq!(anonymous.get_s("a/1"), user_empty, "nor does an anonymous caller");
+        assert_eq!(alice.get_s("a/1"), Ok("x".into()));
+    }
+    // One upstream watch per range read (the watch over every key is refused with auth on).
+    cached("alice's read of another key cached", &mut || alice.get_s("a/2"), "");
+    let m = proxy_metrics(&p);
+    assert!(m.contains("\nmodkv_proxy_cache_watches 2\n"), "two watches, one per range alice read: {m}");
+    assert!(m.contains("\netcd_grpc_proxy_cache_keys_total 2\n"), "two entries, alice's: {m}");
+
+    // Alice's write through another member: her next reads see it, well within an entry's life.
+    assert_eq!(member(2, &["--user", "alice:pw", "put", "a/1", "y"]), "OK\n");
+    within(
+        "alice's cached read invalidated by her write on another member",
+        Duration::from_millis(2500),
+        &mut || alice.get_s("a/1"),
+        Ok("y".into()),
+    );
+    cached("alice's new read cached", &mut || alice.get_s("a/1"), "y");
+
+    // Her role revoked on a member (not a key-space change: no watch sees it): refused within an entry's life.
+    assert_eq!(
+        member(1, &["--user", "root:rootpw", "user", "revoke-role", "alice", "r"]),
+        "Role r is revoked from user alice\n"
+    );
+    within(
+        "alice's cached reads refused after her role was revoked on a member",
+        ttl,
+        &mut || alice.get_s("a/1"),
+        denied.clone(),
+    );
+    assert_eq!(alice.get_s("a/1"), denied);
+
+    // Auth disabled on a member: found by the proxy, anonymous reads cached again.
+    assert_eq!(member(1, &["--user", "root:rootpw", "auth", "disable"]), "Authentication Disabled\n");
+    cached("an anonymous read cached again after auth was disabled on a member", &mut || anonymous.get_s("a/1"), "y");
 }

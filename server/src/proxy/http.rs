@@ -96,17 +96,12 @@ async fn metrics(
          # HELP modkv_proxy_shared_watches Upstream watches shared by the proxy's watchers that start now.\n\
          # TYPE modkv_proxy_shared_watches gauge\nmodkv_proxy_shared_watches {}\n\
          # HELP modkv_proxy_coalesced_watchers Client watches served by a shared upstream watch.\n\
-         # TYPE modkv_proxy_coalesced_watchers gauge\nmodkv_proxy_coalesced_watchers {}\n\
-         # HELP modkv_proxy_cache_hits_total Serializable ranges answered from the read cache.\n\
-         # TYPE modkv_proxy_cache_hits_total counter\nmodkv_proxy_cache_hits_total {}\n\
-         # HELP modkv_proxy_cache_misses_total Serializable ranges forwarded to a member.\n\
-         # TYPE modkv_proxy_cache_misses_total counter\nmodkv_proxy_cache_misses_total {}\n",
+         # TYPE modkv_proxy_coalesced_watchers gauge\nmodkv_proxy_coalesced_watchers {}\n",
         urls.len(),
         hub.upstream_watches.load(Ordering::Relaxed),
         hub.coalesced_watchers.load(Ordering::Relaxed),
-        cache.hits.load(Ordering::Relaxed),
-        cache.misses.load(Ordering::Relaxed),
     );
+    body.push_str(&cache.metrics_text());
     if let Some(p) = &plugins {
         body.push_str(&p.encode_plugins());
     }

@@ -62,11 +62,13 @@ impl Kv for KvProxy {
         let mut resp = match cached {
             Some(resp) => resp,
             None => {
-                let resp = forward!(self.up, Retry::Always, KvClient, range, r, token)?;
-                if let Some(k) = key {
-                    self.cache.put(k, &r, &resp);
+                let resp = forward!(self.up, Retry::Always, KvClient, range, r, token);
+                match (key, &resp) {
+                    (Some(k), Ok(answer)) => self.cache.put(k, &r, answer, &token, &self.up),
+                    (Some(_), Err(e)) => self.cache.refused(&token, e),
+                    (None, _) => {}
                 }
-                resp
+                resp?
             }
         };
         self.ns.range_response(&mut resp);

@@ -9,7 +9,8 @@
 //!                └─ HTTP: the JSON gateway (over the same forwarding services), /health, /version,
 //!                         /metrics (also on --metrics-addr), the plugins' routes
 //!   edge       --plugin-dir as on a member: routes, the pre-put hook before forwarding, plugin metrics
-//!   cache      serializable ranges cached per caller's token, invalidated by a watch over every key
+//!   cache      serializable ranges cached per caller's token, invalidated by upstream watches (one over
+//!              every key; with auth on, one per cached range opened with a reader's token)
 //!   coalesce   watches that start now share one upstream watch per range, options and caller
 //!   keepalive  the keep-alive streams of a caller share one upstream stream, a lease in flight once
 //!   upstream   the members: a pinned one, failed ones skipped, refreshed from the member list
