@@ -130,10 +130,13 @@ impl Backend for RocksDb {
                 Op::DeleteRange(cf, a, b) => wb.delete_range_cf(self.cf(cf), a, b),
             }
         }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(sync);
+        // A sync write is a plain write followed by a sync of the WAL, not a write with `sync` set: RocksDB
+        // holds its write queue for the whole fsync of a sync write, so the apply thread's unsynced batch
+        // would wait behind the raft log's fsync (apply could not overlap the next append). The WAL sync
+        // makes everything written before it durable, this batch included.
         let started = Instant::now();
-        let result = self.db.write_opt(wb, &wo).map_err(err);
+        let result = self.db.write_opt(wb, &WriteOptions::default()).map_err(err);
+        let result = if sync { result.and_then(|()| self.db.flush_wal(true).map_err(err)) } else { result };
         if let Some(o) = &self.observer {
             o.observe_write(sync, started.elapsed());
         }
