@@ -188,13 +188,23 @@ impl Metrics {
 /// The lines of Prometheus text `text` whose family is a plugin's (`modkv_plugin_*`: `plugin`) or is not
 /// (`!plugin`), comments included.
 pub fn plugin_families(text: &str, plugin: bool) -> String {
+    families_where(text, |name| name.starts_with("modkv_plugin_") == plugin)
+}
+
+/// The families of a Prometheus text `text` whose names start with none of `prefixes` (a proxy passing
+/// a member's metrics on without the families it serves itself).
+pub fn families_without(text: &str, prefixes: &[&str]) -> String {
+    families_where(text, |name| !prefixes.iter().any(|p| name.starts_with(p)))
+}
+
+fn families_where(text: &str, keep: impl Fn(&str) -> bool) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
         let name = match line.strip_prefix("# ") {
             Some(comment) => comment.split_whitespace().nth(1).unwrap_or(""),
             None => line,
         };
-        if name.starts_with("modkv_plugin_") == plugin {
+        if keep(name) {
             out.push_str(line);
             out.push('\n');
         }

@@ -81,8 +81,8 @@ async fn version() -> Response {
 }
 
 /// The proxy's own gauges and its plugins' metrics, then the first member's metrics that answers
-/// (plain-HTTP members only; without the member's plugin metrics when the proxy has plugins, whose
-/// families have the same names).
+/// (plain-HTTP members only; without the families the proxy serves itself: its cache's, and the
+/// plugins' when the proxy has plugins).
 async fn metrics(
     up: Arc<Upstream>,
     hub: Arc<Hub>,
@@ -107,10 +107,12 @@ async fn metrics(
     }
     for url in urls.iter().filter(|u| u.starts_with("http://")) {
         if let Ok(Ok(m)) = tokio::time::timeout(METRICS_TIMEOUT, fetch_metrics(url)).await {
-            match plugins {
-                Some(_) => body.push_str(&crate::metrics::plugin_families(&m, false)),
-                None => body.push_str(&m),
-            }
+            // etcd's members carry its proxy's cache gauges too (one binary): the proxy's own are served.
+            let own: &[&str] = match plugins {
+                Some(_) => &["etcd_grpc_proxy_", "modkv_plugin_"],
+                None => &["etcd_grpc_proxy_"],
+            };
+            body.push_str(&crate::metrics::families_without(&m, own));
             break;
         }
     }
