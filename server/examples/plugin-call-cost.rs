@@ -4,6 +4,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
+use modkv::plugin::caller::Caller;
 use modkv::plugin::config::PluginConfig;
 use modkv::plugin::host::{wit, PluginInfo, Runtime};
 use modkv::plugin::instances::Instances;
@@ -17,7 +18,13 @@ async fn main() {
     let (component, _) = runtime.compile(&wasm).expect("compile");
     let pre = runtime.prepare(&component).expect("link");
     let config = PluginConfig::parse(&toml).expect("toml");
-    let info = Arc::new(PluginInfo::new("bench".into(), config, "bench.toml".into(), Vec::new(), Weak::new()));
+    let info = Arc::new(PluginInfo::new(
+        "bench".into(),
+        config,
+        "bench.toml".into(),
+        Vec::new(),
+        Weak::<modkv::server::EtcdServer>::new(),
+    ));
     let req = wit::PutRequest {
         key: b"json/k".to_vec(),
         value: format!(r#"{{"v":"{}"}}"#, "x".repeat(248)).into_bytes(),
@@ -31,7 +38,7 @@ async fn main() {
             let instances = Instances::new(calls);
             let t = Instant::now();
             for _ in 0..n {
-                let d = instances.pre_put(&runtime, &pre, &info, &[], None, &req).await.expect("call");
+                let d = instances.pre_put(&runtime, &pre, &info, &[], &Caller::default(), &req).await.expect("call");
                 assert!(matches!(d, wit::PutDecision::Allow));
             }
             if round == 1 {
@@ -50,7 +57,7 @@ async fn main() {
     for _ in 0..spaced {
         std::thread::sleep(std::time::Duration::from_micros(400));
         let t = Instant::now();
-        instances.pre_put(&runtime, &pre, &info, &[], None, &req).await.expect("call");
+        instances.pre_put(&runtime, &pre, &info, &[], &Caller::default(), &req).await.expect("call");
         spent += t.elapsed();
     }
     println!(

@@ -617,6 +617,7 @@ fn text(c: &mut Choices, max: usize) -> String {
 static PLUGIN_CALLS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 
 fn plugin_host_input(data: &[u8]) {
+    use modkv::plugin::caller::Caller;
     use modkv::plugin::host::{wit, CallError, PluginInfo};
     let Some(p) = plugins() else { return };
     let mut c = Choices(data);
@@ -630,8 +631,13 @@ fn plugin_host_input(data: &[u8]) {
         config.values.insert(text(&mut c, 8), text(&mut c, 16));
     }
     let toml = format!("{}.toml", plugin.name);
-    let info =
-        std::sync::Arc::new(PluginInfo::new(plugin.name.into(), config, toml, Vec::new(), std::sync::Weak::new()));
+    let info = std::sync::Arc::new(PluginInfo::new(
+        plugin.name.into(),
+        config,
+        toml,
+        Vec::new(),
+        std::sync::Weak::<modkv::server::EtcdServer>::new(),
+    ));
     p.rt.block_on(async {
         if c.below(2) == 0 {
             let prefix: &[u8] = if c.below(2) == 0 { b"json/" } else { b"" };
@@ -640,7 +646,7 @@ fn plugin_host_input(data: &[u8]) {
             let caller = (c.below(2) == 0).then(|| text(&mut c, 8));
             let (value, lease, in_txn) = (c.bytes(256), c.byte() as i64 - 128, c.below(2) == 0);
             let req = wit::PutRequest { key, value, lease, in_txn, caller };
-            let r = plugin.instances.pre_put(&p.runtime, &plugin.pre, &info, &[], None, &req).await;
+            let r = plugin.instances.pre_put(&p.runtime, &plugin.pre, &info, &[], &Caller::default(), &req).await;
             PLUGIN_CALLS[r.is_ok() as usize].fetch_add(1, Ordering::Relaxed);
             assert!(!matches!(r, Err(CallError::Trap(_))), "{}: {:?}", plugin.name, r.err());
         } else {
@@ -653,7 +659,7 @@ fn plugin_host_input(data: &[u8]) {
                 body: c.bytes(256),
                 caller: (c.below(2) == 0).then(|| text(&mut c, 8)),
             };
-            let r = plugin.instances.handle_http(&p.runtime, &plugin.pre, &info, None, &req).await;
+            let r = plugin.instances.handle_http(&p.runtime, &plugin.pre, &info, &Caller::default(), &req).await;
             PLUGIN_CALLS[r.is_ok() as usize].fetch_add(1, Ordering::Relaxed);
             assert!(!matches!(r, Err(CallError::Trap(_))), "{}: {:?}", plugin.name, r.err());
         }
