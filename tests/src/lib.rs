@@ -36,6 +36,7 @@ pub mod load;
 pub mod netns;
 pub mod process;
 pub mod procstat;
+pub mod proxy;
 pub mod server;
 pub mod test_plugins;
 pub mod tls;

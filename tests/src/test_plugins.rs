@@ -70,6 +70,17 @@ pub fn install_with(dir: &Path, crate_name: &str, name: &str, toml: &str) {
     std::fs::write(dir.join(format!("{name}.toml")), toml).unwrap();
 }
 
+/// The settings the tests give the `good` plugin: its grants (reads under good/, writes under good/ and
+/// guard/) and a `greeting` its routes answer with.
+pub const GOOD_TOML: &str = r#"
+[grants]
+read = ["good/"]
+write = ["good/", "guard/"]
+
+[config]
+greeting = "hello from config"
+"#;
+
 /// The settings the tests give the hostile plugins: `spin` (loops) fails open after 200 ms, `hog` (grows
 /// its memory) is capped at 16 MiB.
 pub const SPIN_TOML: &str = "failure-mode = \"fail-open\"\n[limits]\ntime-ms = 200\n";

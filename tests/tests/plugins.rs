@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use modkv_tests::http::{request, HttpResponse};
-use modkv_tests::test_plugins::{install, install_with, write_atomic, HOG_TOML, SPIN_TOML};
+use modkv_tests::test_plugins::{install, install_with, write_atomic, GOOD_TOML, HOG_TOML, SPIN_TOML};
 use modkv_tests::*;
 
 /// `toml` with `[config] name = "<name>"` added: the test plugins `good` and `crash` take their manifest
@@ -72,15 +72,6 @@ fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Durat
     }
     started.elapsed()
 }
-
-const GOOD_TOML: &str = r#"
-[grants]
-read = ["good/"]
-write = ["good/", "guard/"]
-
-[config]
-greeting = "hello from config"
-"#;
 
 /// One server with every kind of plugin: what works, what is hostile, what does not load.
 fn hostile_dir() -> tempfile::TempDir {

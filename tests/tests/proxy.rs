@@ -20,6 +20,7 @@ use modkv_tests::chaos::lease::{LeaseIdRequest, LeaseKeepAliveResponse};
 use modkv_tests::cluster::{poll, Cluster};
 use modkv_tests::grpc;
 use modkv_tests::http::{post, request};
+use modkv_tests::proxy::grpc_proxy_args;
 use modkv_tests::tls;
 use modkv_tests::watch::CtlProc;
 use modkv_tests::*;
@@ -45,10 +46,7 @@ impl Proxy {
     fn start_tls(kind: Kind, endpoints: &str, extra: &[&str], ctl_tls: &[String]) -> Proxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let mut args: Vec<String> = vec!["grpc-proxy".into(), "start".into(), format!("--endpoints={endpoints}")];
-        args.push(format!("--listen-addr=127.0.0.1:{port}"));
-        args.push(format!("--data-dir={}", dir.path().join("proxy").display()));
-        args.extend(extra.iter().map(|a| a.to_string()));
+        let args = grpc_proxy_args(endpoints, port, dir.path(), extra);
         Proxy::spawn(kind, args, port, dir, ctl_tls)
     }
 

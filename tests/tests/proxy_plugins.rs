@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use modkv_tests::cluster::{poll, Cluster};
 use modkv_tests::http::{post_with_headers, request, request_with_headers, HttpResponse};
-use modkv_tests::test_plugins::{install, install_with};
+use modkv_tests::proxy::grpc_proxy_args;
+use modkv_tests::test_plugins::{install, install_with, GOOD_TOML};
 use modkv_tests::*;
 
 /// A modkv proxy process, killed when dropped (its log printed if the test failed).
@@ -30,10 +31,7 @@ impl Proxy {
     fn grpc_proxy(endpoints: &str, extra: &[&str]) -> Proxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let mut args: Vec<String> = vec!["grpc-proxy".into(), "start".into(), format!("--endpoints={endpoints}")];
-        args.push(format!("--listen-addr=127.0.0.1:{port}"));
-        args.push(format!("--data-dir={}", dir.path().join("proxy").display()));
-        args.extend(extra.iter().map(|a| a.to_string()));
+        let args = grpc_proxy_args(endpoints, port, dir.path(), extra);
         Proxy::spawn(args, port, dir)
     }
 
@@ -117,15 +115,6 @@ fn assert_ctl_error(out: &CtlOutput, code: &str, desc: &str) {
 fn shown(out: &CtlOutput) -> (i32, String, Vec<String>) {
     (out.status, out.stdout.clone(), out.error_lines())
 }
-
-const GOOD_TOML: &str = r#"
-[grants]
-read = ["good/"]
-write = ["good/", "guard/"]
-
-[config]
-greeting = "hello from config"
-"#;
 
 /// `good` (routes under /good, a JSON check under guard/, upper-casing under up/, host KV calls,
 /// metrics) and `crash` (panics in its route and its hook on crash/, fail-closed).
