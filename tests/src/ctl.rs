@@ -76,6 +76,20 @@ impl CtlOutput {
             .collect()
     }
 
+    /// Asserts that the command failed with an error etcdctl 3.4's client library does not know (a
+    /// plugin's): exit code 1 and the whole gRPC status printed,
+    /// `Error: rpc error: code = <code> desc = <desc>`, the status also in any client log line.
+    #[track_caller]
+    pub fn assert_unknown_error(&self, code: &str, desc: &str) {
+        let status = format!("rpc error: code = {code} desc = {desc}");
+        assert_eq!(
+            (self.status, self.stdout.as_str(), self.error_lines()),
+            (1, "", vec![format!("Error: {status}")]),
+            "{self:#?}"
+        );
+        assert!(self.rpc_errors().iter().all(|e| *e == status), "{self:#?}");
+    }
+
     /// Asserts that the command failed the way etcdctl reports a server-side
     /// error: exit code 1, `Error: <desc>` as the only plain stderr line, and
     /// the gRPC status `code = <code> desc = <desc>`.
@@ -185,4 +199,10 @@ pub(crate) fn status_of(out: &CtlOutput) -> Option<Value> {
     }
     let v: Value = serde_json::from_str(out.stdout.trim()).ok()?;
     v.get(0)?.get("Status").cloned()
+}
+
+/// [`CtlOutput::assert_unknown_error`] as a function, for call sites that build the output inline.
+#[track_caller]
+pub fn assert_ctl_error(out: &CtlOutput, code: &str, desc: &str) {
+    out.assert_unknown_error(code, desc);
 }

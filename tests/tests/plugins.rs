@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use modkv_tests::ctl::assert_ctl_error;
 use modkv_tests::http::{request, HttpResponse};
 use modkv_tests::test_plugins::{install, install_with, write_atomic, GOOD_TOML, HOG_TOML, SPIN_TOML};
 use modkv_tests::*;
@@ -47,19 +48,6 @@ fn assert_serving(s: &Server) {
     assert_eq!(get(s, "/good/hello").status, 200);
     assert_eq!(s.etcdctl(&["put", "alive", "yes"]).ok(), "OK\n");
     assert_eq!(s.etcdctl(&["get", "alive", "--print-value-only"]).ok(), "yes\n");
-}
-
-/// etcdctl 3.4 prints an error its client library does not know (a plugin's) as the whole gRPC status:
-/// `Error: rpc error: code = <code> desc = <desc>`.
-#[track_caller]
-fn assert_ctl_error(out: &CtlOutput, code: &str, desc: &str) {
-    let status = format!("rpc error: code = {code} desc = {desc}");
-    assert_eq!(
-        (out.status, out.stdout.as_str(), out.error_lines()),
-        (1, "", vec![format!("Error: {status}")]),
-        "{out:#?}"
-    );
-    assert!(out.rpc_errors().iter().all(|e| *e == status), "{out:#?}");
 }
 
 /// Waits (up to `limit`) until `f` holds; returns how long it took.

@@ -13,6 +13,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use modkv_tests::cluster::{poll, Cluster};
+use modkv_tests::ctl::assert_ctl_error;
 use modkv_tests::http::{post_with_headers, request, request_with_headers, HttpResponse};
 use modkv_tests::proxy::grpc_proxy_args;
 use modkv_tests::test_plugins::{install, install_with, GOOD_TOML};
@@ -97,17 +98,6 @@ impl Drop for Proxy {
 #[track_caller]
 fn assert_response(r: &HttpResponse, status: u16, body: &str) {
     assert_eq!((r.status, r.text().as_str()), (status, body), "{r:?}");
-}
-
-/// etcdctl 3.4 prints an error its client library does not know (a plugin's) as the whole gRPC status.
-#[track_caller]
-fn assert_ctl_error(out: &CtlOutput, code: &str, desc: &str) {
-    let status = format!("rpc error: code = {code} desc = {desc}");
-    assert_eq!(
-        (out.status, out.stdout.as_str(), out.error_lines()),
-        (1, "", vec![format!("Error: {status}")]),
-        "{out:#?}"
-    );
 }
 
 /// What of etcdctl's output a user sees of an error: exit status, stdout and the error lines (the client
