@@ -307,7 +307,8 @@ fn gateway_health_and_metrics_on_the_proxy_port() {
 }
 
 /// modkv's proxy presents `--cert` to members that require a client certificate (etcd's refuses a
-/// certificate with a Common Name, which this one has).
+/// certificate with a Common Name, which this one has), for gRPC and for the members' `/metrics` it
+/// passes on.
 #[test]
 fn client_certificate_towards_the_members() {
     let pki = tls::Pki::generate();
@@ -318,6 +319,10 @@ fn client_certificate_towards_the_members() {
     let p = Proxy::start(Kind::Modkv, &tls::https_endpoint(&s), &["--cacert", &ca, "--cert", &client, "--key", &key]);
     assert_eq!(p.ok(&["put", "k", "v"]), "OK\n");
     assert_eq!(tls::etcdctl_tls(&s, &pki.ctl_client(), &["get", "k", "--print-value-only"]).ok(), "v\n");
+    // The member's metrics come through too, fetched over https with the same certificate.
+    let m = proxy_metrics(&p);
+    assert!(m.contains("\netcd_server_has_leader 1\n"), "{m}");
+    assert!(m.contains("\nmodkv_proxy_members 1\n"), "{m}");
 }
 
 /// The proxy's `/metrics` text.

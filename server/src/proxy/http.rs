@@ -34,12 +34,19 @@ pub fn router(
     hub: Arc<Hub>,
     cache: Arc<ReadCache>,
     plugins: Option<Arc<crate::metrics::Metrics>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
     with_version: bool,
 ) -> Router {
+    // The members' TLS for gRPC offers only h2 by ALPN; their metrics are fetched over HTTP/1.1.
+    let tls = tls.map(|c| {
+        let mut c = (*c).clone();
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tokio_rustls::TlsConnector::from(Arc::new(c))
+    });
     let health_up = up.clone();
     let mut r = Router::new()
         .route("/health", get(move || health(health_up.clone())))
-        .route("/metrics", any(move || metrics(up.clone(), hub.clone(), cache.clone(), plugins.clone())));
+        .route("/metrics", any(move || metrics(up.clone(), hub.clone(), cache.clone(), plugins.clone(), tls.clone())));
     if with_version {
         r = r.route("/version", get(version));
     }
@@ -81,13 +88,14 @@ async fn version() -> Response {
 }
 
 /// The proxy's own gauges and its plugins' metrics, then the first member's metrics that answers
-/// (plain-HTTP members only; without the families the proxy serves itself: its cache's, and the
+/// (https members with the proxy's `--cacert`/`--cert`/`--key`, over HTTP/1.1; without the families the proxy serves itself: its cache's, and the
 /// plugins' when the proxy has plugins).
 async fn metrics(
     up: Arc<Upstream>,
     hub: Arc<Hub>,
     cache: Arc<ReadCache>,
     plugins: Option<Arc<crate::metrics::Metrics>>,
+    tls: Option<tokio_rustls::TlsConnector>,
 ) -> Response {
     let urls = up.urls();
     let mut body = format!(
@@ -105,8 +113,8 @@ async fn metrics(
     if let Some(p) = &plugins {
         body.push_str(&p.encode_plugins());
     }
-    for url in urls.iter().filter(|u| u.starts_with("http://")) {
-        if let Ok(Ok(m)) = tokio::time::timeout(METRICS_TIMEOUT, fetch_metrics(url)).await {
+    for url in urls.iter() {
+        if let Ok(Ok(m)) = tokio::time::timeout(METRICS_TIMEOUT, fetch_metrics(url, tls.as_ref())).await {
             // etcd's members carry its proxy's cache gauges too (one binary): the proxy's own are served.
             let own: &[&str] = match plugins {
                 Some(_) => &["etcd_grpc_proxy_", "modkv_plugin_"],
@@ -119,10 +127,30 @@ async fn metrics(
     ([(header::CONTENT_TYPE, crate::metrics::TEXT_CONTENT_TYPE)], body).into_response()
 }
 
-/// `GET <url>/metrics` over HTTP/1.0: the body.
-async fn fetch_metrics(url: &str) -> std::io::Result<String> {
-    let host = url.trim_start_matches("http://").trim_end_matches('/');
-    let mut conn = tokio::net::TcpStream::connect(host).await?;
+/// `GET <url>/metrics` over HTTP/1.0 (over TLS with `tls` for an https URL): the body.
+async fn fetch_metrics(url: &str, tls: Option<&tokio_rustls::TlsConnector>) -> std::io::Result<String> {
+    let invalid = || std::io::Error::from(std::io::ErrorKind::InvalidInput);
+    let (host, tls) = match (url.strip_prefix("https://"), tls) {
+        (Some(host), Some(tls)) => (host, Some(tls)),
+        (Some(_), None) => return Err(invalid()),
+        (None, _) => (url.strip_prefix("http://").ok_or_else(invalid)?, None),
+    };
+    let host = host.trim_end_matches('/');
+    let tcp = tokio::net::TcpStream::connect(host).await?;
+    match tls {
+        None => get_metrics(tcp, host).await,
+        Some(tls) => {
+            let name = host.rsplit_once(':').map_or(host, |(h, _)| h).trim_matches(['[', ']']).to_owned();
+            let name = rustls::pki_types::ServerName::try_from(name).map_err(|_| invalid())?;
+            get_metrics(tls.connect(name, tcp).await?, host).await
+        }
+    }
+}
+
+async fn get_metrics(
+    mut conn: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    host: &str,
+) -> std::io::Result<String> {
     conn.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {host}\r\nAccept: text/plain\r\n\r\n").as_bytes()).await?;
     let mut raw = Vec::new();
     conn.take(MAX_METRICS_BYTES).read_to_end(&mut raw).await?;

@@ -147,7 +147,7 @@ pub struct Proxy {
 /// Binds `--listen-addr` (and `--metrics-addr`), and serves.
 pub async fn start(cfg: &ProxyConfig) -> Result<Proxy, String> {
     let tls = tls::upstream_config(cfg)?;
-    let up = Upstream::new(&cfg.endpoints, tls, cfg.max_send_bytes, cfg.max_recv_bytes)?;
+    let up = Upstream::new(&cfg.endpoints, tls.clone(), cfg.max_send_bytes, cfg.max_recv_bytes)?;
     if cfg.readonly {
         up.set_readonly();
     }
@@ -171,7 +171,7 @@ pub async fn start(cfg: &ProxyConfig) -> Result<Proxy, String> {
     let max = MIN_RECV_MESSAGE.max(cfg.max_send_bytes);
     let grpc = services.grpc_routes(max).into_axum_router();
     let route_up = up.clone();
-    let http_routes = http::router(up.clone(), hub.clone(), cache.clone(), edge.metrics.clone(), true)
+    let http_routes = http::router(up.clone(), hub.clone(), cache.clone(), edge.metrics.clone(), tls.clone(), true)
         .merge(crate::api::gateway::router_for(services.clone(), None, max))
         .fallback(move |req: axum::extract::Request| edge::serve_route(plugins.clone(), route_up.clone(), req));
     let mux = crate::api::mux::Mux::new(grpc, http_routes);
@@ -182,7 +182,7 @@ pub async fn start(cfg: &ProxyConfig) -> Result<Proxy, String> {
     if let Some(a) = cfg.metrics_addr {
         let l = tokio::net::TcpListener::bind(a).await.map_err(|e| format!("listen {a}: {e}"))?;
         metrics_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
-        let app = http::router(up.clone(), hub.clone(), cache.clone(), edge.metrics.clone(), false);
+        let app = http::router(up.clone(), hub.clone(), cache.clone(), edge.metrics.clone(), tls.clone(), false);
         let mut stop = stopped.clone();
         let report = report.clone();
         serving.push(tokio::spawn(async move {
