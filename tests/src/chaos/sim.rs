@@ -68,18 +68,23 @@ pub fn simulate(seed: u64, clients: usize, ops: usize) -> History {
         h.ops.push(op);
     }
     h.renumber();
-    h.final_rev = rev;
     h.log = log;
-    let snapshot: Vec<Kv> = store.values().cloned().collect();
-    h.finals = (0..3).map(|member| FinalRead { member, rev, kvs: snapshot.clone() }).collect();
-    let mut ignore = Vec::new();
-    let model = RevLog::build(&h.log, rev, &mut ignore);
+    finish(h, rev, store.values().cloned().collect(), &mut rng)
+}
+
+/// Ends a simulated history whose ops and log are in place: the final revision `rev`, three members'
+/// final reads of `kvs` at it, each acknowledged write's key as the log has it at its revision, and
+/// four watch segments over the log.
+pub(super) fn finish(mut h: History, rev: i64, kvs: Vec<Kv>, rng: &mut Rng) -> History {
+    h.final_rev = rev;
+    h.finals = (0..3).map(|member| FinalRead { member, rev, kvs: kvs.clone() }).collect();
+    let model = RevLog::build(&h.log, rev, &mut Vec::new());
     h.at_rev = h
         .ops
         .iter()
         .filter_map(|o| final_read::acked_effect(o).map(|(k, _, r)| (o.id, model.state(&k, r).cloned())))
         .collect();
-    h.watches = (0..4).map(|w| watch_segment(w, &h.log, rev, &mut rng)).collect();
+    h.watches = (0..4).map(|w| watch_segment(w, &h.log, rev, rng)).collect();
     h
 }
 

@@ -5,11 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::check::{final_read, RevLog};
-use super::history::{Event, FinalRead, History, Kv, Op, Outcome, Request, Response};
+use super::check::RevLog;
+use super::history::{Event, History, Kv, Op, Outcome, Request, Response};
 use super::lease::{lease_key, refused_not_found};
 use super::rng::Rng;
-use super::sim::watch_segment;
+use super::sim::finish;
 
 /// The store and the leases of the simulation.
 #[derive(Default)]
@@ -137,18 +137,8 @@ pub fn simulate(seed: u64, n: usize) -> History {
     }
     let mut h = History { ops, ..Default::default() };
     h.renumber();
-    h.final_rev = st.rev.max(1);
-    let rev = h.final_rev;
-    h.finals = (0..3).map(|member| FinalRead { member, rev, kvs: st.kvs.values().cloned().collect() }).collect();
     h.log = st.log;
-    let model = RevLog::build(&h.log, rev, &mut Vec::new());
-    h.at_rev = h
-        .ops
-        .iter()
-        .filter_map(|o| final_read::acked_effect(o).map(|(k, _, r)| (o.id, model.state(&k, r).cloned())))
-        .collect();
-    h.watches = (0..4).map(|w| watch_segment(w, &h.log, rev, &mut rng)).collect();
-    h
+    finish(h, st.rev.max(1), st.kvs.values().cloned().collect(), &mut rng)
 }
 
 /// Keeps one key of a revoked lease alive: its delete at the revoke's revision is taken out of the log
