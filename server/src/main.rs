@@ -21,6 +21,11 @@ use std::ffi::OsString;
 use modkv::config::{Config, ProxyConfig, ProxyMode};
 use modkv::embed::{self, Listeners};
 
+/// mimalloc instead of glibc's malloc: a request is allocated on a gRPC worker and freed on the apply
+/// thread, and glibc's arenas serialize those frees on a lock (`make bench-ab` has the figures).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Stack of each async worker and blocking thread.
 const WORKER_STACK_BYTES: usize = 8 << 20;
 
