@@ -174,6 +174,8 @@ struct State {
     auth: Arc<crate::auth::AuthStore>,
     watch: Arc<WatchHub>,
     applied_index: u64,
+    /// Times the raft log's fsyncs (the metrics).
+    observer: Arc<dyn crate::storage::WriteObserver>,
 }
 
 /// Step 1: opens RocksDB in the data dir (its writes timed for the metrics), rebuilds the mvcc index,
@@ -196,7 +198,7 @@ fn open_storage(cfg: &Config, db_path: &Path, metrics: &Arc<Metrics>) -> Result<
     let watch = WatchHub::new(kv.clone());
     let applied_index = apply::stored_applied_index(&*backend)?;
     tracing::info!(revision = kv.current_rev(), applied_index, "opened storage");
-    Ok(State { backend, kv, lessor, alarms, auth, watch, applied_index })
+    Ok(State { backend, kv, lessor, alarms, auth, watch, applied_index, observer: metrics.clone() })
 }
 
 /// The raft node and apply threads, and the receiving half of the peer transport.
@@ -230,7 +232,8 @@ fn start_raft(
     let wait = Arc::new(Wait::default());
     let (applied_tx, applied_rx) = watch::channel(state.applied_index);
     let (apply_tx, apply_rx) = mpsc::unbounded_channel();
-    let log = RaftLog::open(state.backend.clone()).map_err(crate::error::Error::from)?;
+    let log = RaftLog::open(state.backend.clone(), &cfg.data_dir.join("wal"), Some(state.observer.clone()))
+        .map_err(crate::error::Error::from)?;
     let heartbeat = cfg.heartbeat_interval.max(Duration::from_millis(1));
     let election_ticks = ((cfg.election_timeout.as_millis() / heartbeat.as_millis()) as usize).max(2);
     let node_cfg = NodeConfig {

@@ -1,19 +1,29 @@
-//! [`RaftLog`]: raft-rs's [`Storage`] on the [`Backend`]: entries, hard state, conf state and the point
-//! the log was truncated at.
+//! [`RaftLog`]: raft-rs's [`Storage`]: entries and hard state in the write-ahead log ([`super::wal`]), the
+//! conf state and the point the log was truncated at in the [`Backend`] beside the state machine.
 //!
-//! Only the raft task changes it (through `RawNode::mut_store`), always by filling a [`WriteBatch`] that
-//! the task then writes with `sync = true`; the in-memory view is updated as the batch is filled, which
-//! is safe because raft-rs reads the log only from the same task, after the batch is durable.
+//! Only the raft task changes it (through `RawNode::mut_store`): entries and hard states are buffered by
+//! [`RaftLog::append`] and [`RaftLog::set_hard_state`] and made durable by [`RaftLog::persist`]; the
+//! in-memory view is updated at once, which is safe because raft-rs reads the log only from the same task,
+//! after the Ready's persist. A data dir of an older modkv, whose log was in the backend, has it moved to
+//! the write-ahead log when opened.
+//!
+//! Order of durable writes where the two stores meet: a compaction records the truncation point in the
+//! backend (synced, which also makes every applied entry's state durable) before the log drops entries;
+//! a snapshot from the leader is installed in the backend (synced) before the log is reset to it.
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::Arc;
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError as RaftStorageError};
 
-use crate::storage::{Backend, Cf, StorageError, WriteBatch};
+use super::wal::Wal;
+use crate::storage::{Backend, Cf, StorageError, WriteBatch, WriteObserver};
 
+/// Keys of the backend's raft state column family. `hard_state` is only read, from a data dir whose log
+/// was still in the backend.
 const HARD_STATE: &[u8] = b"hard_state";
 const CONF_STATE: &[u8] = b"conf_state";
 /// Index and term of the last entry removed from the log by compaction (or a snapshot).
@@ -23,11 +33,11 @@ const CACHE_ENTRIES: usize = 4096;
 
 pub struct RaftLog {
     backend: Arc<dyn Backend>,
+    wal: Wal,
     hard_state: HardState,
     conf_state: ConfState,
     truncated_index: u64,
     truncated_term: u64,
-    last_index: u64,
     /// Entries `cache[0].index ..= last_index`, a suffix of the log.
     cache: VecDeque<Entry>,
     /// The last snapshot made for a lagging peer, and when: peers that ask soon after share it.
@@ -50,12 +60,13 @@ fn other(e: StorageError) -> raft::Error {
 }
 
 impl RaftLog {
-    /// Loads the log kept in `backend` (empty on a new data dir).
-    pub fn open(backend: Arc<dyn Backend>) -> Result<RaftLog, StorageError> {
-        let hard_state = match backend.get(Cf::RaftState, HARD_STATE)? {
-            Some(b) => HardState::parse_from_bytes(&b).map_err(|e| corrupt("hard state", e))?,
-            None => HardState::default(),
-        };
+    /// Loads the log: its write-ahead log in `wal_dir` (made on a new data dir, or from the log an older
+    /// modkv kept in `backend`), the rest from `backend`. `observer` times the log's fsyncs.
+    pub fn open(
+        backend: Arc<dyn Backend>,
+        wal_dir: &Path,
+        observer: Option<Arc<dyn WriteObserver>>,
+    ) -> Result<RaftLog, StorageError> {
         let conf_state = match backend.get(Cf::RaftState, CONF_STATE)? {
             Some(b) => ConfState::parse_from_bytes(&b).map_err(|e| corrupt("conf state", e))?,
             None => ConfState::default(),
@@ -68,32 +79,52 @@ impl RaftLog {
             Some(_) => return Err(corrupt("truncated state", "bad length")),
             None => (0, 0),
         };
-        let last_index = match backend.last(Cf::RaftLog)? {
-            Some((k, _)) => u64::from_be_bytes(k.as_slice().try_into().map_err(|e| corrupt("log key", e))?),
-            None => truncated_index,
+        let (wal, hard_state) = if Wal::exists(wal_dir) {
+            let r = Wal::open(wal_dir, (truncated_index, truncated_term), observer)?;
+            (r.wal, r.hard_state.unwrap_or_default())
+        } else {
+            // A new log, or the log of an older modkv still in the backend: it moves to the new
+            // write-ahead log, which is made whole before the backend's copy goes.
+            let hs = match backend.get(Cf::RaftState, HARD_STATE)? {
+                Some(b) => HardState::parse_from_bytes(&b).map_err(|e| corrupt("hard state", e))?,
+                None => HardState::default(),
+            };
+            let entries = old_entries(&*backend, truncated_index + 1)?;
+            if !entries.is_empty() {
+                tracing::info!(entries = entries.len(), "moving the raft log to its write-ahead log");
+            }
+            let wal = Wal::create(wal_dir, truncated_index + 1, &entries, &hs, observer)?;
+            (wal, hs)
+        };
+        // What an older modkv kept in the backend (gone once moved; also after a crash while moving).
+        if backend.get(Cf::RaftState, HARD_STATE)?.is_some() || backend.last(Cf::RaftLog)?.is_some() {
+            let mut batch = WriteBatch::default();
+            batch.delete(Cf::RaftState, HARD_STATE);
+            batch.delete_range(Cf::RaftLog, entry_key(0).to_vec(), entry_key(u64::MAX).to_vec());
+            backend.write(batch, true)?;
         }
-        .max(truncated_index);
         let mut log = RaftLog {
             backend,
+            wal,
             hard_state,
             conf_state,
             truncated_index,
             truncated_term,
-            last_index,
             cache: VecDeque::new(),
             last_snapshot: std::cell::RefCell::new(None),
         };
         // Warm the cache with the tail of the log.
-        let from = last_index.saturating_sub(CACHE_ENTRIES as u64).max(truncated_index) + 1;
-        if from <= last_index {
-            log.cache = log.read_entries(from, last_index + 1)?.into();
+        let last = log.last_index();
+        let from = last.saturating_sub(CACHE_ENTRIES as u64).max(truncated_index) + 1;
+        if from <= last {
+            log.cache = log.wal.entries(from, last + 1)?.into();
         }
         Ok(log)
     }
 
     /// Whether the log has never been initialised (a new member).
     pub fn is_new(&self) -> bool {
-        self.conf_state.voters.is_empty() && self.conf_state.learners.is_empty() && self.last_index == 0
+        self.conf_state.voters.is_empty() && self.conf_state.learners.is_empty() && self.last_index() == 0
     }
 
     pub fn hard_state(&self) -> &HardState {
@@ -105,62 +136,47 @@ impl RaftLog {
     }
 
     pub fn last_index(&self) -> u64 {
-        self.last_index
+        self.wal.last_index().max(self.truncated_index)
     }
 
-    fn read_entries(&self, low: u64, high: u64) -> Result<Vec<Entry>, StorageError> {
-        let mut out = Vec::with_capacity((high - low) as usize);
-        let mut bad = None;
-        self.backend.scan(Cf::RaftLog, &entry_key(low), Some(&entry_key(high)), &mut |_, v| {
-            match Entry::parse_from_bytes(v) {
-                Ok(e) => {
-                    out.push(e);
-                    true
-                }
-                Err(e) => {
-                    bad = Some(corrupt("entry", e));
-                    false
-                }
-            }
-        })?;
-        match bad {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
-    }
-
-    /// Adds entries to the log, replacing any conflicting suffix.
-    pub fn append(&mut self, entries: &[Entry], batch: &mut WriteBatch) {
-        let Some(first) = entries.first() else { return };
+    /// Adds entries to the log, replacing any conflicting suffix (durable after [`RaftLog::persist`]).
+    pub fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        let Some(first) = entries.first() else { return Ok(()) };
         let first_index = first.index;
-        if first_index <= self.last_index {
-            batch.delete_range(Cf::RaftLog, entry_key(first_index).to_vec(), entry_key(self.last_index + 1).to_vec());
-            while self.cache.back().is_some_and(|e| e.index >= first_index) {
-                self.cache.pop_back();
-            }
+        while self.cache.back().is_some_and(|e| e.index >= first_index) {
+            self.cache.pop_back();
         }
         if self.cache.back().is_some_and(|e| e.index + 1 != first_index) {
             self.cache.clear();
         }
         for e in entries {
-            batch.put(Cf::RaftLog, entry_key(e.index).to_vec(), e.write_to_bytes().expect("entry encodes"));
+            self.wal.append(e)?;
             self.cache.push_back(e.clone());
         }
         while self.cache.len() > CACHE_ENTRIES {
             self.cache.pop_front();
         }
-        self.last_index = entries.last().map(|e| e.index).unwrap_or(self.last_index);
+        Ok(())
     }
 
-    pub fn set_hard_state(&mut self, hs: HardState, batch: &mut WriteBatch) {
-        batch.put(Cf::RaftState, HARD_STATE, hs.write_to_bytes().expect("hard state encodes"));
+    /// Records a new hard state (durable after [`RaftLog::persist`]).
+    pub fn set_hard_state(&mut self, hs: HardState) -> Result<(), StorageError> {
+        self.wal.set_hard_state(&hs)?;
         self.hard_state = hs;
+        Ok(())
     }
 
-    pub fn set_commit(&mut self, commit: u64, batch: &mut WriteBatch) {
+    /// Records a new commit index. Not worth an fsync of its own: it goes with the next durable write (a
+    /// commit index can be learnt again from the leader, and is raised to the applied index at start).
+    pub fn set_commit(&mut self, commit: u64) -> Result<(), StorageError> {
         let mut hs = self.hard_state.clone();
         hs.commit = commit;
-        self.set_hard_state(hs, batch);
+        self.set_hard_state(hs)
+    }
+
+    /// Writes what was appended and recorded since the last call, and makes it durable.
+    pub fn persist(&mut self) -> Result<(), StorageError> {
+        self.wal.flush(true)
     }
 
     pub fn set_conf_state(&mut self, cs: ConfState, batch: &mut WriteBatch) {
@@ -168,19 +184,23 @@ impl RaftLog {
         self.conf_state = cs;
     }
 
-    /// Drops entries up to and including `index` (which must be applied).
-    pub fn compact(&mut self, index: u64, batch: &mut WriteBatch) -> Result<(), raft::Error> {
+    /// Drops entries up to and including `index` (which must be applied): the truncation point is
+    /// recorded in the backend with a sync (so the state those entries made is durable too), then the
+    /// write-ahead log forgets them and deletes the segments that held only them.
+    pub fn compact(&mut self, index: u64) -> Result<(), raft::Error> {
         if index <= self.truncated_index {
             return Ok(());
         }
-        let index = index.min(self.last_index);
+        let index = index.min(self.last_index());
         let term = self.term(index)?;
-        batch.delete_range(Cf::RaftLog, entry_key(0).to_vec(), entry_key(index + 1).to_vec());
         let mut t = index.to_be_bytes().to_vec();
         t.extend_from_slice(&term.to_be_bytes());
+        let mut batch = WriteBatch::default();
         batch.put(Cf::RaftState, TRUNCATED, t);
+        self.backend.write(batch, true).map_err(other)?;
         self.truncated_index = index;
         self.truncated_term = term;
+        self.wal.compact(index).map_err(other)?;
         while self.cache.front().is_some_and(|e| e.index <= index) {
             self.cache.pop_front();
         }
@@ -191,22 +211,46 @@ impl RaftLog {
         self.truncated_index
     }
 
-    /// Replaces the log by a snapshot received from the leader (whose state the apply layer already
-    /// installed): no entries, truncated at the snapshot, its configuration, commit at least its index.
+    /// Replaces the log by a snapshot received from the leader: `batch`, written by the apply layer with
+    /// the snapshot's state, records the truncation point and configuration; once it is durable,
+    /// [`RaftLog::finish_snapshot`] resets the write-ahead log. No entries, commit at least its index.
     pub fn apply_snapshot(&mut self, meta: &SnapshotMetadata, batch: &mut WriteBatch) {
-        batch.delete_range(Cf::RaftLog, entry_key(0).to_vec(), entry_key(u64::MAX).to_vec());
         let mut t = meta.index.to_be_bytes().to_vec();
         t.extend_from_slice(&meta.term.to_be_bytes());
         batch.put(Cf::RaftState, TRUNCATED, t);
         self.truncated_index = meta.index;
         self.truncated_term = meta.term;
-        self.last_index = meta.index;
         self.cache.clear();
         self.set_conf_state(meta.get_conf_state().clone(), batch);
-        let mut hs = self.hard_state.clone();
-        hs.commit = hs.commit.max(meta.index);
-        hs.term = hs.term.max(meta.term);
-        self.set_hard_state(hs, batch);
+        self.hard_state.commit = self.hard_state.commit.max(meta.index);
+        self.hard_state.term = self.hard_state.term.max(meta.term);
+    }
+
+    /// The write-ahead log after a snapshot's state is durable: empty after the snapshot, with the hard
+    /// state [`RaftLog::apply_snapshot`] made.
+    pub fn finish_snapshot(&mut self, meta: &SnapshotMetadata) -> Result<(), StorageError> {
+        let hs = self.hard_state.clone();
+        self.wal.reset(meta.index, meta.term, &hs)
+    }
+}
+
+/// The entries an older modkv kept in the backend, from `from` on.
+fn old_entries(backend: &dyn Backend, from: u64) -> Result<Vec<Entry>, StorageError> {
+    let mut out = Vec::new();
+    let mut bad = None;
+    backend.scan(Cf::RaftLog, &entry_key(from), None, &mut |_, v| match Entry::parse_from_bytes(v) {
+        Ok(e) => {
+            out.push(e);
+            true
+        }
+        Err(e) => {
+            bad = Some(corrupt("entry", e));
+            false
+        }
+    })?;
+    match bad {
+        Some(e) => Err(e),
+        None => Ok(out),
     }
 }
 
@@ -225,27 +269,22 @@ impl Storage for RaftLog {
         if low <= self.truncated_index {
             return Err(raft::Error::Store(RaftStorageError::Compacted));
         }
-        if high > self.last_index + 1 {
+        if high > self.last_index() + 1 {
             return Err(raft::Error::Store(RaftStorageError::Unavailable));
         }
-        let mut ents = match self.cache.front() {
-            Some(f) if f.index <= low => {
-                let start = (low - f.index) as usize;
-                self.cache.range(start..start + (high - low) as usize).cloned().collect()
+        let max = max_size.into().unwrap_or(u64::MAX);
+        let mut ents = Vec::new();
+        let mut size = 0u64;
+        for index in low..high {
+            let e = match self.cache.front() {
+                Some(f) if f.index <= index => self.cache[(index - f.index) as usize].clone(),
+                _ => self.wal.entries(index, index + 1).map_err(other)?.remove(0),
+            };
+            size += e.compute_size() as u64;
+            if !ents.is_empty() && size > max {
+                break;
             }
-            _ => self.read_entries(low, high).map_err(other)?,
-        };
-        if let Some(max) = max_size.into() {
-            let mut size = 0u64;
-            let mut keep = 0;
-            for e in &ents {
-                size += e.compute_size() as u64;
-                if keep > 0 && size > max {
-                    break;
-                }
-                keep += 1;
-            }
-            ents.truncate(keep);
+            ents.push(e);
         }
         Ok(ents)
     }
@@ -257,7 +296,7 @@ impl Storage for RaftLog {
         if idx < self.truncated_index {
             return Err(raft::Error::Store(RaftStorageError::Compacted));
         }
-        if idx > self.last_index {
+        if idx > self.last_index() {
             return Err(raft::Error::Store(RaftStorageError::Unavailable));
         }
         if let Some(f) = self.cache.front() {
@@ -265,10 +304,7 @@ impl Storage for RaftLog {
                 return Ok(self.cache[(idx - f.index) as usize].term);
             }
         }
-        match self.backend.get(Cf::RaftLog, &entry_key(idx)).map_err(other)? {
-            Some(b) => Ok(Entry::parse_from_bytes(&b).map_err(|e| other(corrupt("entry", e)))?.term),
-            None => Err(raft::Error::Store(RaftStorageError::Unavailable)),
-        }
+        self.wal.term(idx).ok_or(raft::Error::Store(RaftStorageError::Unavailable))
     }
 
     fn first_index(&self) -> raft::Result<u64> {
@@ -276,7 +312,7 @@ impl Storage for RaftLog {
     }
 
     fn last_index(&self) -> raft::Result<u64> {
-        Ok(self.last_index)
+        Ok(RaftLog::last_index(self))
     }
 
     /// The state machine for a peer the log cannot catch up: read from one RocksDB snapshot at its
@@ -319,35 +355,94 @@ mod tests {
         Entry { index, term, data: format!("e{index}").into_bytes().into(), ..Default::default() }
     }
 
+    fn indexes(ents: &[Entry]) -> Vec<u64> {
+        ents.iter().map(|e| e.index).collect()
+    }
+
     #[test]
     fn append_truncate_compact_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let backend: Arc<dyn Backend> = Arc::new(RocksDb::open(dir.path()).unwrap());
+        let wal = dir.path().join("wal");
+        let backend: Arc<dyn Backend> = Arc::new(RocksDb::open(&dir.path().join("db")).unwrap());
         {
-            let mut log = RaftLog::open(backend.clone()).unwrap();
+            let mut log = RaftLog::open(backend.clone(), &wal, None).unwrap();
             assert!(log.is_new());
-            let mut b = WriteBatch::default();
-            log.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>(), &mut b);
+            log.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>()).unwrap();
             // A new leader overwrites the tail from index 8.
-            log.append(&[entry(8, 2), entry(9, 2)], &mut b);
-            log.set_hard_state(HardState { term: 2, commit: 9, ..Default::default() }, &mut b);
-            backend.write(b, true).unwrap();
-            assert_eq!(log.last_index, 9);
+            log.append(&[entry(8, 2), entry(9, 2)]).unwrap();
+            log.set_hard_state(HardState { term: 2, commit: 9, ..Default::default() }).unwrap();
+            log.persist().unwrap();
+            assert_eq!(log.last_index(), 9);
             assert_eq!(log.term(8).unwrap(), 2);
+            // Buffered, never persisted: lost with the process, as it may be.
+            log.set_commit(9).unwrap();
         }
-        let mut log = RaftLog::open(backend.clone()).unwrap();
+        let mut log = RaftLog::open(backend.clone(), &wal, None).unwrap();
         assert_eq!(log.last_index(), 9);
         assert_eq!(log.hard_state().commit, 9);
         assert_eq!(log.term(9).unwrap(), 2);
         let ents = log.entries(2, 5, None, GetEntriesContext::empty(false)).unwrap();
-        assert_eq!(ents.iter().map(|e| e.index).collect::<Vec<_>>(), vec![2, 3, 4]);
-        let mut b = WriteBatch::default();
-        log.compact(5, &mut b).unwrap();
-        backend.write(b, true).unwrap();
-        let log = RaftLog::open(backend).unwrap();
+        assert_eq!(indexes(&ents), vec![2, 3, 4]);
+        // A size limit keeps at least one entry.
+        assert_eq!(log.entries(2, 9, Some(1), GetEntriesContext::empty(false)).unwrap().len(), 1);
+        log.compact(5).unwrap();
+        drop(log);
+        let log = RaftLog::open(backend, &wal, None).unwrap();
         assert_eq!(log.first_index().unwrap(), 6);
         assert_eq!(log.term(5).unwrap(), 1);
         assert!(log.entries(4, 6, None, GetEntriesContext::empty(false)).is_err());
-        assert_eq!(log.entries(6, 10, None, GetEntriesContext::empty(false)).unwrap().len(), 4);
+        assert_eq!(indexes(&log.entries(6, 10, None, GetEntriesContext::empty(false)).unwrap()), vec![6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn a_log_kept_in_the_backend_moves_to_the_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(RocksDb::open(&dir.path().join("db")).unwrap());
+        // The layout of an older modkv: entries 4..=7 (3 compacted away) and the hard state in the backend.
+        let mut b = WriteBatch::default();
+        for i in 1..=7 {
+            b.put(Cf::RaftLog, entry_key(i).to_vec(), entry(i, 1).write_to_bytes().unwrap());
+        }
+        b.delete_range(Cf::RaftLog, entry_key(0).to_vec(), entry_key(4).to_vec());
+        b.put(Cf::RaftState, TRUNCATED, [3u64.to_be_bytes(), 1u64.to_be_bytes()].concat());
+        let hs = HardState { term: 1, vote: 1, commit: 6, ..Default::default() };
+        b.put(Cf::RaftState, HARD_STATE, hs.write_to_bytes().unwrap());
+        backend.write(b, true).unwrap();
+        let wal = dir.path().join("wal");
+        for _ in 0..2 {
+            let log = RaftLog::open(backend.clone(), &wal, None).unwrap();
+            assert_eq!((log.first_index().unwrap(), log.last_index()), (4, 7));
+            assert_eq!(log.hard_state(), &hs);
+            assert_eq!(indexes(&log.entries(4, 8, None, GetEntriesContext::empty(false)).unwrap()), vec![4, 5, 6, 7]);
+            assert!(backend.last(Cf::RaftLog).unwrap().is_none());
+            assert!(backend.get(Cf::RaftState, HARD_STATE).unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn a_snapshot_resets_the_log_even_if_the_reset_was_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("wal");
+        let backend: Arc<dyn Backend> = Arc::new(RocksDb::open(&dir.path().join("db")).unwrap());
+        let mut log = RaftLog::open(backend.clone(), &wal, None).unwrap();
+        log.append(&(1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>()).unwrap();
+        log.persist().unwrap();
+        let mut meta = SnapshotMetadata { index: 20, term: 3, ..Default::default() };
+        meta.mut_conf_state().voters = vec![1];
+        let mut batch = WriteBatch::default();
+        log.apply_snapshot(&meta, &mut batch);
+        backend.write(batch, true).unwrap();
+        // The member stops before the write-ahead log is reset: the backend's truncation point wins.
+        drop(log);
+        let mut log = RaftLog::open(backend.clone(), &wal, None).unwrap();
+        assert_eq!((log.first_index().unwrap(), log.last_index()), (21, 20));
+        assert_eq!(log.term(20).unwrap(), 3);
+        log.finish_snapshot(&meta).unwrap();
+        log.append(&[entry(21, 3)]).unwrap();
+        log.persist().unwrap();
+        drop(log);
+        let log = RaftLog::open(backend, &wal, None).unwrap();
+        assert_eq!((log.first_index().unwrap(), log.last_index()), (21, 21));
+        assert_eq!(log.conf_state().voters, vec![1]);
     }
 }

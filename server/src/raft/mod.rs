@@ -14,7 +14,9 @@
 //!   peer port (api::peer) ──▶ transport::Receiver (checks) ──step──▶ RaftHandle ──▶ node task
 //! ```
 //!
-//! The log and hard state live in [`log::RaftLog`] on the shared storage backend. A peer too far behind
+//! The log and hard state live in [`log::RaftLog`]: entries and hard states in the write-ahead log of
+//! [`wal`] (preallocated segments under `<data-dir>/wal`, one fdatasync per Ready), the configuration and
+//! the point the log was cut at in the storage backend beside the state machine. A peer too far behind
 //! gets a snapshot: the state machine read from one RocksDB snapshot (`storage::snapshot`), installed by
 //! the apply layer on the receiving side before the log is reset to it.
 
@@ -25,6 +27,7 @@ pub mod dial;
 pub mod log;
 mod logger;
 mod node;
+pub mod wal;
 
 pub mod transport;
 

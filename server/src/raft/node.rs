@@ -222,9 +222,8 @@ impl RaftNode {
                 commit = log.hard_state().commit,
                 "raising the stored commit index to the applied index"
             );
-            let mut batch = WriteBatch::default();
-            log.set_commit(applied_index, &mut batch);
-            backend.write(batch, true)?;
+            log.set_commit(applied_index)?;
+            log.persist()?;
         }
         let rc = raft::Config {
             id: cfg.id,
@@ -439,18 +438,19 @@ impl RaftNode {
         }
         // 3. Committed entries: durable on a quorum, ready to apply.
         self.commit(rd.take_committed_entries())?;
-        // 4. New entries and hard state in one batch, fsynced when raft says it must be (new entries, a
-        //    new term or vote). A change of the commit index alone needs no fsync: it can be learnt again
-        //    from the leader (and is raised to the applied index at start), so a follower does not pay a
-        //    second fsync per write when the leader tells it the entry committed.
-        let mut batch = WriteBatch::default();
-        self.node.mut_store().append(rd.entries(), &mut batch);
+        // 4. New entries and hard state to the write-ahead log, one write and one fdatasync when raft says
+        //    it must be durable (new entries, a new term or vote). A change of the commit index alone
+        //    stays buffered until then: it can be learnt again from the leader (and is raised to the
+        //    applied index at start), so a follower does not pay a second fsync per write when the leader
+        //    tells it the entry committed.
+        let store = self.node.mut_store();
+        store.append(rd.entries())?;
         if let Some(hs) = rd.hs() {
-            self.node.mut_store().set_hard_state(hs.clone(), &mut batch);
+            store.set_hard_state(hs.clone())?;
         }
-        if !batch.is_empty() {
+        if rd.must_sync() {
             fail::fail_point!("raft::before_persist");
-            self.backend.write(batch, rd.must_sync())?;
+            self.node.mut_store().persist()?;
             fail::fail_point!("raft::after_persist_before_send");
         }
         // 5. Persist before send: votes and append acknowledgements promise what is on disk, so they
@@ -465,9 +465,7 @@ impl RaftNode {
         // 6. Advance, then whatever the advance released.
         let mut light = self.node.advance(rd);
         if let Some(commit) = light.commit_index() {
-            let mut batch = WriteBatch::default();
-            self.node.mut_store().set_commit(commit, &mut batch);
-            self.backend.write(batch, false)?;
+            self.node.mut_store().set_commit(commit)?;
         }
         self.send(light.take_messages());
         self.commit(light.take_committed_entries())?;
@@ -485,12 +483,14 @@ impl RaftNode {
             bytes = snap.data.len(),
             "installing snapshot from the leader"
         );
-        // State and log change in one atomic batch: a crash leaves either both old or both new.
+        // The state and the log's truncation point change in one atomic batch (a crash leaves either both
+        // old or both new); the write-ahead log is reset after that is durable.
         let mut log_batch = WriteBatch::default();
         self.node.mut_store().apply_snapshot(&meta, &mut log_batch);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.apply_tx.send(ToApply::Snapshot(snap, log_batch, tx)).map_err(|_| Error::Stopped)?;
         rx.recv().map_err(|_| Error::Stopped)??;
+        self.node.mut_store().finish_snapshot(&meta)?;
         tracing::info!(index = meta.index, "applied incoming snapshot");
         Ok(())
     }
@@ -551,12 +551,7 @@ impl RaftNode {
             return Ok(());
         }
         let to = applied - CATCH_UP_ENTRIES;
-        let mut batch = WriteBatch::default();
-        self.node
-            .mut_store()
-            .compact(to, &mut batch)
-            .map_err(|e| Error::Internal(format!("raft log compaction: {e}")))?;
-        self.backend.write(batch, false)?;
+        self.node.mut_store().compact(to).map_err(|e| Error::Internal(format!("raft log compaction: {e}")))?;
         tracing::info!(index = to, "compacted raft log");
         Ok(())
     }
