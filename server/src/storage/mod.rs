@@ -1,9 +1,9 @@
-//! The storage layer: one ordered, durable key-value [`Backend`] shared by the raft log and the MVCC key
-//! space.
+//! The storage layer: one ordered, durable key-value [`Backend`] holding the MVCC key space and what the
+//! raft log keeps beside its write-ahead log (`raft::wal`, files of its own under `<data-dir>/wal`).
 //!
 //! ```text
-//!   raft::log  ──┐                      ┌─ Cf::RaftLog   (index → raft Entry)
-//!                ├─ Backend (trait) ────┼─ Cf::RaftState (hard state, conf state, truncation point)
+//!   raft::log  ──┐                      ┌─ Cf::RaftLog   (empty: where an older modkv kept entries)
+//!                ├─ Backend (trait) ────┼─ Cf::RaftState (conf state, truncation point)
 //!   mvcc / apply ┘    └ RocksDb          ├─ Cf::Kv        (revision → mvccpb.KeyValue)
 //!                                        ├─ Cf::Meta      (applied index, current / compacted revision)
 //!                                        ├─ Cf::Lease     (lease id → granted TTL)
@@ -11,8 +11,9 @@
 //! ```
 //!
 //! Everything that must change together goes into one [`WriteBatch`]: the apply layer writes the applied
-//! index in the same batch as the key-value changes it covers, and the raft layer writes entries and hard
-//! state together with `sync = true` before anything that depends on them leaves the node.
+//! index in the same batch as the key-value changes it covers. The apply layer's writes are not synced:
+//! after a crash the state machine may be behind its last applied entry, which the raft log still holds
+//! (the log drops entries only after a synced write here has made their state durable).
 
 pub mod data_dir;
 mod rocks;
