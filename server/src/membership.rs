@@ -158,11 +158,12 @@ impl Cluster {
     }
 
     pub fn member(&self, id: u64) -> Option<Member> {
-        self.members().into_iter().find(|m| m.id == id)
+        self.members.read().unwrap_or_else(|e| e.into_inner()).iter().find(|m| m.id == id).cloned()
     }
 
+    /// Asked by every write (`not_learner`): looked up in place, nothing copied.
     pub fn is_learner(&self, id: u64) -> bool {
-        self.member(id).is_some_and(|m| m.is_learner)
+        self.members.read().unwrap_or_else(|e| e.into_inner()).iter().any(|m| m.id == id && m.is_learner)
     }
 
     /// The first peer URL of member `id`.

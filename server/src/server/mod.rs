@@ -223,7 +223,9 @@ impl EtcdServer {
         validate::put(&r)?;
         check_put(&self.auth, caller().as_ref(), &r, &self.lessor)?;
         self.not_learner()?;
-        self.pre_put.pre_put(&mut r, false, plugins).await?;
+        if self.pre_put.active() {
+            self.pre_put.pre_put(&mut r, false, plugins).await?;
+        }
         self.check_quota(PUT_OVERHEAD + (r.key.len() + r.value.len()) as u64).await?;
         self.propose_for(InternalRaftRequest { put: Some(r), ..Default::default() }).await
     }
@@ -381,7 +383,7 @@ impl EtcdServer {
         // The caller and its token's auth revision, for the checks made again at apply.
         let (username, auth_revision) = caller().map(|c| (c.user, c.revision)).unwrap_or_default();
         req.header = Some(RequestHeader { id, username, auth_revision });
-        let data = req.encode_to_vec();
+        let mut data = req.encode_to_vec();
         if data.len() > self.cfg.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
@@ -390,7 +392,9 @@ impl EtcdServer {
         let _pending = self.metrics.proposal_pending();
         loop {
             let rx = self.wait.register(id);
-            if let Err(e) = self.raft.propose(id, data.clone()).await {
+            // The encoded request goes to raft; a retry (after a dropped proposal) encodes it again.
+            let payload = if data.is_empty() { req.encode_to_vec() } else { std::mem::take(&mut data) };
+            if let Err(e) = self.raft.propose(id, payload).await {
                 self.wait.cancel(id);
                 self.metrics.proposal_failed();
                 return Err(e);
