@@ -235,6 +235,15 @@ impl Wal {
         if let Some(hs) = &hard_state {
             wal.hard_state = hs.clone();
         }
+        if wal.offset == 0 {
+            // The newest segment was made but nothing reached it (a stop right after a roll): it begins
+            // with its start record and the hard state when written to, as a rolled one does.
+            wal.prev_crc = encode(&mut wal.buf, 0, START, &wal.seq.to_le_bytes());
+            if let Some(hs) = &hard_state {
+                let payload = hs.write_to_bytes().map_err(|e| corrupt(format!("hard state encodes: {e}")))?;
+                wal.prev_crc = encode(&mut wal.buf, wal.prev_crc, HARD_STATE, &payload);
+            }
+        }
         let (index, term) = truncated;
         if wal.first == 0 {
             wal.first = index + 1;

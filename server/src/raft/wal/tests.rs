@@ -100,3 +100,22 @@ fn reset_empties_the_log() {
     assert_eq!(data(&r.wal, 101, 102), ["after"]);
     assert_eq!(r.hard_state.unwrap().commit, 100);
 }
+
+#[test]
+fn an_empty_newest_segment_is_written_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wal");
+    let mut w = Wal::create(&path, 1, &[entry(1, 1, "a")], &hs(1, 1), None).unwrap();
+    drop(w);
+    // A stop right after a roll: the next segment exists, allocated, nothing in it.
+    let f = File::create(segment_path(&path, 1)).unwrap();
+    preallocate(&f, 4096).unwrap();
+    drop(f);
+    w = Wal::open(&path, (0, 0), None).unwrap().wal;
+    w.append(&entry(2, 1, "b")).unwrap();
+    w.flush(true).unwrap();
+    drop(w);
+    let r = Wal::open(&path, (0, 0), None).unwrap();
+    assert_eq!(data(&r.wal, 1, 3), ["a", "b"]);
+    assert_eq!(r.hard_state.unwrap().commit, 1);
+}
