@@ -24,8 +24,8 @@
 //!   apply     committed entries from raft → mvcc / lease / alarm / member list, results to the waiting
 //!             requests; snapshots from the leader installed; the request evaluator (range, put,
 //!             delete, txn) over a read view or a write txn, shared with the server's reads
-//!   raft      one task owns raft-rs's RawNode and follows its Ready steps; the log on storage; the
-//!             peer transport, both halves (a queue and one h2 stream per peer, TLS for https peers);
+//!   raft      one task owns raft-rs's RawNode and follows its Ready steps; the log in a write-ahead
+//!             log of its own (preallocated segments, as etcd's); the peer transport, both halves (a queue and one h2 stream per peer, TLS for https peers);
 //!             snapshots for lagging peers
 //!   metrics   Prometheus metrics under etcd's names
 //!   mvcc      the revisioned key space (etcd's data model)
