@@ -37,8 +37,6 @@ use crate::storage::{StorageError, WriteObserver};
 /// segment of its own size.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
 const HEADER: usize = 9;
-/// A record longer than this is not a record (a length read from garbage).
-const MAX_RECORD: usize = 1 << 30;
 
 const START: u8 = 1;
 const ENTRY: u8 = 2;
@@ -220,7 +218,7 @@ impl Wal {
                 .open(&path)
                 .map_err(|e| io(&format!("opening {}", path.display()), e))?;
             let len = file.metadata().map_err(|e| io(&format!("reading {}", path.display()), e))?.len();
-            let (end, crc) = wal.replay(seq, &file, &mut hard_state)?;
+            let (end, crc) = wal.replay(seq, &file, len, &mut hard_state)?;
             wal.segments.insert(seq, Segment { file, len, last_entry: 0 });
             wal.seq = seq;
             wal.offset = end;
@@ -259,7 +257,14 @@ impl Wal {
     }
 
     /// Reads one segment's records; returns where its valid records end and the last one's crc.
-    fn replay(&mut self, seq: u64, file: &File, hs: &mut Option<HardState>) -> Result<(u64, u32), StorageError> {
+    /// A length read from garbage (a torn tail) can never make it read or allocate past the file's `len`.
+    fn replay(
+        &mut self,
+        seq: u64,
+        file: &File,
+        file_len: u64,
+        hs: &mut Option<HardState>,
+    ) -> Result<(u64, u32), StorageError> {
         let mut r = BufReader::with_capacity(1 << 20, file);
         let (mut offset, mut prev) = (0u64, 0u32);
         let mut header = [0u8; HEADER];
@@ -271,7 +276,7 @@ impl Wal {
             let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
             let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
             let kind = header[8];
-            if kind == 0 || len > MAX_RECORD {
+            if kind == 0 || offset + (HEADER + len) as u64 > file_len {
                 break;
             }
             payload.resize(len, 0);

@@ -119,3 +119,21 @@ fn an_empty_newest_segment_is_written_to() {
     assert_eq!(data(&r.wal, 1, 3), ["a", "b"]);
     assert_eq!(r.hard_state.unwrap().commit, 1);
 }
+
+#[test]
+fn a_garbage_length_ends_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wal");
+    let mut w = Wal::create(&path, 1, &[entry(1, 1, "a")], &hs(1, 1), None).unwrap();
+    let end = w.offset;
+    drop(w);
+    // A torn write left a header claiming 4 GiB: the log ends before it, and is written over.
+    let f = OpenOptions::new().write(true).open(segment_path(&path, 0)).unwrap();
+    f.write_all_at(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, ENTRY], end).unwrap();
+    w = Wal::open(&path, (0, 0), None).unwrap().wal;
+    assert_eq!(w.last_index(), 1);
+    w.append(&entry(2, 1, "b")).unwrap();
+    w.flush(true).unwrap();
+    drop(w);
+    assert_eq!(data(&Wal::open(&path, (0, 0), None).unwrap().wal, 1, 3), ["a", "b"]);
+}
