@@ -176,7 +176,7 @@ impl RaftLog {
 
     /// Writes what was appended and recorded since the last call, and makes it durable.
     pub fn persist(&mut self) -> Result<(), StorageError> {
-        self.wal.flush(true)
+        self.wal.flush()
     }
 
     pub fn set_conf_state(&mut self, cs: ConfState, batch: &mut WriteBatch) {
@@ -193,10 +193,8 @@ impl RaftLog {
         }
         let index = index.min(self.last_index());
         let term = self.term(index)?;
-        let mut t = index.to_be_bytes().to_vec();
-        t.extend_from_slice(&term.to_be_bytes());
         let mut batch = WriteBatch::default();
-        batch.put(Cf::RaftState, TRUNCATED, t);
+        put_truncated(&mut batch, index, term);
         self.backend.write(batch, true).map_err(other)?;
         self.truncated_index = index;
         self.truncated_term = term;
@@ -215,9 +213,7 @@ impl RaftLog {
     /// the snapshot's state, records the truncation point and configuration; once it is durable,
     /// [`RaftLog::finish_snapshot`] resets the write-ahead log. No entries, commit at least its index.
     pub fn apply_snapshot(&mut self, meta: &SnapshotMetadata, batch: &mut WriteBatch) {
-        let mut t = meta.index.to_be_bytes().to_vec();
-        t.extend_from_slice(&meta.term.to_be_bytes());
-        batch.put(Cf::RaftState, TRUNCATED, t);
+        put_truncated(batch, meta.index, meta.term);
         self.truncated_index = meta.index;
         self.truncated_term = meta.term;
         self.cache.clear();
@@ -232,6 +228,11 @@ impl RaftLog {
         let hs = self.hard_state.clone();
         self.wal.reset(meta.index, meta.term, &hs)
     }
+}
+
+/// Records where the log was cut: index and term, big endian (what [`RaftLog::open`] reads back).
+fn put_truncated(batch: &mut WriteBatch, index: u64, term: u64) {
+    batch.put(Cf::RaftState, TRUNCATED, [index.to_be_bytes(), term.to_be_bytes()].concat());
 }
 
 /// The entries an older modkv kept in the backend, from `from` on.
@@ -278,7 +279,7 @@ impl Storage for RaftLog {
         for index in low..high {
             let e = match self.cache.front() {
                 Some(f) if f.index <= index => self.cache[(index - f.index) as usize].clone(),
-                _ => self.wal.entries(index, index + 1).map_err(other)?.remove(0),
+                _ => self.wal.entry(index).map_err(other)?,
             };
             size += e.compute_size() as u64;
             if !ents.is_empty() && size > max {

@@ -450,7 +450,7 @@ impl RaftNode {
         }
         if rd.must_sync() {
             fail::fail_point!("raft::before_persist");
-            self.node.mut_store().persist()?;
+            store.persist()?;
             fail::fail_point!("raft::after_persist_before_send");
         }
         // 5. Persist before send: votes and append acknowledgements promise what is on disk, so they

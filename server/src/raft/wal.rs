@@ -160,8 +160,7 @@ impl Wal {
         for e in entries {
             wal.append(e)?;
         }
-        wal.set_hard_state(hs)?;
-        wal.flush(true)?;
+        wal.flush()?;
         sync_dir(&tmp)?;
         std::fs::rename(&tmp, dir).map_err(|e| io(&format!("renaming {} into place", tmp.display()), e))?;
         if let Some(parent) = dir.parent() {
@@ -235,12 +234,8 @@ impl Wal {
         }
         if wal.offset == 0 {
             // The newest segment was made but nothing reached it (a stop right after a roll): it begins
-            // with its start record and the hard state when written to, as a rolled one does.
-            wal.prev_crc = encode(&mut wal.buf, 0, START, &wal.seq.to_le_bytes());
-            if let Some(hs) = &hard_state {
-                let payload = hs.write_to_bytes().map_err(|e| corrupt(format!("hard state encodes: {e}")))?;
-                wal.prev_crc = encode(&mut wal.buf, wal.prev_crc, HARD_STATE, &payload);
-            }
+            // as a rolled one does when written to.
+            wal.begin_segment()?;
         }
         let (index, term) = truncated;
         if wal.first == 0 {
@@ -346,19 +341,20 @@ impl Wal {
         self.locs.get(i as usize).map(|l| l.term)
     }
 
+    /// Entry `index` (held), read back from its segment.
+    pub fn entry(&self, index: u64) -> Result<Entry, StorageError> {
+        let loc = index
+            .checked_sub(self.first)
+            .and_then(|i| self.locs.get(i as usize))
+            .ok_or_else(|| corrupt(format!("entry {index} is not in the log")))?;
+        let mut payload = vec![0u8; loc.len as usize];
+        self.read_at(loc.seg, loc.off, &mut payload)?;
+        Entry::parse_from_bytes(&payload).map_err(|e| corrupt(format!("entry {index}: {e}")))
+    }
+
     /// Entries `low..high` (all held).
     pub fn entries(&self, low: u64, high: u64) -> Result<Vec<Entry>, StorageError> {
-        let mut out = Vec::with_capacity((high - low) as usize);
-        for index in low..high {
-            let loc = index
-                .checked_sub(self.first)
-                .and_then(|i| self.locs.get(i as usize))
-                .ok_or_else(|| corrupt(format!("entry {index} is not in the log")))?;
-            let mut payload = vec![0u8; loc.len as usize];
-            self.read_at(loc.seg, loc.off, &mut payload)?;
-            out.push(Entry::parse_from_bytes(&payload).map_err(|e| corrupt(format!("entry {index}: {e}")))?);
-        }
-        Ok(out)
+        (low..high).map(|index| self.entry(index)).collect()
     }
 
     fn read_at(&self, seq: u64, off: u64, out: &mut [u8]) -> Result<(), StorageError> {
@@ -385,9 +381,13 @@ impl Wal {
 
     /// Adds a hard state to the records to write.
     pub fn set_hard_state(&mut self, hs: &HardState) -> Result<(), StorageError> {
-        let payload = hs.write_to_bytes().map_err(|e| corrupt(format!("hard state encodes: {e}")))?;
         self.hard_state = hs.clone();
+        let payload = self.hard_state_bytes()?;
         self.record(HARD_STATE, &payload).map(|_| ())
+    }
+
+    fn hard_state_bytes(&self) -> Result<Vec<u8>, StorageError> {
+        self.hard_state.write_to_bytes().map_err(|e| corrupt(format!("hard state encodes: {e}")))
     }
 
     /// Empties the log: it continues after `index` (a snapshot's), with `hs`; durable on return. Every
@@ -397,7 +397,7 @@ impl Wal {
         payload.extend_from_slice(&term.to_le_bytes());
         self.record(RESET, &payload)?;
         self.set_hard_state(hs)?;
-        self.flush(true)?;
+        self.flush()?;
         self.locs.clear();
         self.first = index + 1;
         self.release(u64::MAX)
@@ -442,10 +442,9 @@ impl Wal {
         if end + size > self.segment_len() && end > 0 {
             // Full: what the buffer holds goes to this segment, durably (nothing of the next segment
             // may be on disk before it), then the next begins with the current hard state.
-            self.flush(true)?;
-            let hs = self.hard_state.write_to_bytes().map_err(|e| corrupt(format!("hard state encodes: {e}")))?;
-            self.start_segment(self.seq + 1, SEGMENT_BYTES.max(size + 64 + hs.len() as u64))?;
-            self.prev_crc = encode(&mut self.buf, self.prev_crc, HARD_STATE, &hs);
+            self.flush()?;
+            let start = (2 * HEADER + 8) as u64 + self.hard_state.compute_size() as u64;
+            self.start_segment(self.seq + 1, SEGMENT_BYTES.max(start + size))?;
         }
         let at = self.offset + self.buf.len() as u64 + HEADER as u64;
         self.prev_crc = encode(&mut self.buf, self.prev_crc, kind, payload);
@@ -457,7 +456,7 @@ impl Wal {
     }
 
     /// Creates segment `seq` of `len` bytes (allocated, then renamed into place) and makes it the one
-    /// written to, its start record in the buffer.
+    /// written to, its first records in the buffer.
     fn start_segment(&mut self, seq: u64, len: u64) -> Result<(), StorageError> {
         let path = segment_path(&self.dir, seq);
         let tmp = path.with_extension("wal.tmp");
@@ -475,17 +474,20 @@ impl Wal {
         self.segments.insert(seq, Segment { file, len, last_entry: 0 });
         self.seq = seq;
         self.offset = 0;
-        self.prev_crc = encode(&mut self.buf, 0, START, &seq.to_le_bytes());
+        self.begin_segment()
+    }
+
+    /// The first records of the segment written to, which is empty: its start record and the current
+    /// hard state (so a segment never depends on an older one for it).
+    fn begin_segment(&mut self) -> Result<(), StorageError> {
+        let hs = self.hard_state_bytes()?;
+        self.prev_crc = encode(&mut self.buf, 0, START, &self.seq.to_le_bytes());
+        self.prev_crc = encode(&mut self.buf, self.prev_crc, HARD_STATE, &hs);
         Ok(())
     }
 
-    /// Whether records wait to be written.
-    pub fn pending(&self) -> bool {
-        !self.buf.is_empty()
-    }
-
-    /// Writes the buffered records, then (`sync`) makes them durable.
-    pub fn flush(&mut self, sync: bool) -> Result<(), StorageError> {
+    /// Writes the buffered records and makes them durable.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
         let started = Instant::now();
         if !self.buf.is_empty() {
             let seg = self.segments.get(&self.seq).expect("the segment written to is open");
@@ -493,15 +495,13 @@ impl Wal {
             self.offset += self.buf.len() as u64;
             self.buf.clear();
         }
-        if sync {
-            fail::fail_point!("storage::fsync_error", |_| Err(StorageError::Backend(
-                "IO error: While fsync: input/output error (failpoint storage::fsync_error)".into()
-            )));
-            let seg = self.segments.get(&self.seq).expect("the segment written to is open");
-            seg.file.sync_data().map_err(|e| io("fsync", e))?;
-            if let Some(o) = &self.observer {
-                o.observe_write(true, started.elapsed());
-            }
+        fail::fail_point!("storage::fsync_error", |_| Err(StorageError::Backend(
+            "IO error: While fsync: input/output error (failpoint storage::fsync_error)".into()
+        )));
+        let seg = self.segments.get(&self.seq).expect("the segment written to is open");
+        seg.file.sync_data().map_err(|e| io("fsync", e))?;
+        if let Some(o) = &self.observer {
+            o.observe_write(true, started.elapsed());
         }
         Ok(())
     }

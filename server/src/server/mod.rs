@@ -383,17 +383,18 @@ impl EtcdServer {
         // The caller and its token's auth revision, for the checks made again at apply.
         let (username, auth_revision) = caller().map(|c| (c.user, c.revision)).unwrap_or_default();
         req.header = Some(RequestHeader { id, username, auth_revision });
-        let mut data = req.encode_to_vec();
+        let data = req.encode_to_vec();
         if data.len() > self.cfg.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
         let deadline = tokio::time::Instant::now() + self.cfg.request_timeout;
         // Counted in etcd_server_proposals_pending until this request is answered.
         let _pending = self.metrics.proposal_pending();
+        let mut data = Some(data);
         loop {
             let rx = self.wait.register(id);
             // The encoded request goes to raft; a retry (after a dropped proposal) encodes it again.
-            let payload = if data.is_empty() { req.encode_to_vec() } else { std::mem::take(&mut data) };
+            let payload = data.take().unwrap_or_else(|| req.encode_to_vec());
             if let Err(e) = self.raft.propose(id, payload).await {
                 self.wait.cancel(id);
                 self.metrics.proposal_failed();

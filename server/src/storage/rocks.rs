@@ -153,8 +153,8 @@ impl Backend for RocksDb {
             }
         }
         // A sync write is a plain write followed by a sync of the WAL, not a write with `sync` set: RocksDB
-        // holds its write queue for the whole fsync of a sync write, so the apply thread's unsynced batch
-        // would wait behind the raft log's fsync (apply could not overlap the next append). The WAL sync
+        // holds its write queue for the whole fsync of a sync write, so the apply thread's unsynced batches
+        // would wait behind it (a compaction's truncation point, a configuration change). The WAL sync
         // makes everything written before it durable, this batch included.
         let started = Instant::now();
         let result = self.db.write_opt(wb, &WriteOptions::default()).map_err(err);

@@ -24,11 +24,11 @@ fn appends_overwrites_and_replays() {
     }
     // Read back before and after the write.
     assert_eq!(data(&w, 4, 6), ["e4", "e5"]);
-    w.flush(true).unwrap();
+    w.flush().unwrap();
     // A new leader replaces the tail from 4.
     w.append(&entry(4, 2, "x4")).unwrap();
     w.set_hard_state(&hs(2, 3)).unwrap();
-    w.flush(true).unwrap();
+    w.flush().unwrap();
     assert_eq!(w.last_index(), 4);
     drop(w);
     let r = Wal::open(&path, (0, 0), None).unwrap();
@@ -47,7 +47,7 @@ fn a_torn_tail_ends_the_log_and_is_written_over() {
     for i in 1..=3 {
         w.append(&entry(i, 1, &format!("e{i}"))).unwrap();
     }
-    w.flush(true).unwrap();
+    w.flush().unwrap();
     let end = w.offset;
     drop(w);
     // Entry 3's record loses its last byte: it no longer checks.
@@ -56,7 +56,7 @@ fn a_torn_tail_ends_the_log_and_is_written_over() {
     let mut w = Wal::open(&path, (0, 0), None).unwrap().wal;
     assert_eq!(w.last_index(), 2);
     w.append(&entry(3, 2, "new")).unwrap();
-    w.flush(true).unwrap();
+    w.flush().unwrap();
     drop(w);
     let w = Wal::open(&path, (0, 0), None).unwrap().wal;
     assert_eq!(data(&w, 1, 4), ["e1", "e2", "new"]);
@@ -72,7 +72,7 @@ fn segments_roll_and_compaction_deletes_old_ones() {
         w.append(&entry(i, 3, &format!("{i}{big}"))).unwrap();
     }
     w.set_hard_state(&hs(3, 7)).unwrap();
-    w.flush(true).unwrap();
+    w.flush().unwrap();
     assert!(w.segments.len() >= 3, "{} segments", w.segments.len());
     w.compact(5).unwrap();
     assert_eq!(w.first_index(), 6);
@@ -93,7 +93,7 @@ fn reset_empties_the_log() {
     w.reset(100, 4, &hs(4, 100)).unwrap();
     assert_eq!((w.first_index(), w.last_index()), (101, 100));
     w.append(&entry(101, 4, "after")).unwrap();
-    w.flush(true).unwrap();
+    w.flush().unwrap();
     drop(w);
     let r = Wal::open(&path, (100, 4), None).unwrap();
     assert_eq!((r.wal.first_index(), r.wal.last_index()), (101, 101));
@@ -113,7 +113,7 @@ fn an_empty_newest_segment_is_written_to() {
     drop(f);
     w = Wal::open(&path, (0, 0), None).unwrap().wal;
     w.append(&entry(2, 1, "b")).unwrap();
-    w.flush(true).unwrap();
+    w.flush().unwrap();
     drop(w);
     let r = Wal::open(&path, (0, 0), None).unwrap();
     assert_eq!(data(&r.wal, 1, 3), ["a", "b"]);
@@ -133,7 +133,7 @@ fn a_garbage_length_ends_the_log() {
     w = Wal::open(&path, (0, 0), None).unwrap().wal;
     assert_eq!(w.last_index(), 1);
     w.append(&entry(2, 1, "b")).unwrap();
-    w.flush(true).unwrap();
+    w.flush().unwrap();
     drop(w);
     assert_eq!(data(&Wal::open(&path, (0, 0), None).unwrap().wal, 1, 3), ["a", "b"]);
 }
