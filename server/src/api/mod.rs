@@ -1,10 +1,10 @@
 //! The client API: one file per gRPC service, and how they are served on the client listeners.
 //!
 //! ```text
-//!   client listener ──▶ mux ──application/grpc──▶ caller (token) ─▶ KV / Watch / Lease / Cluster / ─┐
-//!                                                   Maintenance / Lock / Election / Auth
-//!     (HTTP/1.1, h2)     └──anything else──────▶ http (health, version)                            ├─▶ EtcdServer
-//!                                                                                                   ┘
+//!   client listener ──▶ mux ──application/grpc──▶ metrics ─▶ grpc_limit ─▶ caller (token) ─▶ grpc ─┐
+//!     (HTTP/1.1, h2)     │        (by service name: KV / Watch / Lease / Cluster / Maintenance /   │
+//!                        │                          Lock / Election / Auth / Health)              ├─▶ EtcdServer
+//!                        └──anything else──────▶ http (health, version, gateway, plugin routes) ──┘
 //! ```
 //!
 //! Limits on what a client may send: `authority` (what a connection sends before the HTTP/2 server sees
@@ -16,6 +16,7 @@ pub mod authority;
 pub mod cluster;
 pub mod election;
 pub mod gateway;
+pub mod grpc;
 pub mod grpc_limit;
 pub mod health;
 pub mod http;
@@ -31,14 +32,6 @@ pub mod watch;
 use std::sync::Arc;
 
 use crate::metrics::Metrics;
-use crate::proto::etcdserverpb::auth_server::AuthServer;
-use crate::proto::etcdserverpb::cluster_server::ClusterServer;
-use crate::proto::etcdserverpb::kv_server::KvServer;
-use crate::proto::etcdserverpb::lease_server::LeaseServer;
-use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
-use crate::proto::etcdserverpb::watch_server::WatchServer;
-use crate::proto::v3electionpb::election_server::ElectionServer;
-use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::server::v3::Handles;
 
 /// Room for gRPC framing above `--max-request-bytes`, as etcd allows, so an oversized request reaches
@@ -116,20 +109,6 @@ impl Services {
     }
 }
 
-/// The gRPC services, their messages limited as etcd's.
-pub fn grpc_routes(s: &Services, max_request_bytes: usize) -> tonic::service::Routes {
-    let max = max_grpc_message(max_request_bytes);
-    tonic::service::Routes::new(KvServer::new(s.kv.clone()).max_decoding_message_size(max))
-        .add_service(ClusterServer::new(s.cluster.clone()).max_decoding_message_size(max))
-        .add_service(LeaseServer::new(s.lease.clone()).max_decoding_message_size(max))
-        .add_service(WatchServer::new(s.watch.clone()).max_decoding_message_size(max))
-        .add_service(MaintenanceServer::new(s.maintenance.clone()).max_decoding_message_size(max))
-        .add_service(LockServer::new(s.lock.clone()).max_decoding_message_size(max))
-        .add_service(ElectionServer::new(s.election.clone()).max_decoding_message_size(max))
-        .add_service(health::HealthService::server())
-        .add_service(AuthServer::new(s.auth.clone()).max_decoding_message_size(max))
-}
-
 /// Everything a client port serves: the gRPC services, their messages limited as etcd's and counted by
 /// the metrics' gRPC layer, and the HTTP endpoints, `/metrics` among them.
 pub fn client_mux(
@@ -138,13 +117,14 @@ pub fn client_mux(
     metrics: Arc<Metrics>,
     cfg: &ClientConfig,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> mux::Mux {
+) -> mux::Mux<impl mux::GrpcService> {
     let services = Services::new(handles, cfg, stop);
-    let grpc = grpc_routes(&services, cfg.max_request_bytes)
-        .into_axum_router()
+    let max = max_grpc_message(cfg.max_request_bytes);
+    let grpc = tower::ServiceBuilder::new()
+        .layer(metrics.grpc_layer())
+        .layer(grpc_limit::layer(max))
         .layer(auth::CallerLayer { auth: handles.auth.clone() })
-        .layer(grpc_limit::layer(max_grpc_message(cfg.max_request_bytes)))
-        .layer(metrics.grpc_layer());
+        .service(grpc::Dispatch::new(&services, max));
     let http = http::router(handles.health.clone(), handles.auth.clone(), plugins)
         .merge(http::metrics_router(metrics.clone()))
         .merge(gateway::router(services, metrics, cfg.max_request_bytes));

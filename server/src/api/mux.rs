@@ -49,9 +49,30 @@ const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
 /// Failed accepts are logged at most this often (with how many failed since the last line).
 const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// What the mux hands gRPC requests to.
+pub trait GrpcService:
+    Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> GrpcService for T where
+    T: Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 #[derive(Clone)]
-pub struct Mux {
-    grpc: axum::Router,
+pub struct Mux<G = axum::Router> {
+    /// The gRPC services: the client port's [`super::grpc::Dispatch`] behind its layers, or an axum router
+    /// (`tonic::service::Routes::into_axum_router`) on the peer port and in the proxy.
+    grpc: G,
     http: axum::Router,
     /// Set with `--client-cert-auth`: whether auth is on, for the certificate's Common Name.
     cn_auth: Option<Arc<dyn Auth>>,
@@ -59,22 +80,21 @@ pub struct Mux {
     peer_cn: Option<Arc<str>>,
 }
 
-impl Mux {
-    /// `grpc`: the gRPC services as a router (`tonic::service::Routes::into_axum_router`, with any
-    /// layers around them); `http`: everything else.
-    pub fn new(grpc: axum::Router, http: axum::Router) -> Mux {
-        Mux { grpc: grpc.with_state(()), http, cn_auth: None, peer_cn: None }
+impl<G: Clone> Mux<G> {
+    /// `grpc`: the gRPC services (with any layers around them); `http`: everything else.
+    pub fn new(grpc: G, http: axum::Router) -> Mux<G> {
+        Mux { grpc, http, cn_auth: None, peer_cn: None }
     }
 
     /// With `--client-cert-auth`: while `auth` is on, the gRPC requests of a TLS connection carry the
     /// Common Name of its client certificate (as etcd's `AuthInfoFromTLS`).
-    pub fn with_cn_auth(mut self, auth: Arc<dyn Auth>) -> Mux {
+    pub fn with_cn_auth(mut self, auth: Arc<dyn Auth>) -> Mux<G> {
         self.cn_auth = Some(auth);
         self
     }
 
     /// This mux for one TLS connection: its client certificate's Common Name, if it is wanted.
-    fn for_tls_connection(&self, tls: &rustls::ServerConnection) -> Mux {
+    fn for_tls_connection(&self, tls: &rustls::ServerConnection) -> Mux<G> {
         let mut mux = self.clone();
         if mux.cn_auth.is_some() {
             mux.peer_cn = tls.peer_certificates().and_then(|certs| certs.first()).and_then(common_name);
@@ -139,7 +159,7 @@ fn is_grpc<B>(req: &Request<B>) -> bool {
     req.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-impl Service<Request<Incoming>> for Mux {
+impl<G: GrpcService> Service<Request<Incoming>> for Mux<G> {
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -158,8 +178,9 @@ impl Service<Request<Incoming>> for Mux {
                     req.extensions_mut().insert(super::auth::PeerCn(cn.clone()));
                 }
             }
-            let mut grpc = self.grpc.clone();
-            Box::pin(async move { grpc.call(req).await })
+            // The services are always ready (tonic's servers and axum's routers are), so no clone of them
+            // is made to wait for readiness in the future.
+            Box::pin(self.grpc.call(req.map(Body::new)))
         } else {
             if let (Some(_), Some(auth)) = (&self.peer_cn, &self.cn_auth) {
                 if auth.enabled() && is_gateway(req.uri().path()) {
@@ -179,9 +200,9 @@ impl Service<Request<Incoming>> for Mux {
 /// within [`crate::tls::HANDSHAKE_TIMEOUT`], so a slow or failing client never holds up accepting others;
 /// a failed handshake (e.g. no valid client certificate under `--client-cert-auth`) just closes that
 /// connection.
-pub async fn serve(
+pub async fn serve<G: GrpcService>(
     listener: tokio::net::TcpListener,
-    mux: Mux,
+    mux: Mux<G>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     stop: watch::Receiver<bool>,
     errors: crate::fatal::Reporter,
@@ -289,14 +310,15 @@ async fn tls_handshake(
 
 /// Serves one (plain or TLS) client connection: `FixAuthority` in front of hyper, watched for graceful
 /// shutdown.
-async fn serve_connection<S>(
+async fn serve_connection<S, G>(
     builder: auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
     stream: S,
-    mux: Mux,
+    mux: Mux<G>,
     peer: std::net::SocketAddr,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    G: GrpcService,
 {
     let io = TokioIo::new(FixAuthority::new(stream));
     let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(mux));
