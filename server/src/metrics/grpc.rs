@@ -196,43 +196,52 @@ pub struct GrpcMetricsService<S> {
 impl<S> Service<Request<Body>> for GrpcMetricsService<S>
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
-    S::Future: Send + 'static,
+    S::Future: Unpin,
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = Observe<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let Some(m) = self.methods.get(req.uri().path()).cloned() else {
-            return Box::pin(self.inner.call(req));
+    fn call(&mut self, req: Request<Body>) -> Observe<S::Future> {
+        let Some(m) = self.methods.get(req.uri().path()) else {
+            return Observe { inner: self.inner.call(req), handled: None };
         };
         m.started.inc();
-        let req = req
-            .map(|b| Body::new(CountMessages { inner: b, frames: FrameCounter::default(), count: m.received.clone() }));
-        // Dropped with the future if the client goes away before the response: counted as Canceled.
-        let mut handled = Handled { method: m.clone(), done: false };
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let resp = fut.await?;
-            if let Some(status) = resp.headers().get("grpc-status") {
-                // A trailers-only response: the status is final already.
-                handled.record(status);
-            }
-            Ok(resp.map(|b| {
-                Body::new(ObserveResponse {
-                    inner: CountMessages { inner: b, frames: FrameCounter::default(), count: m.sent.clone() },
-                    handled,
-                })
-            }))
-        })
+        let received = m.clone();
+        let handled = Handled { method: m.clone(), done: false };
+        let req = req.map(|b| Body::new(CountReceived { inner: b, frames: FrameCounter::default(), method: received }));
+        Observe { inner: self.inner.call(req), handled: Some(handled) }
     }
 }
 
-/// Counts `grpc_server_handled_total` once per request.
+/// The service's response, its status counted and its body watched ([`ObserveResponse`]); dropped before
+/// that, the call counts as canceled.
+pub struct Observe<F> {
+    inner: F,
+    /// `None` for a path that is not counted.
+    handled: Option<Handled>,
+}
+
+impl<F> Future for Observe<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>> + Unpin,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Ok(resp) = std::task::ready!(Pin::new(&mut self.inner).poll(cx));
+        let Some(mut handled) = self.handled.take() else { return Poll::Ready(Ok(resp)) };
+        if let Some(status) = resp.headers().get("grpc-status") {
+            handled.record(status);
+        }
+        Poll::Ready(Ok(resp.map(|b| Body::new(ObserveResponse { inner: b, frames: FrameCounter::default(), handled }))))
+    }
+}
+
 struct Handled {
     method: Arc<MethodCounters>,
     done: bool,
@@ -296,14 +305,14 @@ impl FrameCounter {
     }
 }
 
-/// A body that counts the gRPC messages passing through it.
-struct CountMessages {
+/// The request body: counts received messages.
+struct CountReceived {
     inner: Body,
     frames: FrameCounter,
-    count: Counter,
+    method: Arc<MethodCounters>,
 }
 
-impl http_body::Body for CountMessages {
+impl http_body::Body for CountReceived {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -313,7 +322,7 @@ impl http_body::Body for CountMessages {
         if let Some(data) = frame.as_ref().and_then(|f| f.as_ref().ok()).and_then(Frame::data_ref) {
             let n = this.frames.feed(data);
             if n > 0 {
-                this.count.inc_by(n);
+                this.method.received.inc_by(n);
             }
         }
         Poll::Ready(frame)
@@ -330,7 +339,8 @@ impl http_body::Body for CountMessages {
 
 /// The response body: counts sent messages and takes the status from the trailers.
 struct ObserveResponse {
-    inner: CountMessages,
+    inner: Body,
+    frames: FrameCounter,
     handled: Handled,
 }
 
@@ -343,7 +353,12 @@ impl http_body::Body for ObserveResponse {
         let frame = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
         match &frame {
             Some(Ok(f)) => {
-                if let Some(status) = f.trailers_ref().and_then(|t| t.get("grpc-status")) {
+                if let Some(data) = f.data_ref() {
+                    let n = this.frames.feed(data);
+                    if n > 0 {
+                        this.handled.method.sent.inc_by(n);
+                    }
+                } else if let Some(status) = f.trailers_ref().and_then(|t| t.get("grpc-status")) {
                     this.handled.record(status);
                 }
             }
