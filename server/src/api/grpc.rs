@@ -10,6 +10,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -29,9 +30,12 @@ use crate::proto::v3lockpb::lock_server::LockServer;
 /// What every tonic server's `call` returns.
 type TonicFuture = Pin<Box<dyn Future<Output = Result<Response<tonic::body::Body>, Infallible>> + Send>>;
 
-/// The client API's gRPC services (see the module docs).
+/// The client API's gRPC services (see the module docs). A clone is one reference count: the mux
+/// clones the gRPC stack for each request.
 #[derive(Clone)]
-pub struct Dispatch {
+pub struct Dispatch(Arc<Servers>);
+
+struct Servers {
     kv: KvServer<kv::KvService>,
     watch: WatchServer<watch::WatchService>,
     lease: LeaseServer<lease::LeaseService>,
@@ -46,7 +50,7 @@ pub struct Dispatch {
 impl Dispatch {
     /// The services of `s`, their request messages limited to `max_message` bytes.
     pub fn new(s: &Services, max_message: usize) -> Dispatch {
-        Dispatch {
+        Dispatch(Arc::new(Servers {
             kv: KvServer::new(s.kv.clone()).max_decoding_message_size(max_message),
             watch: WatchServer::new(s.watch.clone()).max_decoding_message_size(max_message),
             lease: LeaseServer::new(s.lease.clone()).max_decoding_message_size(max_message),
@@ -56,7 +60,7 @@ impl Dispatch {
             lock: LockServer::new(s.lock.clone()).max_decoding_message_size(max_message),
             election: ElectionServer::new(s.election.clone()).max_decoding_message_size(max_message),
             health: health::HealthService::server(),
-        }
+        }))
     }
 }
 
@@ -73,16 +77,19 @@ impl Service<Request<Body>> for Dispatch {
     fn call(&mut self, req: Request<Body>) -> IntoAxum {
         let path = req.uri().path();
         let service = path.strip_prefix('/').and_then(|p| p.split_once('/')).map_or("", |(service, _)| service);
+        // A tonic server is called through `&mut`: the one the request goes to is cloned (a reference
+        // count; the call itself only reads it).
+        let s = &self.0;
         IntoAxum(match service {
-            "etcdserverpb.KV" => self.kv.call(req),
-            "etcdserverpb.Watch" => self.watch.call(req),
-            "etcdserverpb.Lease" => self.lease.call(req),
-            "etcdserverpb.Cluster" => self.cluster.call(req),
-            "etcdserverpb.Maintenance" => self.maintenance.call(req),
-            "etcdserverpb.Auth" => self.auth.call(req),
-            "v3lockpb.Lock" => self.lock.call(req),
-            "v3electionpb.Election" => self.election.call(req),
-            "grpc.health.v1.Health" => self.health.call(req),
+            "etcdserverpb.KV" => s.kv.clone().call(req),
+            "etcdserverpb.Watch" => s.watch.clone().call(req),
+            "etcdserverpb.Lease" => s.lease.clone().call(req),
+            "etcdserverpb.Cluster" => s.cluster.clone().call(req),
+            "etcdserverpb.Maintenance" => s.maintenance.clone().call(req),
+            "etcdserverpb.Auth" => s.auth.clone().call(req),
+            "v3lockpb.Lock" => s.lock.clone().call(req),
+            "v3electionpb.Election" => s.election.clone().call(req),
+            "grpc.health.v1.Health" => s.health.clone().call(req),
             other => {
                 let status = tonic::Status::unimplemented(format!("unknown service {other}"));
                 Box::pin(std::future::ready(Ok(status.into_http())))

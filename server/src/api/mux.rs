@@ -16,7 +16,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -24,7 +23,6 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 use tower::Service;
 
@@ -159,16 +157,15 @@ fn is_grpc<B>(req: &Request<B>) -> bool {
     req.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-impl<G: GrpcService> Service<Request<Incoming>> for Mux<G> {
+/// hyper calls this for each request of a connection, through a shared reference: only the service the
+/// request goes to is cloned (tower services are called through `&mut`), never the whole mux — its
+/// reference counts are shared by every connection's requests on every core.
+impl<G: GrpcService> hyper::service::Service<Request<Incoming>> for Mux<G> {
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         if is_grpc(&req) {
             if let Some(status) = super::unknown::unimplemented(req.uri().path()) {
                 return Box::pin(std::future::ready(Ok(status.into_http())));
@@ -178,9 +175,10 @@ impl<G: GrpcService> Service<Request<Incoming>> for Mux<G> {
                     req.extensions_mut().insert(super::auth::PeerCn(cn.clone()));
                 }
             }
-            // The services are always ready (tonic's servers and axum's routers are), so no clone of them
-            // is made to wait for readiness in the future.
-            Box::pin(self.grpc.call(req.map(Body::new)))
+            // The services are always ready (tonic's servers, the layers around them and axum's routers
+            // are): called at once, not through `oneshot`.
+            let mut grpc = self.grpc.clone();
+            Box::pin(grpc.call(req.map(Body::new)))
         } else {
             if let (Some(_), Some(auth)) = (&self.peer_cn, &self.cn_auth) {
                 if auth.enabled() && is_gateway(req.uri().path()) {
@@ -188,7 +186,7 @@ impl<G: GrpcService> Service<Request<Incoming>> for Mux<G> {
                 }
             }
             let mut http = self.http.clone();
-            Box::pin(async move { http.call(req.map(Body::new)).await })
+            Box::pin(http.call(req.map(Body::new)))
         }
     }
 }
@@ -321,7 +319,7 @@ async fn serve_connection<S, G>(
     G: GrpcService,
 {
     let io = TokioIo::new(FixAuthority::new(stream));
-    let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(mux));
+    let conn = builder.serve_connection_with_upgrades(io, mux);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(%peer, %e, "client connection ended with an error");
     }
