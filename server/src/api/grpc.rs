@@ -1,9 +1,10 @@
 //! The client port's gRPC services, each request handed to its service by the service name in its path.
 //!
 //! `tonic::service::Routes` does the same through an axum router (path matching with URL parameters, a
-//! boxed clone of the route per request, a response mapping); the client port is the hot path of every
-//! put and range, so it dispatches with one `match` and keeps each tonic server's own boxed future. The
-//! layers around it (`mux` → metrics → `grpc_limit` → `auth::CallerLayer` → [`Dispatch`]) are unchanged.
+//! boxed clone of the route per request, a response mapping: ≈ 1.9 µs of a put's ≈ 30 when measured);
+//! the client port is the hot path of every put and range, so it dispatches with one `match` and keeps
+//! each tonic server's own boxed future. The layers in front: `mux` → metrics → `grpc_limit` →
+//! `auth::CallerLayer` → [`Dispatch`].
 //! A path that names no service here never gets this far (`unknown` answers it in the mux); should one,
 //! it gets grpc-go's `unknown service` answer.
 

@@ -236,12 +236,14 @@ where
         let Ok(resp) = std::task::ready!(Pin::new(&mut self.inner).poll(cx));
         let Some(mut handled) = self.handled.take() else { return Poll::Ready(Ok(resp)) };
         if let Some(status) = resp.headers().get("grpc-status") {
+            // A trailers-only response: the status is final already.
             handled.record(status);
         }
         Poll::Ready(Ok(resp.map(|b| Body::new(ObserveResponse { inner: b, frames: FrameCounter::default(), handled }))))
     }
 }
 
+/// Counts `grpc_server_handled_total` once per request.
 struct Handled {
     method: Arc<MethodCounters>,
     done: bool,
