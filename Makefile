@@ -114,11 +114,12 @@ bench-ab: deps-test
 	$(CARGO) build --release -p modkv-tests --features bench --bin modkv-bench
 	CARGO_TARGET_DIR="$(abspath $(TARGET))" A="$(A)" B="$(B)" tests/bench-ab.sh
 
-## bench-mem: resident memory of etcd 3.4 and modkv after N puts of 256 B (tests/bench-mem.sh; N=300000),
-## then after MIXED_SECS seconds of a 4:1 read/write mix at MIXED_RATE requests/s if given
+## bench-mem: resident memory of etcd 3.4 and modkv (MEMBERS=1 or 3; the largest member) after N puts of
+## 256 B (tests/bench-mem.sh; N=300000), then after MIXED_SECS seconds of a 4:1 read/write mix at MIXED_RATE
+## requests/s if given
 bench-mem: deps-test build
 	$(CARGO) build --release -p modkv-tests --features bench --bin modkv-bench
-	CARGO_TARGET_DIR="$(abspath $(TARGET))" N="$(N)" MIXED_SECS="$(MIXED_SECS)" MIXED_RATE="$(MIXED_RATE)" tests/bench-mem.sh
+	CARGO_TARGET_DIR="$(abspath $(TARGET))" N="$(N)" MEMBERS="$(MEMBERS)" MIXED_SECS="$(MIXED_SECS)" MIXED_RATE="$(MIXED_RATE)" tests/bench-mem.sh
 
 ## bench-restart: restart time of etcd 3.4 and modkv with N keys of 256 B (tests/bench-restart.sh;
 ## N=300000, MEMBERS=1 or 3, ROUNDS=3): from spawning every member until each is healthy

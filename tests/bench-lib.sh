@@ -46,3 +46,30 @@ start() { # kind name client-port peer-port [extra args…]
   wait_ready "$cport"
 }
 
+# Members m0…m<members-1> of one cluster, in the background, on data dirs $work/<kind>-m<i> (fresh, or
+# those of an earlier launch: a restart): member i's client port is base + 2i, its peer port base + 2i + 1;
+# their pids go to $pids. `kind` etcd runs etcd, anything else $bin.
+launch_cluster() { # kind base-port members
+  local kind=$1 base=$2 members=$3 cluster="" i exe=$bin
+  [ "$kind" = etcd ] && exe=etcd
+  for i in $(seq 0 $((members - 1))); do cluster+="${cluster:+,}m$i=http://127.0.0.1:$((base + 2 * i + 1))"; done
+  for i in $(seq 0 $((members - 1))); do
+    local c=$((base + 2 * i)) p=$((base + 2 * i + 1))
+    "$exe" --name "m$i" --data-dir "$work/$kind-m$i" \
+      --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
+      --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
+      --initial-cluster "$cluster" >>"$work/$kind-m$i.log" 2>&1 &
+    pids+=($!)
+  done
+}
+
+cluster_ready() { # base-port members: waits until every member is healthy
+  local i
+  for i in $(seq 0 $(($2 - 1))); do wait_ready $(($1 + 2 * i)); done
+}
+
+cluster_endpoints() { # base-port members: the members' client URLs, comma-separated
+  local i out=""
+  for i in $(seq 0 $(($2 - 1))); do out+="${out:+,}http://127.0.0.1:$(($1 + 2 * i))"; done
+  echo "$out"
+}

@@ -10,27 +10,10 @@ rounds=${ROUNDS:-3}
 members=${MEMBERS:-1}
 bin=${MODKV:-$bin} # another modkv binary to measure (an A/B by hand)
 now() { date +%s.%N; }
-launch() { # kind base-port: the members, in the background; their pids in $pids
-  local kind=$1 base=$2 cluster="" i exe=$bin
-  [ "$kind" = etcd ] && exe=etcd
-  for i in $(seq 0 $((members - 1))); do cluster+="${cluster:+,}m$i=http://127.0.0.1:$((base + 2 * i + 1))"; done
-  for i in $(seq 0 $((members - 1))); do
-    local c=$((base + 2 * i)) p=$((base + 2 * i + 1))
-    "$exe" --name "m$i" --data-dir "$work/$kind-m$i" \
-      --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
-      --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
-      --initial-cluster "$cluster" >>"$work/$kind-m$i.log" 2>&1 &
-    pids+=($!)
-  done
-}
-ready() { # base-port: waits until every member is healthy (60 s at most)
-  local i
-  for i in $(seq 0 $((members - 1))); do wait_ready $(($1 + 2 * i)); done
-}
 for kind in ${KINDS:-modkv etcd}; do
   base=$((41379 + RANDOM % 400 * 8))
-  launch "$kind" "$base"
-  ready "$base"
+  launch_cluster "$kind" "$base" "$members"
+  cluster_ready "$base" "$members"
   t0=$(now)
   "$bench" put --endpoints "http://127.0.0.1:$base" --clients 100 --conns 10 --total "$n" \
     --key-space-size "$n" --sequential-keys --val-size 256 >/dev/null
@@ -38,8 +21,8 @@ for kind in ${KINDS:-modkv etcd}; do
   for r in $(seq 1 "$rounds"); do
     stop_all
     t0=$(now)
-    launch "$kind" "$base"
-    ready "$base"
+    launch_cluster "$kind" "$base" "$members"
+    cluster_ready "$base" "$members"
     took=$(echo "$(now) - $t0" | bc)
     rss=0
     for p in "${pids[@]}"; do
