@@ -73,3 +73,12 @@ cluster_endpoints() { # base-port members: the members' client URLs, comma-separ
   for i in $(seq 0 $(($2 - 1))); do out+="${out:+,}http://127.0.0.1:$(($1 + 2 * i))"; done
   echo "$out"
 }
+
+largest_member() { # the index in $pids of the member with the largest resident memory
+  local i best=0 best_i=0 kb
+  for i in "${!pids[@]}"; do
+    kb=$(awk '/VmRSS/ {print $2}' "/proc/${pids[$i]}/status")
+    if [ "$kb" -gt "$best" ]; then best=$kb; best_i=$i; fi
+  done
+  echo "$best_i"
+}

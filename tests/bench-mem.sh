@@ -12,11 +12,8 @@ members=${MEMBERS:-1}
 mixed_secs=${MIXED_SECS:-0}
 mixed_rate=${MIXED_RATE:-1500}
 largest() { # kind: the memory figures of the member with the largest RSS, and its data dir's size
-  local i best=0 best_i=0 kb
-  for i in "${!pids[@]}"; do
-    kb=$(awk '/VmRSS/ {print $2}' "/proc/${pids[$i]}/status")
-    if [ "$kb" -gt "$best" ]; then best=$kb; best_i=$i; fi
-  done
+  local best_i
+  best_i=$(largest_member)
   echo "m$best_i $(grep -E 'VmRSS|VmHWM|RssAnon|RssFile' "/proc/${pids[$best_i]}/status" | tr -s ' \t' ' ' |
     tr '\n' ' ')disk=$(du -sm "$work/$1-m$best_i" | cut -f1)MB"
 }

@@ -24,11 +24,7 @@ for kind in ${KINDS:-modkv etcd}; do
     launch_cluster "$kind" "$base" "$members"
     cluster_ready "$base" "$members"
     took=$(echo "$(now) - $t0" | bc)
-    rss=0
-    for p in "${pids[@]}"; do
-      r_kb=$(awk '/VmRSS/ {print $2}' "/proc/$p/status")
-      [ "$r_kb" -gt "$rss" ] && rss=$r_kb
-    done
+    rss=$(awk '/VmRSS/ {print $2}' "/proc/${pids[$(largest_member)]}/status")
     echo "$kind, $members member(s), keys=$n, restart $r: every member healthy in ${took} s, largest RSS $((rss / 1024)) MiB"
   done
   stop_all
